@@ -1,0 +1,102 @@
+"""A bounded, single-consumer channel that hands events over in batches.
+
+An ``asyncio.Queue`` costs a task switch per item when the consumer is waiting; a token stream
+pays that anyway, but a producer that never awaits would either block the loop until it ends or
+pay ~4 us per event. Here producers append to a deque and only wait when ``capacity`` items are
+queued, and the consumer drains everything queued before it waits again: a never-awaiting
+producer hands over ``capacity`` items per pair of task switches, and a slow consumer holds
+producers at ``capacity`` items (backpressure, bounded memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Channel(Generic[T]):
+    __slots__ = ("_buf", "_capacity", "_closed", "_detached", "_getter", "_low", "_putters")
+
+    def __init__(self, capacity: int = 1024) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self._buf: deque[T] = deque()
+        self._capacity = capacity
+        self._low = capacity // 2
+        self._getter: asyncio.Future[None] | None = None
+        self._putters: list[asyncio.Future[None]] = []
+        self._closed = False
+        self._detached = False
+
+    def push(self, item: T) -> asyncio.Future[None] | None:
+        """Queue ``item``; returns a future to await when the channel is full, else None."""
+        if self._detached:
+            return None
+        buf = self._buf
+        buf.append(item)
+        getter = self._getter
+        if getter is not None:
+            self._getter = None
+            if not getter.done():
+                getter.set_result(None)
+        if len(buf) >= self._capacity:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._putters.append(waiter)
+            # Each producer awaits its own future: a cancelled producer cancels only its own.
+            return waiter
+        return None
+
+    def close(self) -> None:
+        """No more items will come; the consumer drains what is queued, then stops."""
+        self._closed = True
+        self._wake_getter()
+
+    def detach(self) -> None:
+        """The consumer is gone: drop what is queued and never block producers again."""
+        self._detached = True
+        self._buf.clear()
+        self._wake_putters()
+
+    @property
+    def detached(self) -> bool:
+        return self._detached
+
+    def __len__(self) -> int:
+        return len(self._buf)
+
+    def _wake_getter(self) -> None:
+        getter = self._getter
+        if getter is not None:
+            self._getter = None
+            if not getter.done():
+                getter.set_result(None)
+
+    def _wake_putters(self) -> None:
+        putters, self._putters = self._putters, []
+        for waiter in putters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def __aiter__(self) -> AsyncIterator[T]:
+        buf = self._buf
+        low = self._low
+        while True:
+            while buf:
+                item = buf.popleft()
+                if self._putters and len(buf) <= low:
+                    self._wake_putters()
+                yield item
+            if self._putters:
+                self._wake_putters()
+            if self._closed or self._detached:
+                return
+            getter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._getter = getter
+            try:
+                await getter
+            finally:
+                self._getter = None

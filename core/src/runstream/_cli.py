@@ -1,0 +1,218 @@
+"""The ``runstream`` command line: run pipelines, list plugins, read run logs.
+
+Exit codes: 0 success, 1 the pipeline failed or was cancelled, 2 a usage, config or definition
+error (one line on stderr, no traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from ._errors import PipelineDefinitionError, RunstreamError
+
+PROG = "runstream"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Run async pipelines and stream their events.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a pipeline and stream its events",
+                         description="Run a pipeline; each event a task emits is printed to "
+                                     "stdout as one JSON line while it runs.")
+    run.add_argument("target", metavar="TARGET",
+                     help="a YAML pipeline file, or module:function returning a pipeline "
+                          "(or module:attribute holding one)")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="a parameter; VALUE is JSON-decoded (text that is not JSON stays a "
+                          "string). Repeatable.")
+    run.add_argument("--parameters-file", metavar="FILE", help="a YAML file of parameters")
+    run.add_argument("--config", metavar="FILE", help="the config file (default: "
+                     "$RUNSTREAM_CONFIGURATION_FILE or ./runstream.yaml)")
+    run.add_argument("--run-id", metavar="ID", help="the run id (default: generated)")
+    run.add_argument("-q", "--quiet", action="store_true",
+                     help="do not print events; only the final status line on stderr")
+
+    plugins = sub.add_parser("plugins", help="list installed plugins and what they register",
+                             description="List each plugin: distribution, version, what it "
+                                         "registered, or why it failed to load.")
+    plugins.add_argument("--json", action="store_true", help="print JSON")
+
+    runs = sub.add_parser("runs", help="read the run log store",
+                          description="Read runs from the configured run log store.")
+    runs_sub = runs.add_subparsers(dest="runs_command", metavar="SUBCOMMAND",
+                                   parser_class=_Parser)
+    ls = runs_sub.add_parser("ls", help="list recent runs, newest first")
+    ls.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+    ls.add_argument("--status", choices=["running", "completed", "failed", "cancelled",
+                                         "abandoned"], help="only runs with this status")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.add_argument("--config", metavar="FILE", help="the config file")
+    show = runs_sub.add_parser("show", help="print one run's log as JSON")
+    show.add_argument("run_id", metavar="RUN_ID")
+    show.add_argument("--config", metavar="FILE", help="the config file")
+    return parser
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _parse_params(items: Sequence[str]) -> dict[str, Any]:
+    from ._params import parse_value
+
+    params: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise RunstreamError(f"--param {item!r}: use NAME=VALUE, e.g. --param prompt=hello")
+        params[name.strip()] = parse_value(value)
+    return params
+
+
+def _load_target(target: str, config: str | None) -> Any:
+    from ._imports import import_object
+    from ._pipeline import AsyncPipeline, Pipeline
+    from ._yaml_pipeline import load_pipeline
+
+    path = Path(target)
+    if path.suffix in {".yaml", ".yml"} or (path.exists() and ":" not in target):
+        return load_pipeline(path, config)
+    # The target is imported like `python -m` would: from the working directory.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    obj = import_object(target)
+    if callable(obj) and not isinstance(obj, (AsyncPipeline, Pipeline)):
+        try:
+            obj = obj()
+        except TypeError as exc:
+            raise PipelineDefinitionError(f"calling {target}() failed: {exc}") from None
+    if isinstance(obj, Pipeline):
+        obj = obj.as_async()
+    if not isinstance(obj, AsyncPipeline):
+        raise PipelineDefinitionError(
+            f"{target} is a {type(obj).__name__}, not a pipeline (or a function returning one)")
+    return obj
+
+
+async def _run(args: argparse.Namespace, out: TextIO) -> int:
+    from ._runtime import Runtime
+
+    params = _parse_params(args.param)
+    runtime = Runtime(args.config) if args.config else Runtime.shared()
+    pipeline = _load_target(args.target, args.config)
+    handle = pipeline.stream(params, run_id=args.run_id, config=runtime,
+                             parameters_file=args.parameters_file)
+    try:
+        async for event in handle:
+            if event.type == "step.event" and not args.quiet:
+                out.write(json.dumps(event.data, default=repr) + "\n")
+                out.flush()
+        log = await handle.result()
+    finally:
+        await handle.cancel("interrupted")
+        await runtime.aclose()
+    took = ""
+    if log.ended is not None:
+        took = f" in {(log.ended - log.started).total_seconds() * 1000:.0f} ms"
+    if log.status == "completed":
+        print(f"run {log.run_id} completed{took}", file=sys.stderr)
+        return 0
+    if log.status == "failed" and log.error is not None:
+        where = f" in step '{log.error.step}'" if log.error.step else ""
+        print(f"run {log.run_id} failed{where}: {log.error.type}: {log.error.message}",
+              file=sys.stderr)
+        return 1
+    print(f"run {log.run_id} {log.status}{took}", file=sys.stderr)
+    return 1
+
+
+def _plugins(args: argparse.Namespace, out: TextIO) -> int:
+    from ._plugins import load_plugins
+
+    infos = load_plugins().infos
+    if args.json:
+        out.write(json.dumps([i.as_dict() for i in infos], indent=2) + "\n")
+        return 0
+    for info in infos:
+        dist = f"{info.distribution or '-'} {info.version or ''}".strip()
+        out.write(f"{info.name}  ({dist})  {info.status}\n")
+        for kind, names in sorted(info.registered.items()):
+            out.write(f"    {kind.replace('_', ' ')}: {', '.join(names)}\n")
+        if info.error:
+            out.write(f"    error: {info.error}\n")
+    return 0
+
+
+async def _runs(args: argparse.Namespace, out: TextIO) -> int:
+    from ._runtime import Runtime
+
+    runtime = Runtime(args.config) if args.config else Runtime.shared()
+    try:
+        if args.runs_command == "show":
+            log = await runtime.store.get(args.run_id)
+            out.write(log.model_dump_json(indent=2) + "\n")
+            return 0
+        if args.limit < 1:
+            raise RunstreamError("--limit must be at least 1")
+        summaries = await runtime.store.list_runs(limit=args.limit, status=args.status)
+        if args.json:
+            out.write(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2)
+                      + "\n")
+            return 0
+        for s in summaries:
+            out.write(f"{s.run_id}  {s.status:<9}  {s.pipeline}  "
+                      f"{s.started.isoformat(timespec='seconds')}\n")
+        if not summaries:
+            print("no runs", file=sys.stderr)
+        return 0
+    finally:
+        await runtime.aclose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = sys.stdout
+    if args.version:
+        from ._plugins import _version
+
+        out.write(f"runstream {_version() or 'unknown'}\n")
+        return 0
+    try:
+        if args.command == "run":
+            return asyncio.run(_run(args, out))
+        if args.command == "plugins":
+            return _plugins(args, out)
+        if args.command == "runs":
+            if args.runs_command is None:
+                parser.parse_args(["runs", "--help"])
+            return asyncio.run(_runs(args, out))
+        parser.print_help(sys.stderr)
+        return 2
+    except RunstreamError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def entry() -> NoReturn:
+    sys.exit(main())

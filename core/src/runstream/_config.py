@@ -1,0 +1,94 @@
+"""The configuration file (``runstream.yaml``): executor, run log store and sinks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ._errors import ConfigError
+from ._validation import explain
+
+__all__ = ["ComponentConfig", "Config", "find_config_file", "load_config"]
+
+CONFIG_ENV = "RUNSTREAM_CONFIGURATION_FILE"
+DEFAULT_CONFIG_FILE = "runstream.yaml"
+
+
+class ComponentConfig(BaseModel):
+    """A plugin component chosen by ``type``; every other key is an option of that component,
+    validated against the component's own model when the runtime is built."""
+
+    model_config = ConfigDict(extra="allow", defer_build=True)
+
+    type: str = Field(description="The registered name of the component.")
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Config(BaseModel):
+    """Contents of ``runstream.yaml``."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    executor: ComponentConfig = Field(
+        default_factory=lambda: ComponentConfig(type="local"),
+        description="How task steps run. Built in: `local`.",
+    )
+    run_log_store: ComponentConfig = Field(
+        default_factory=lambda: ComponentConfig(type="sqlite"),
+        description="Where run logs are kept. Built in: `sqlite` (default), `file-system`, "
+                    "`memory`.",
+    )
+    sinks: list[ComponentConfig] = Field(
+        default_factory=list,
+        description="Event sinks that receive every event of every run, e.g. `stdout`, `file`.",
+    )
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "<config>") -> Config:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"{source}: the config must be a mapping with keys executor, run_log_store, "
+                f"sinks; got a {type(data).__name__}"
+            )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: {explain(exc, model=cls)}") from None
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Config:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not UTF-8 text") from None
+        return cls.from_yaml(text, str(path))
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """``explicit`` > ``$RUNSTREAM_CONFIGURATION_FILE`` > ``./runstream.yaml`` if it exists."""
+    if explicit is not None:
+        return Path(explicit)
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
+    path = find_config_file(explicit)
+    return Config() if path is None else Config.from_file(path)

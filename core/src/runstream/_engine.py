@@ -1,0 +1,256 @@
+"""The run engine: one :class:`Run` per run, and the driver that walks a pipeline's steps."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._channel import Channel
+from ._errors import RunstreamError
+from ._events import Event
+from ._runlog import ErrorInfo, RunLog, StepAttempt, StepLog, now
+from ._sinks import SinkRunner
+from ._task import Task, TaskContext, _current_task
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+logger = logging.getLogger("runstream")
+
+#: The run this asyncio task belongs to. Each run's driver task sets it in its own context copy,
+#: so concurrent runs never see each other's state.
+_current_run: contextvars.ContextVar[Run] = contextvars.ContextVar("runstream_current_run")
+
+#: Items in a run's consumer channel: (seq, ts, type, step, data).
+Record = tuple[int, float, str, "str | None", dict[str, Any]]
+
+
+class StepFailed(Exception):
+    """Internal: a step failed; carries what ``step.failed`` / ``run.failed`` report."""
+
+    def __init__(self, step: str, error: BaseException) -> None:
+        super().__init__(step)
+        self.step = step
+        self.error = error
+        self.error_type = type(error).__name__
+        self.message = str(error) or repr(error)
+
+
+class Run:
+    """The state of one run. Lives in its driver task's context, never in module globals."""
+
+    __slots__ = ("cancel_reason", "channel", "log", "parameters", "runtime", "seq",
+                 "sink_runners", "started_at")
+
+    def __init__(self, runtime: Runtime, log: RunLog, parameters: dict[str, Any],
+                 channel: Channel[Record] | None) -> None:
+        self.runtime = runtime
+        self.log = log
+        self.parameters = parameters
+        self.channel = channel
+        self.seq = 0
+        self.sink_runners: list[SinkRunner] = []
+        self.cancel_reason = "cancelled"
+        self.started_at = time.perf_counter()
+
+    @property
+    def run_id(self) -> str:
+        return self.log.run_id
+
+    # -- events ------------------------------------------------------------------------------
+    def publish_step_event(self, step: str, data: dict[str, Any]) -> Any:
+        """Hot path for ``step.event``: returns an awaitable only when someone is behind."""
+        self.seq += 1
+        if self.sink_runners:
+            return self._publish_slow(self.seq, "step.event", step, data)
+        channel = self.channel
+        if channel is not None:
+            return channel.push((self.seq, time.time(), "step.event", step, data))
+        return None
+
+    def publish(self, type_: str, step: str | None, data: dict[str, Any]) -> Any:
+        self.seq += 1
+        if self.sink_runners:
+            return self._publish_slow(self.seq, type_, step, data)
+        channel = self.channel
+        if channel is not None:
+            return channel.push((self.seq, time.time(), type_, step, data))
+        return None
+
+    async def _publish_slow(self, seq: int, type_: str, step: str | None,
+                            data: dict[str, Any]) -> None:
+        ts = time.time()
+        event = Event._fast(self.log.run_id, seq, ts, type_, step, data)
+        for runner in self.sink_runners:
+            await runner.put(event)
+        channel = self.channel
+        if channel is not None:
+            waiter = channel.push((seq, ts, type_, step, data))
+            if waiter is not None:
+                await waiter
+
+    async def emit(self, type_: str, step: str | None, data: dict[str, Any]) -> None:
+        waiter = self.publish(type_, step, data)
+        if waiter is not None:
+            await waiter
+
+    # -- hooks -------------------------------------------------------------------------------
+    async def call_hook(self, name: str, **kwargs: Any) -> None:
+        if not self.runtime.has_hook(name):
+            return
+        results = getattr(self.runtime.plugins.manager.hook, name)(**kwargs)
+        for result in results:
+            if inspect.isawaitable(result):
+                await result
+
+    async def call_hook_reporting(self, name: str, **kwargs: Any) -> None:
+        """Call a hook whose errors must not change the outcome: report them instead."""
+        try:
+            await self.call_hook(name, **kwargs)
+        except Exception as exc:
+            message = f"hook {name} raised {type(exc).__name__}: {exc}"
+            self.log.warnings.append(message)
+            logger.warning("run %s: %s", self.run_id, message)
+
+
+def _error_info(step: str | None, error: BaseException) -> dict[str, Any]:
+    return {"error_type": type(error).__name__, "message": str(error) or repr(error),
+            "step": step}
+
+
+def pick_returns(task: Task, step: str, output: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not task.returns:
+        return {}
+    if output is None or not isinstance(output, Mapping):
+        raise RunstreamError(
+            f"step '{step}' declares returns {task.returns} but its task produced "
+            f"{'nothing' if output is None else type(output).__name__}"
+        )
+    missing = [name for name in task.returns if name not in output]
+    if missing:
+        have = ", ".join(sorted(map(str, output))) or "nothing"
+        raise RunstreamError(
+            f"step '{step}' declares returns {task.returns} but its output has no "
+            f"{', '.join(repr(m) for m in missing)} (it has: {have})"
+        )
+    return {name: output[name] for name in task.returns}
+
+
+async def run_step(run: Run, task: Task, path: str) -> None:
+    """Run one task step: events, hooks, run log. Raises StepFailed or CancelledError."""
+    step_log = StepLog(name=path)
+    run.log.steps[path] = step_log
+    attempt = StepAttempt(n=1, input_parameters=dict(run.parameters))
+    step_log.attempts.append(attempt)
+    await run.emit("step.started", path, {"attempt": 1})
+    ctx = TaskContext(run, path)
+    token = _current_task.set(ctx)
+    started = time.perf_counter()
+    try:
+        await run.call_hook("before_node_run", run_log=run.log, step=path,
+                            parameters=ctx.parameters)
+        output = await run.runtime.executor.run_task(task, ctx)
+        outputs = pick_returns(task, path, output)
+        attempt.output_parameters = outputs
+        attempt.status = step_log.status = "completed"
+        attempt.end = now()
+        await run.call_hook("after_node_run", run_log=run.log, step=path, step_log=step_log)
+    except asyncio.CancelledError:
+        attempt.status = step_log.status = "cancelled"
+        attempt.end = now()
+        attempt.message = "cancelled"
+        raise
+    except Exception as exc:
+        attempt.status = step_log.status = "failed"
+        attempt.end = now()
+        attempt.message = f"{type(exc).__name__}: {exc}"
+        await run.call_hook_reporting("on_node_error", run_log=run.log, step=path, error=exc)
+        await run.emit("step.failed", path, _error_info(path, exc))
+        raise StepFailed(path, exc) from exc
+    finally:
+        _current_task.reset(token)
+    run.parameters.update(outputs)
+    await run.emit("step.completed", path, {
+        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        "returns": list(outputs),
+    })
+
+
+async def drive(run: Run, steps: Sequence[Task], on_failure: Task | None) -> RunLog:
+    """Run a pipeline to its end. Returns the run log; re-raises cancellation after recording
+    it. Raises only for errors that happen before the run starts (duplicate run id, store)."""
+    _current_run.set(run)
+    runtime = run.runtime
+    log = run.log
+    try:
+        await runtime.store.create(log)
+    except BaseException:
+        if run.channel is not None:
+            run.channel.close()
+        raise
+    for label, proto in runtime.sinks:
+        runner = SinkRunner(proto.model_copy(deep=True), label, log)
+        runner.start()
+        run.sink_runners.append(runner)
+
+    cancelled = False
+    terminal: tuple[str, dict[str, Any]]
+    try:
+        try:
+            await run.emit("run.started", None, {"pipeline": log.pipeline})
+            await run.call_hook("before_run", run_log=log)
+            for task in steps:
+                await run_step(run, task, task.name)
+        except StepFailed as failed:
+            log.status = "failed"
+            log.error = ErrorInfo(type=failed.error_type, message=failed.message,
+                                  step=failed.step)
+            terminal = ("run.failed", {"error_type": failed.error_type,
+                                       "message": failed.message, "step": failed.step})
+            if on_failure is not None:
+                try:
+                    await run_step(run, on_failure, on_failure.name)
+                except StepFailed as handler_failed:
+                    log.warnings.append(
+                        f"on_failure step '{on_failure.name}' failed too: "
+                        f"{handler_failed.error_type}: {handler_failed.message}")
+        else:
+            log.status = "completed"
+            terminal = ("run.completed", {"status": "completed"})
+    except asyncio.CancelledError:
+        cancelled = True
+        log.status = "cancelled"
+        terminal = ("run.cancelled", {"reason": run.cancel_reason})
+    except Exception as exc:  # a before_run hook, or a bug: still end the run in-band
+        log.status = "failed"
+        log.error = ErrorInfo(type=type(exc).__name__, message=str(exc) or repr(exc), step=None)
+        terminal = ("run.failed", _error_info(None, exc))
+    log.ended = now()
+    terminal[1]["duration_ms"] = round((time.perf_counter() - run.started_at) * 1000, 3)
+    await _finish(run, terminal)
+    if cancelled:
+        raise asyncio.CancelledError
+    return log
+
+
+async def _finish(run: Run, terminal: tuple[str, dict[str, Any]]) -> None:
+    log = run.log
+    await run.call_hook_reporting("after_run", run_log=log)
+    try:
+        await run.emit(terminal[0], None, terminal[1])
+    finally:
+        if run.channel is not None:
+            run.channel.close()
+    for runner in run.sink_runners:
+        await runner.finish(log.status)
+    try:
+        await run.runtime.store.save(log)
+    except Exception as exc:
+        message = f"the run log store failed to save this run: {type(exc).__name__}: {exc}"
+        log.warnings.append(message)
+        logger.error("run %s: %s", run.run_id, message)

@@ -1,0 +1,71 @@
+"""Parameter resolution: explicit dict > ``RUNSTREAM_PRM_<name>`` > parameters file."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ._errors import ParameterError
+
+__all__ = ["ENV_PREFIX", "parse_value", "resolve_parameters"]
+
+ENV_PREFIX = "RUNSTREAM_PRM_"
+
+
+def parse_value(text: str) -> Any:
+    """JSON-decode ``text``; text that is not JSON is kept as the string itself.
+
+    So ``42`` is an int, ``"42"`` and ``hello`` are strings, ``[1, 2]`` is a list.
+    """
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _from_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ParameterError(f"cannot read parameters file {path}: {exc.strerror or exc}"
+                             ) from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ParameterError(f"parameters file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise ParameterError(
+            f"parameters file {path} must be a mapping of names to values, "
+            f"got a {type(data).__name__}"
+        )
+    return data
+
+
+def resolve_parameters(
+    explicit: Mapping[str, Any] | None = None,
+    parameters_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Merge the three parameter sources; the environment is read now, at call time."""
+    params: dict[str, Any] = {}
+    if parameters_file is not None:
+        params.update(_from_file(parameters_file))
+    env = os.environ if environ is None else environ
+    for key, value in env.items():
+        if key.startswith(ENV_PREFIX) and len(key) > len(ENV_PREFIX):
+            params[key[len(ENV_PREFIX):]] = parse_value(value)
+    if explicit is not None:
+        if not isinstance(explicit, Mapping):
+            raise ParameterError(
+                f"parameters must be a mapping of names to values, got {type(explicit).__name__}"
+            )
+        for key in explicit:
+            if not isinstance(key, str):
+                raise ParameterError(f"parameter names must be strings, got {key!r}")
+        params.update(explicit)
+    return params

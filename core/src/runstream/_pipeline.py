@@ -1,0 +1,266 @@
+"""Pipelines: :class:`AsyncPipeline`, its sync facade :class:`Pipeline`, and run handles."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._channel import Channel
+from ._engine import Record, Run, drive
+from ._errors import PipelineDefinitionError, RunCancelledError, RunFailedError
+from ._events import Event
+from ._params import resolve_parameters
+from ._runlog import RunLog, new_run_id, validate_run_id
+from ._runtime import Runtime, resolve_runtime
+from ._task import Task
+
+if TYPE_CHECKING:
+    from ._config import Config
+
+__all__ = ["AsyncPipeline", "Pipeline", "RunHandle"]
+
+ConfigArg = "Runtime | Config | str | os.PathLike[str] | None"
+
+#: Events a run may queue for a consumer before its producer waits (backpressure).
+CHANNEL_CAPACITY = 1024
+
+
+class RunHandle:
+    """A run in flight: iterate it for typed :class:`Event` envelopes.
+
+    ``run_id`` is known at once. Leaving the iteration early (``break``, an exception, closing
+    the iterator or cancelling the task that iterates) cancels the run. ``result()`` waits for
+    the run and returns its :class:`RunLog` whatever its status; ``cancel()`` stops it. Use it
+    as an async context manager to make sure the run is not left behind.
+    """
+
+    def __init__(self, run: Run, task: asyncio.Task[RunLog], channel: Channel[Record]) -> None:
+        self._run = run
+        self._task = task
+        self._channel = channel
+        self._iterating = False
+
+    @property
+    def run_id(self) -> str:
+        return self._run.run_id
+
+    @property
+    def run_log(self) -> RunLog:
+        """The live run log (read it, don't change it)."""
+        return self._run.log
+
+    def done(self) -> bool:
+        return self._task.done()
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._events()
+
+    async def _records(self) -> AsyncGenerator[Record, None]:
+        if self._iterating:
+            raise RuntimeError("a run handle can be iterated only once")
+        self._iterating = True
+        try:
+            async for record in self._channel:
+                yield record
+            await asyncio.wait({self._task})
+            exc = None if self._task.cancelled() else self._task.exception()
+            if exc is not None:
+                raise exc  # the run could not start (duplicate run id, store failure)
+        finally:
+            if not self._task.done():
+                await self.cancel()
+
+    async def _events(self) -> AsyncGenerator[Event, None]:
+        run_id = self.run_id
+        async for seq, ts, type_, step, data in self._records():
+            yield Event._fast(run_id, seq, ts, type_, step, data)
+
+    async def cancel(self, reason: str = "cancelled") -> RunLog:
+        """Cancel the run (its running task sees ``CancelledError``) and wait until it ended."""
+        self._channel.detach()
+        if not self._task.done():
+            self._run.cancel_reason = reason
+            self._task.cancel()
+        await asyncio.wait({self._task})
+        return self._run.log
+
+    async def result(self) -> RunLog:
+        """Wait for the run to end and return its run log (check ``.status``)."""
+        if not self._iterating:
+            self._channel.detach()  # nobody will read the events: don't hold the run back
+        await asyncio.wait({self._task})
+        if not self._task.cancelled():
+            exc = self._task.exception()
+            if exc is not None:
+                raise exc
+        return self._run.log
+
+    async def __aenter__(self) -> RunHandle:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if not self._task.done():
+            await self.cancel()
+
+
+class AsyncPipeline:
+    """A named, linear list of task steps, with an optional ``on_failure`` step.
+
+    ``on_failure`` runs when a step fails, with the parameters as they were; its events stream
+    like any step's. The run still ends ``failed``: the handler cleans up or reports, it does
+    not turn a failure into a success.
+    """
+
+    def __init__(self, name: str, steps: Sequence[Task], on_failure: Task | None = None,
+                 description: str = "") -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise PipelineDefinitionError("a pipeline needs a non-empty name")
+        if isinstance(steps, Task) or not isinstance(steps, Sequence) or not steps:
+            raise PipelineDefinitionError(
+                f"pipeline '{name}': steps must be a non-empty list of tasks")
+        seen: set[str] = set()
+        for i, step in enumerate([*steps, *([on_failure] if on_failure is not None else [])]):
+            if not isinstance(step, Task):
+                hint = (" (wrap functions: AsyncPythonTask(name=..., function=...))"
+                        if callable(step) else "")
+                where = "on_failure" if i == len(steps) else f"steps[{i}]"
+                raise PipelineDefinitionError(
+                    f"pipeline '{name}': {where} is a {type(step).__name__}, not a task{hint}")
+            if step.name in seen:
+                raise PipelineDefinitionError(
+                    f"pipeline '{name}': two steps are named '{step.name}'; step names must be "
+                    "unique")
+            seen.add(step.name)
+        self.name = name
+        self.steps: tuple[Task, ...] = tuple(steps)
+        self.on_failure = on_failure
+        self.description = description
+
+    def __repr__(self) -> str:
+        return f"AsyncPipeline(name={self.name!r}, steps={[s.name for s in self.steps]!r})"
+
+    def _prepare(self, parameters: Mapping[str, Any] | None, run_id: str | None,
+                 config: Runtime | Config | str | os.PathLike[str] | None,
+                 parameters_file: str | os.PathLike[str] | None,
+                 channel: Channel[Record] | None) -> Run:
+        runtime = resolve_runtime(config)
+        params = resolve_parameters(parameters, parameters_file)
+        rid = new_run_id() if run_id is None else validate_run_id(run_id)
+        log = RunLog(run_id=rid, pipeline=self.name, parameters=dict(params))
+        return Run(runtime, log, params, channel)
+
+    async def execute(
+        self,
+        parameters: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        config: Runtime | Config | str | os.PathLike[str] | None = None,
+        parameters_file: str | os.PathLike[str] | None = None,
+    ) -> RunLog:
+        """Run the pipeline to its end and return its run log.
+
+        Raises :class:`RunFailedError` (with ``.run_log``) if a step failed. Cancelling the
+        calling task cancels the run (recorded as ``cancelled``) and re-raises.
+        """
+        run = self._prepare(parameters, run_id, config, parameters_file, None)
+        # Run in a child task: the run's context (contextvars) stays out of the caller's.
+        task = asyncio.create_task(drive(run, self.steps, self.on_failure),
+                                   name=f"runstream-run-{run.run_id}")
+        try:
+            log = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+            raise
+        if log.status == "failed":
+            raise RunFailedError(log)
+        return log
+
+    def stream(
+        self,
+        parameters: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        config: Runtime | Config | str | os.PathLike[str] | None = None,
+        parameters_file: str | os.PathLike[str] | None = None,
+    ) -> RunHandle:
+        """Start the run now and return its handle (see :class:`RunHandle`).
+
+        Must be called with an event loop running.
+        """
+        channel: Channel[Record] = Channel(CHANNEL_CAPACITY)
+        run = self._prepare(parameters, run_id, config, parameters_file, channel)
+        task = asyncio.get_running_loop().create_task(
+            drive(run, self.steps, self.on_failure), name=f"runstream-run-{run.run_id}")
+        return RunHandle(run, task, channel)
+
+    async def execute_streaming(
+        self,
+        parameters: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        config: Runtime | Config | str | os.PathLike[str] | None = None,
+        parameters_file: str | os.PathLike[str] | None = None,
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Run the pipeline and yield the dicts its tasks emit, exactly as emitted.
+
+        If a step fails, every event it emitted first is yielded, then
+        :class:`RunFailedError` is raised. Closing the generator, or cancelling the task that
+        iterates it, cancels the run.
+        """
+        handle = self.stream(parameters, run_id, config, parameters_file)
+        records = handle._records()
+        try:
+            async for record in records:
+                if record[2] == "step.event":
+                    yield record[4]
+        finally:
+            await records.aclose()
+        log = handle.run_log
+        if log.status == "failed":
+            raise RunFailedError(log)
+        if log.status == "cancelled":
+            raise RunCancelledError(log)
+
+
+class Pipeline:
+    """Sync facade over :class:`AsyncPipeline`, for scripts and the CLI.
+
+    ``execute()`` runs the pipeline in a fresh event loop; call it where no loop is running.
+    """
+
+    def __init__(self, name: str, steps: Sequence[Task], on_failure: Task | None = None,
+                 description: str = "") -> None:
+        self._pipeline = AsyncPipeline(name, steps, on_failure, description)
+
+    @property
+    def name(self) -> str:
+        return self._pipeline.name
+
+    @property
+    def steps(self) -> tuple[Task, ...]:
+        return self._pipeline.steps
+
+    @property
+    def on_failure(self) -> Task | None:
+        return self._pipeline.on_failure
+
+    def as_async(self) -> AsyncPipeline:
+        return self._pipeline
+
+    def execute(
+        self,
+        parameters: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        config: Runtime | Config | str | os.PathLike[str] | None = None,
+        parameters_file: str | os.PathLike[str] | None = None,
+    ) -> RunLog:
+        """Run to the end in a new event loop; see :meth:`AsyncPipeline.execute`."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError("Pipeline.execute() cannot run inside an event loop; "
+                               "use AsyncPipeline and `await pipeline.execute()` there")
+        return asyncio.run(self._pipeline.execute(parameters, run_id, config, parameters_file))

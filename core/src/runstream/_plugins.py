@@ -1,0 +1,224 @@
+"""Plugin discovery (stevedore, entry-point group ``runstream``) and registration (pluggy)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from ._errors import PluginError
+from ._executor import Executor
+from ._registry import Registry
+from ._sinks import Sink
+from ._store import RunLogStore
+from ._task import Task
+
+__all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Plugins", "load_plugins"]
+
+logger = logging.getLogger("runstream.plugins")
+
+ENTRY_POINT_GROUP = "runstream"
+LOAD_ENV = "RUNSTREAM_LOAD_PLUGINS"
+BLOCK_ENV = "RUNSTREAM_BLOCK_PLUGINS"
+STRICT_ENV = "RUNSTREAM_STRICT_PLUGINS"
+
+#: Registration hook name -> the key it reports under.
+REGISTRATION_HOOKS = {
+    "register_task_types": "task_types",
+    "register_sinks": "sinks",
+    "register_executors": "executors",
+    "register_run_log_stores": "run_log_stores",
+}
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("_", "-").replace(".", "-")
+
+
+def _name_list(value: str) -> set[str]:
+    return {_norm(x) for x in value.split(",") if x.strip()}
+
+
+@dataclass
+class PluginInfo:
+    """What ``runstream plugins`` reports about one plugin."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    module: str | None
+    status: str  # "loaded" | "failed" | "blocked" | "not allowed" | "builtin"
+    error: str | None = None
+    registered: dict[str, list[str]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "distribution": self.distribution, "version": self.version,
+            "module": self.module, "status": self.status, "error": self.error,
+            "registered": self.registered,
+        }
+
+
+@dataclass
+class Plugins:
+    """A plugin manager with its plugins loaded and their components registered."""
+
+    manager: pluggy.PluginManager
+    infos: list[PluginInfo]
+    task_types: Registry[Task]
+    sinks: Registry[Sink]
+    executors: Registry[Executor]
+    run_log_stores: Registry[RunLogStore]
+
+    def registry(self, key: str) -> Registry[Any]:
+        return getattr(self, key)  # type: ignore[no-any-return]
+
+    def has_impls(self, hook: str) -> bool:
+        return bool(getattr(self.manager.hook, hook).get_hookimpls())
+
+
+def _load_entry_points(manager: pluggy.PluginManager, strict: bool, infos: list[PluginInfo]
+                       ) -> None:
+    from stevedore import ExtensionManager
+
+    allow_raw = os.environ.get(LOAD_ENV)
+    allow = None if allow_raw is None else _name_list(allow_raw)
+    block = _name_list(os.environ.get(BLOCK_ENV, ""))
+    by_ep: dict[str, PluginInfo] = {}
+
+    # stevedore may hand back cached entry points that lost their distribution: look it up.
+    dists = {(e.name, e.value): e.dist
+             for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+    def info_for(ep: importlib.metadata.EntryPoint) -> PluginInfo:
+        dist = getattr(ep, "dist", None) or dists.get((ep.name, ep.value))
+        info = PluginInfo(name=ep.name, distribution=dist.name if dist else None,
+                          version=dist.version if dist else None, module=ep.value,
+                          status="loaded")
+        by_ep[ep.name] = info
+        infos.append(info)
+        return info
+
+    class _Manager(ExtensionManager):  # type: ignore[misc]
+        # Filter before import: a blocked plugin's code never runs.
+        def _load_one_plugin(self, ep: importlib.metadata.EntryPoint, *args: Any,
+                             **kwargs: Any) -> Any:
+            info = info_for(ep)
+            dist = _norm(info.distribution or ep.name)
+            if dist in block or _norm(ep.name) in block:
+                info.status = "blocked"
+                return None
+            if allow is not None and dist not in allow and _norm(ep.name) not in allow:
+                info.status = "not allowed"
+                return None
+            return super()._load_one_plugin(ep, *args, **kwargs)
+
+    def on_failure(_mgr: Any, ep: importlib.metadata.EntryPoint, err: BaseException) -> None:
+        info = by_ep.get(ep.name) or info_for(ep)
+        info.status = "failed"
+        info.error = f"{type(err).__name__}: {err}"
+        logger.warning("runstream plugin '%s' failed to load: %s", ep.name, info.error)
+        if strict:
+            raise PluginError(f"plugin '{ep.name}' ({ep.value}) failed to load: {info.error}")
+
+    extensions = _Manager(ENTRY_POINT_GROUP, invoke_on_load=False,
+                          on_load_failure_callback=on_failure)
+    for ext in extensions:
+        info = by_ep[ext.name]
+        try:
+            manager.register(ext.plugin, name=ext.name)
+        except ValueError as exc:  # same module registered twice, or a name clash
+            info.status = "failed"
+            info.error = f"cannot register: {exc}"
+            if strict:
+                raise PluginError(f"plugin '{ext.name}': {info.error}") from None
+        except pluggy.PluginValidationError as exc:
+            info.status = "failed"
+            info.error = f"invalid hook implementation: {exc}"
+            logger.warning("runstream plugin '%s' is invalid: %s", ext.name, exc)
+            if strict:
+                raise PluginError(f"plugin '{ext.name}': {info.error}") from None
+
+
+def load_plugins(
+    plugins: Sequence[object] = (),
+    *,
+    entry_points: bool = True,
+    strict: bool | None = None,
+) -> Plugins:
+    """Build a plugin manager: built-ins, then ``plugins`` given here, then entry points.
+
+    ``strict`` (default: ``$RUNSTREAM_STRICT_PLUGINS`` set to a true value) turns any plugin
+    failure into a :class:`PluginError` instead of a report.
+    """
+    from . import _builtins
+
+    if strict is None:
+        strict = os.environ.get(STRICT_ENV, "").lower() in {"1", "true", "yes", "on"}
+    manager = pluggy.PluginManager("runstream")
+    manager.add_hookspecs(hookspecs)
+    infos: list[PluginInfo] = []
+    manager.register(_builtins, name="runstream")
+    infos.append(PluginInfo(name="runstream", distribution="runstream", version=_version(),
+                            module="runstream._builtins", status="builtin"))
+    for i, plugin in enumerate(plugins):
+        name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{i}"
+        try:
+            manager.register(plugin, name=name)
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            raise PluginError(f"cannot register plugin {name}: {exc}") from None
+        infos.append(PluginInfo(name=name, distribution=None, version=None, module=name,
+                                status="loaded"))
+    if entry_points:
+        _load_entry_points(manager, strict, infos)
+
+    result = Plugins(
+        manager=manager, infos=infos,
+        task_types=Registry("task type", Task),
+        sinks=Registry("sink", Sink),
+        executors=Registry("executor", Executor),
+        run_log_stores=Registry("run log store", RunLogStore),
+    )
+    _register_components(result, strict)
+    return result
+
+
+def _register_components(plugins: Plugins, strict: bool) -> None:
+    by_name = {info.name: info for info in plugins.infos}
+    for hook_name, key in REGISTRATION_HOOKS.items():
+        registry = plugins.registry(key)
+        hook = getattr(plugins.manager.hook, hook_name)
+        # Called one implementation at a time so that each registration is credited to its
+        # plugin (for `runstream plugins`) and one plugin's mistake does not stop the others.
+        for impl in reversed(hook.get_hookimpls()):
+            info = by_name.get(impl.plugin_name)
+
+            def register(name: str, cls: type[Any], _owner: str = impl.plugin_name,
+                         _info: PluginInfo | None = info, _key: str = key) -> None:
+                registry.register(name, cls, owner=_owner)
+                if _info is not None:
+                    _info.registered.setdefault(_key, []).append(name)
+
+            try:
+                impl.function(register=register)
+            except Exception as exc:
+                message = f"{hook_name} failed: {type(exc).__name__}: {exc}"
+                if strict:
+                    raise PluginError(f"plugin '{impl.plugin_name}': {message}") from exc
+                logger.warning("runstream plugin '%s': %s", impl.plugin_name, message)
+                if info is not None:
+                    info.status = "failed"
+                    info.error = message
+
+
+def _version() -> str | None:
+    try:
+        return importlib.metadata.version("runstream")
+    except importlib.metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,70 @@
+"""Name -> class registries filled through the registration hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Generic, TypeVar
+
+from ._errors import PluginError, UnknownNameError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """The classes of one kind (task types, sinks, ...) that plugins registered, by name."""
+
+    def __init__(self, kind: str, base: type[T]) -> None:
+        self.kind = kind
+        self.base = base
+        self._classes: dict[str, type[T]] = {}
+        self._owners: dict[str, str] = {}
+
+    def register(self, name: str, cls: type[T], owner: str = "?") -> None:
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"plugin '{owner}' registered a {self.kind} with an empty name")
+        if not (isinstance(cls, type) and issubclass(cls, self.base)):
+            raise PluginError(
+                f"plugin '{owner}' registered {self.kind} '{name}' as {cls!r}, "
+                f"which is not a subclass of {self.base.__name__}"
+            )
+        if name in self._classes:
+            raise PluginError(
+                f"{self.kind} '{name}' is registered twice: by '{self._owners[name]}' and by "
+                f"'{owner}'; uninstall or block one of them (RUNSTREAM_BLOCK_PLUGINS)"
+            )
+        self._classes[name] = cls
+        self._owners[name] = owner
+
+    def get(self, name: str) -> type[T]:
+        try:
+            return self._classes[name]
+        except KeyError:
+            installed = ", ".join(sorted(self._classes)) or "none"
+            raise UnknownNameError(
+                f"unknown {self.kind} '{name}'; installed {self.kind}s: {installed}"
+            ) from None
+
+    def get_for_config(self, name: str, where: str) -> type[T]:
+        """Like :meth:`get`, with the config entry named in the error."""
+        try:
+            return self.get(name)
+        except UnknownNameError as exc:
+            raise UnknownNameError(f"{where}: {exc}") from None
+
+    def owner(self, name: str) -> str:
+        return self._owners[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._classes)
+
+    def name_of(self, cls: type[T]) -> str | None:
+        for name, c in self._classes.items():
+            if c is cls:
+                return name
+        return None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._classes
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._classes))

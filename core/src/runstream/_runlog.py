@@ -1,0 +1,119 @@
+"""The run log: what a run did, step by step, kept by a run log store."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ._errors import RunIdError
+
+__all__ = [
+    "ErrorInfo",
+    "RUN_ID_PATTERN",
+    "RunLog",
+    "RunStatus",
+    "RunSummary",
+    "StepAttempt",
+    "StepLog",
+    "StepStatus",
+    "new_run_id",
+    "validate_run_id",
+]
+
+RunStatus = Literal["running", "completed", "failed", "cancelled", "abandoned"]
+StepStatus = Literal["running", "completed", "failed", "cancelled"]
+
+#: Run ids are safe in paths, URLs, SSE fields and SQL: 1-128 chars of letters, digits, ``._-``,
+#: starting with a letter or digit.
+RUN_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_RUN_ID_RE: Final = re.compile(RUN_ID_PATTERN)
+
+_MODEL_CONFIG = ConfigDict(defer_build=True, validate_assignment=False)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_run_id() -> str:
+    """A fresh run id: sortable by start time, 12 random hex digits to keep it unique."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(6)
+
+
+def validate_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id) or ".." in run_id:
+        raise RunIdError(
+            f"invalid run id {run_id!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (no '..')"
+        )
+    return run_id
+
+
+class ErrorInfo(BaseModel):
+    """Why a run or step failed."""
+
+    model_config = _MODEL_CONFIG
+    type: str
+    message: str
+    step: str | None = None
+
+
+class StepAttempt(BaseModel):
+    """One attempt at running a step."""
+
+    model_config = _MODEL_CONFIG
+    n: int = 1
+    start: datetime = Field(default_factory=now)
+    end: datetime | None = None
+    status: StepStatus = "running"
+    message: str | None = None
+    input_parameters: dict[str, Any] = Field(default_factory=dict)
+    output_parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class StepLog(BaseModel):
+    """A step's record: its status and every attempt."""
+
+    model_config = _MODEL_CONFIG
+    name: str
+    status: StepStatus = "running"
+    attempts: list[StepAttempt] = Field(default_factory=list)
+
+
+class RunLog(BaseModel):
+    """A run's full record, as stored by the run log store."""
+
+    model_config = _MODEL_CONFIG
+    run_id: str
+    pipeline: str
+    status: RunStatus = "running"
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    steps: dict[str, StepLog] = Field(default_factory=dict)
+    started: datetime = Field(default_factory=now)
+    ended: datetime | None = None
+    error: ErrorInfo | None = None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Problems that did not fail the run, e.g. a sink that raised and was dropped.",
+    )
+
+    @property
+    def message(self) -> str | None:
+        """The failure message, if the run failed."""
+        return self.error.message if self.error else None
+
+
+class RunSummary(BaseModel):
+    """One line of ``runstream runs ls``."""
+
+    model_config = _MODEL_CONFIG
+    run_id: str
+    pipeline: str
+    status: RunStatus
+    started: datetime
+    ended: datetime | None = None

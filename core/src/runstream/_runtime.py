@@ -1,0 +1,118 @@
+"""The runtime: loaded plugins, the validated config, the executor and the run log store."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from ._config import Config, find_config_file
+from ._errors import ConfigError
+from ._executor import Executor
+from ._plugins import BLOCK_ENV, LOAD_ENV, STRICT_ENV, Plugins, load_plugins
+from ._sinks import Sink
+from ._store import RunLogStore
+from ._validation import explain
+
+__all__ = ["Runtime"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _build(registry_kind: str, cls: type[M], options: dict[str, Any], where: str) -> M:
+    try:
+        return cls.model_validate(options)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {explain(exc, model=cls)}") from None
+
+
+class Runtime:
+    """Everything runs share: plugins, config, executor, run log store and configured sinks.
+
+    Build one per application (or let runstream build and share a default one per config file):
+    it loads plugins once and keeps the run log store's connection open. Runs never share
+    anything else through it.
+    """
+
+    def __init__(
+        self,
+        config: Config | str | os.PathLike[str] | None = None,
+        *,
+        plugins: Sequence[object] = (),
+        entry_points: bool = True,
+        strict_plugins: bool | None = None,
+    ) -> None:
+        if isinstance(config, Config):
+            self.config = config
+            self.config_file: Path | None = None
+        else:
+            self.config_file = find_config_file(config)
+            self.config = Config() if self.config_file is None else Config.from_file(
+                self.config_file)
+        source = str(self.config_file or "config")
+        self.plugins: Plugins = load_plugins(plugins, entry_points=entry_points,
+                                             strict=strict_plugins)
+        cfg = self.config
+        self.executor: Executor = _build(
+            "executor", self.plugins.executors.get_for_config(cfg.executor.type, f"{source}: executor"),
+            cfg.executor.options(), f"{source}: executor (type: {cfg.executor.type})")
+        self.store: RunLogStore = _build(
+            "run log store",
+            self.plugins.run_log_stores.get_for_config(cfg.run_log_store.type,
+                                                       f"{source}: run_log_store"),
+            cfg.run_log_store.options(), f"{source}: run_log_store (type: {cfg.run_log_store.type})")
+        self.sinks: list[tuple[str, Sink]] = []
+        for i, entry in enumerate(cfg.sinks):
+            where = f"{source}: sinks[{i}]"
+            cls = self.plugins.sinks.get_for_config(entry.type, where)
+            label = f"'{entry.type}' (sinks[{i}])"
+            self.sinks.append((label, _build("sink", cls, entry.options(),
+                                             f"{where} (type: {entry.type})")))
+        self._hooks = {name: self.plugins.has_impls(name) for name in
+                       ("before_run", "after_run", "before_node_run", "after_node_run",
+                        "on_node_error")}
+
+    def has_hook(self, name: str) -> bool:
+        return self._hooks[name]
+
+    async def aclose(self) -> None:
+        """Close the run log store. Runs must not use the runtime afterwards."""
+        await self.store.close()
+
+    # -- shared default runtimes -------------------------------------------------------------
+    # Loading plugins and opening the store costs milliseconds, so pipelines that are given no
+    # runtime share one per (config file, its mtime, plugin env vars, cwd). This is a cache of
+    # read-only set-up, like a connection pool; no run state lives here.
+    _shared: dict[tuple[Any, ...], Runtime] = {}
+    _shared_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, config: str | os.PathLike[str] | None = None) -> Runtime:
+        """The shared runtime for ``config`` (a path, or ``None`` for the default lookup)."""
+        path = find_config_file(config)
+        try:
+            stamp = path.stat().st_mtime_ns if path is not None else None
+        except OSError:
+            stamp = None
+        key = (str(path.resolve()) if path is not None else None, stamp, os.getcwd(),
+               os.environ.get(LOAD_ENV), os.environ.get(BLOCK_ENV), os.environ.get(STRICT_ENV))
+        with cls._shared_lock:
+            runtime = cls._shared.get(key)
+            if runtime is None:
+                runtime = cls(path)
+                if len(cls._shared) >= 32:
+                    cls._shared.pop(next(iter(cls._shared)))
+                cls._shared[key] = runtime
+            return runtime
+
+
+def resolve_runtime(config: Runtime | Config | str | os.PathLike[str] | None) -> Runtime:
+    if isinstance(config, Runtime):
+        return config
+    if isinstance(config, Config):
+        return Runtime(config)
+    return Runtime.shared(config)

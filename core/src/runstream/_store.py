@@ -1,0 +1,51 @@
+"""The run log store interface."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from ._runlog import RunLog, RunStatus, RunSummary
+
+__all__ = ["RunLogStore"]
+
+
+def dump_run_log(run_log: RunLog) -> str:
+    # Parameters are user data: anything JSON cannot hold is stored as its repr, not lost silently
+    # and not a crash at the end of a run.
+    return run_log.model_dump_json(fallback=repr)
+
+
+class RunLogStore(BaseModel):
+    """Base class of run log stores. Fields are the options of ``run_log_store:`` in the config.
+
+    One store instance serves every run of a :class:`runstream.Runtime`, concurrently; its methods
+    must be safe to call from many runs at once.
+    """
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    async def create(self, run_log: RunLog) -> None:
+        """Record a new run; raise :class:`runstream.RunIdError` if the id is already used."""
+        raise NotImplementedError
+
+    async def save(self, run_log: RunLog) -> None:
+        """Replace the stored record of an existing run."""
+        raise NotImplementedError
+
+    async def get(self, run_id: str) -> RunLog:
+        """The stored record; raise :class:`runstream.RunNotFoundError` if there is none."""
+        raise NotImplementedError
+
+    async def list_runs(self, *, limit: int = 50, status: RunStatus | None = None
+                        ) -> list[RunSummary]:
+        """The newest ``limit`` runs, newest first, optionally only those with ``status``."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release connections and threads. The store is not used afterwards."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": type(self).__name__, **self.model_dump()}

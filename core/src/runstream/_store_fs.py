@@ -1,0 +1,90 @@
+"""``file-system`` run log store: one JSON file per run, written atomically."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from pydantic import Field
+
+from ._errors import RunIdError, RunNotFoundError, StoreError
+from ._runlog import RunLog, RunStatus, RunSummary, validate_run_id
+from ._store import RunLogStore, dump_run_log
+
+
+class FileSystemStore(RunLogStore):
+    """One ``<run_id>.json`` per run under ``path``; each write replaces the file atomically."""
+
+    path: str = Field(default=".runstream/runs", description="Directory of the run files.")
+
+    def _dir(self) -> Path:
+        return Path(self.path)
+
+    def _file(self, run_id: str) -> Path:
+        return self._dir() / f"{validate_run_id(run_id)}.json"
+
+    def _write(self, run_log: RunLog, *, exclusive: bool) -> None:
+        directory = self._dir()
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            target = self._file(run_log.run_id)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(dump_run_log(run_log))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                if exclusive:
+                    os.link(tmp, target)  # fails if the run file exists: no overwrite race
+                else:
+                    os.replace(tmp, target)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        except FileExistsError:
+            raise RunIdError(
+                f"run id '{run_log.run_id}' is already used; pick another or omit it") from None
+        except OSError as exc:
+            raise StoreError(f"cannot write run log under {directory}: {exc}") from exc
+
+    async def create(self, run_log: RunLog) -> None:
+        await asyncio.to_thread(self._write, run_log, exclusive=True)
+
+    async def save(self, run_log: RunLog) -> None:
+        await asyncio.to_thread(self._write, run_log, exclusive=False)
+
+    def _read(self, run_id: str) -> RunLog:
+        try:
+            text = self._file(run_id).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise RunNotFoundError(f"no run '{run_id}' under {self._dir()}") from None
+        except RunIdError:
+            raise RunNotFoundError(f"no run '{run_id}': not a valid run id") from None
+        return RunLog.model_validate_json(text)
+
+    async def get(self, run_id: str) -> RunLog:
+        return await asyncio.to_thread(self._read, run_id)
+
+    def _list(self, limit: int, status: RunStatus | None) -> list[RunSummary]:
+        directory = self._dir()
+        if not directory.is_dir():
+            return []
+        files = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        logs = []
+        for f in files:
+            try:
+                log = RunLog.model_validate_json(f.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if status is None or log.status == status:
+                logs.append(log)
+        logs.sort(key=lambda log: log.started, reverse=True)
+        return [RunSummary(run_id=x.run_id, pipeline=x.pipeline, status=x.status,
+                           started=x.started, ended=x.ended) for x in logs[:limit]]
+
+    async def list_runs(self, *, limit: int = 50, status: RunStatus | None = None
+                        ) -> list[RunSummary]:
+        return await asyncio.to_thread(self._list, limit, status)

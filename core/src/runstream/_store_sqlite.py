@@ -1,0 +1,121 @@
+"""``sqlite`` run log store (the default): one embedded database file in WAL mode."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import Field, PrivateAttr
+
+from ._errors import RunIdError, RunNotFoundError, StoreError
+from ._runlog import RunLog, RunStatus, RunSummary
+from ._store import RunLogStore, dump_run_log
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id   TEXT PRIMARY KEY,
+    pipeline TEXT NOT NULL,
+    status   TEXT NOT NULL,
+    started  TEXT NOT NULL,
+    ended    TEXT,
+    log      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status, started);
+"""
+
+
+class SqliteStore(RunLogStore):
+    """Run logs in one SQLite database. Safe for many concurrent runs (one writer thread, WAL)
+    and for several processes sharing the file (WAL + busy timeout)."""
+
+    path: str = Field(default=".runstream/runstream.db", description="Database file.")
+    busy_timeout_ms: int = Field(default=5000, ge=0)
+
+    # All access goes through one thread that owns the connection: writes from concurrent runs
+    # are serialised without blocking the event loop, and sqlite never sees two threads.
+    _pool: ThreadPoolExecutor | None = PrivateAttr(default=None)
+    _conn: sqlite3.Connection | None = PrivateAttr(default=None)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            path = Path(self.path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.executescript(_SCHEMA)
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreError(f"cannot open the run log database {path}: {exc}") from exc
+            self._conn = conn
+        return self._conn
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="runstream-sqlite")
+
+        def work() -> T:
+            conn = self._connect()
+            try:
+                return fn(conn)
+            except sqlite3.Error as exc:
+                raise StoreError(f"run log database {self.path}: {exc}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
+
+    async def create(self, run_log: RunLog) -> None:
+        row = (run_log.run_id, run_log.pipeline, run_log.status, run_log.started.isoformat(),
+               None, dump_run_log(run_log))
+
+        def insert(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?)", row)
+            except sqlite3.IntegrityError:
+                raise RunIdError(f"run id '{run_log.run_id}' is already used; "
+                                 "pick another or omit it") from None
+
+        await self._call(insert)
+
+    async def save(self, run_log: RunLog) -> None:
+        row = (run_log.status, run_log.ended.isoformat() if run_log.ended else None,
+               dump_run_log(run_log), run_log.run_id)
+        await self._call(lambda conn: conn.execute(
+            "UPDATE runs SET status = ?, ended = ?, log = ? WHERE run_id = ?", row))
+
+    async def get(self, run_id: str) -> RunLog:
+        def select(conn: sqlite3.Connection) -> Any:
+            return conn.execute("SELECT log FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+
+        row = await self._call(select)
+        if row is None:
+            raise RunNotFoundError(f"no run '{run_id}' in {self.path}")
+        return RunLog.model_validate_json(row[0])
+
+    async def list_runs(self, *, limit: int = 50, status: RunStatus | None = None
+                        ) -> list[RunSummary]:
+        query = "SELECT run_id, pipeline, status, started, ended FROM runs"
+        args: tuple[Any, ...] = ()
+        if status is not None:
+            query += " WHERE status = ?"
+            args = (status,)
+        query += " ORDER BY started DESC LIMIT ?"
+        rows = await self._call(lambda conn: conn.execute(query, (*args, limit)).fetchall())
+        return [RunSummary(run_id=r[0], pipeline=r[1], status=r[2], started=r[3], ended=r[4])
+                for r in rows]
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            conn = self._conn
+            if conn is not None:
+                await asyncio.get_running_loop().run_in_executor(pool, conn.close)
+                self._conn = None
+            pool.shutdown(wait=False)

@@ -1,0 +1,251 @@
+"""Task types: the base class plugins subclass, and the context a running task gets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import threading
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ._errors import ParameterError, TaskError
+
+if TYPE_CHECKING:
+    from ._engine import Run
+
+__all__ = ["SyncTaskContext", "Task", "TaskContext", "current_task_context"]
+
+R = TypeVar("R")
+
+_current_task: contextvars.ContextVar[TaskContext] = contextvars.ContextVar(
+    "runstream_current_task"
+)
+
+
+def current_task_context() -> TaskContext:
+    """The :class:`TaskContext` of the step running in this asyncio task.
+
+    Raises ``LookupError`` outside a running step.
+    """
+    return _current_task.get()
+
+
+class Task(BaseModel):
+    """Base class of every task type.
+
+    A task type is a pydantic model: its fields are the step's options (``name`` and ``returns``
+    always; anything else the subclass declares), which makes it usable from Python and, once
+    registered under a name through ``register_task_types``, from YAML pipelines.
+
+    Implement ``async execute(ctx)`` (emit events with ``await ctx.emit({...})``), or a sync
+    ``run(ctx)`` that runs in a worker thread (emit with ``ctx.emit({...})``). Either returns a
+    mapping that holds at least the names in ``returns``, or ``None`` when ``returns`` is empty.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, defer_build=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,99}$",
+                      description="The step name: letters, digits, '_' and '-'.")
+    returns: list[str] = Field(default_factory=list,
+                               description="Output parameters this step adds for later steps.")
+
+    @field_validator("returns")
+    @classmethod
+    def _returns_are_identifiers(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not name.isidentifier():
+                raise ValueError(f"return name {name!r} is not a valid Python identifier")
+        if len(set(value)) != len(value):
+            raise ValueError("return names must be unique")
+        return value
+
+    async def execute(self, ctx: TaskContext) -> Mapping[str, Any] | None:
+        """Run the task. The default runs :meth:`run` in a worker thread."""
+        if type(self).run is Task.run:
+            raise NotImplementedError(
+                f"task type {type(self).__name__} implements neither execute() nor run()"
+            )
+        return await ctx.run_sync(self.run)
+
+    def run(self, ctx: SyncTaskContext) -> Mapping[str, Any] | None:
+        """Sync implementation, run in a worker thread; see :meth:`execute`."""
+        raise NotImplementedError
+
+
+def _not_a_dict(step: str, data: object) -> TaskError:
+    preview = repr(data)
+    if len(preview) > 80:
+        preview = preview[:77] + "..."
+    return TaskError(
+        f"step '{step}' emitted a {type(data).__name__} ({preview}); "
+        "events must be dicts, e.g. {'type': 'chunk', 'text': ...}"
+    )
+
+
+class TaskContext:
+    """What a running step can see and do: its parameters, and emitting events.
+
+    One is made per step run. It is bound to its run: parameters and events of other runs in the
+    same process are never visible through it.
+    """
+
+    __slots__ = ("_run", "step")
+
+    def __init__(self, run: Run, step: str) -> None:
+        self._run = run
+        #: The step's dotted path in the pipeline, e.g. ``llm`` or ``fanout.a.llm``.
+        self.step = step
+
+    @property
+    def run_id(self) -> str:
+        return self._run.run_id
+
+    @property
+    def pipeline(self) -> str:
+        return self._run.log.pipeline
+
+    @property
+    def parameters(self) -> Mapping[str, Any]:
+        """The run's parameters as this step sees them (read-only)."""
+        return MappingProxyType(self._run.parameters)
+
+    def parameter(self, name: str) -> Any:
+        """One parameter; a missing one raises :class:`ParameterError` naming it."""
+        try:
+            return self._run.parameters[name]
+        except KeyError:
+            raise self._missing(name) from None
+
+    def _missing(self, name: str) -> ParameterError:
+        known = ", ".join(sorted(self._run.parameters)) or "none"
+        return ParameterError(
+            f"step '{self.step}' needs parameter '{name}', which is not set; pass it with "
+            f"parameters={{'{name}': ...}}, RUNSTREAM_PRM_{name}, a parameters file, or a "
+            f"'returns' of an earlier step (parameters set: {known})"
+        )
+
+    def arguments_for(self, function: Callable[..., Any]) -> dict[str, Any]:
+        """Keyword arguments for ``function``, taken from the parameters by argument name.
+
+        Arguments with defaults are optional; ``**kwargs`` receives every parameter.
+        """
+        params = self._run.parameters
+        kwargs: dict[str, Any] = {}
+        for p in _signature(function).parameters.values():
+            if p.kind is p.VAR_KEYWORD:
+                for key, value in params.items():
+                    kwargs.setdefault(key, value)
+            elif p.kind is p.VAR_POSITIONAL:
+                continue
+            elif p.name in params:
+                if p.kind is p.POSITIONAL_ONLY:
+                    raise TaskError(
+                        f"step '{self.step}': argument '{p.name}' of {function.__qualname__} is "
+                        "positional-only; parameters are passed by name"
+                    )
+                kwargs[p.name] = params[p.name]
+            elif p.default is p.empty:
+                raise self._missing(p.name)
+        return kwargs
+
+    async def emit(self, data: dict[str, Any]) -> None:
+        """Emit one event; ``data`` is delivered verbatim as a ``step.event``.
+
+        Waits only when a consumer is behind (backpressure), so a fast producer stays fast.
+        """
+        if data.__class__ is not dict and not isinstance(data, dict):
+            raise _not_a_dict(self.step, data)
+        waiter = self._run.publish_step_event(self.step, data)
+        if waiter is not None:
+            await waiter
+
+    async def run_sync(self, function: Callable[[SyncTaskContext], R]) -> R:
+        """Run ``function(sync_ctx)`` in a worker thread and wait for it.
+
+        If this step is cancelled, the thread is told (``sync_ctx.cancelled``) and whatever it
+        emits afterwards is dropped: it cannot be interrupted, but it cannot reach a closed stream.
+        """
+        loop = asyncio.get_running_loop()
+        sync_ctx = SyncTaskContext(self, loop)
+        ctx = contextvars.copy_context()
+        try:
+            return await loop.run_in_executor(None, ctx.run, function, sync_ctx)
+        except asyncio.CancelledError:
+            sync_ctx._cancel()
+            raise
+
+
+class SyncTaskContext:
+    """The :class:`TaskContext` as seen from a worker thread: same data, blocking ``emit``."""
+
+    __slots__ = ("_async", "_cancelled", "_loop")
+
+    def __init__(self, async_ctx: TaskContext, loop: asyncio.AbstractEventLoop) -> None:
+        self._async = async_ctx
+        self._loop = loop
+        self._cancelled = threading.Event()
+
+    @property
+    def step(self) -> str:
+        return self._async.step
+
+    @property
+    def run_id(self) -> str:
+        return self._async.run_id
+
+    @property
+    def parameters(self) -> Mapping[str, Any]:
+        return self._async.parameters
+
+    def parameter(self, name: str) -> Any:
+        return self._async.parameter(name)
+
+    def arguments_for(self, function: Callable[..., Any]) -> dict[str, Any]:
+        return self._async.arguments_for(function)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the step was cancelled; a long sync task should check it and return."""
+        return self._cancelled.is_set()
+
+    def _cancel(self) -> None:
+        self._cancelled.set()
+
+    def emit(self, data: dict[str, Any]) -> None:
+        """Emit one event from the worker thread; blocks while the consumer is behind.
+
+        After the step was cancelled, events are dropped.
+        """
+        if not isinstance(data, dict):
+            raise _not_a_dict(self.step, data)
+        if self._cancelled.is_set():
+            return
+        future = asyncio.run_coroutine_threadsafe(self._async.emit(data), self._loop)
+        while True:
+            try:
+                future.result(timeout=0.1)
+                return
+            except TimeoutError:
+                if self._cancelled.is_set():
+                    future.cancel()
+                    return
+            except (asyncio.CancelledError, RuntimeError):
+                return  # the loop or the run went away: the event has nowhere to go
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_signature(function: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(function)
+
+
+def _signature(function: Callable[..., Any]) -> inspect.Signature:
+    # inspect.signature costs ~10 us and task functions are long-lived: cache by function.
+    try:
+        return _cached_signature(function)
+    except TypeError:  # unhashable callable
+        return inspect.signature(function)

@@ -1,0 +1,1 @@
+"""runstream examples."""

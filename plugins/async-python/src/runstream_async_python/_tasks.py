@@ -1,0 +1,140 @@
+"""``AsyncPythonTask`` and ``PythonTask``."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, PlainSerializer
+from runstream import RunstreamError, SyncTaskContext, Task, TaskContext, TaskError
+from runstream import import_object as _import_object
+
+
+def _resolve(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return _import_object(value)
+        except RunstreamError as exc:
+            raise ValueError(str(exc)) from None
+    if not callable(value):
+        raise ValueError(f"function must be callable or a 'module:function' string, "
+                         f"got {type(value).__name__}")
+    return value
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', repr(fn))}"
+
+
+FunctionField = Annotated[
+    Callable[..., Any],
+    BeforeValidator(_resolve),
+    PlainSerializer(_name, return_type=str),
+]
+
+
+def map_returns(step: str, returns: Sequence[str], value: Any) -> dict[str, Any] | None:
+    """A function's return value -> output parameters.
+
+    One name: the value itself. Several: a tuple/list of that many values (in order), or a
+    mapping that holds every name.
+    """
+    if not returns:
+        return None
+    if len(returns) == 1:
+        return {returns[0]: value}
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (tuple, list)) and len(value) == len(returns):
+        return dict(zip(returns, value, strict=True))
+    raise TaskError(
+        f"step '{step}' declares {len(returns)} returns {list(returns)}; its function must "
+        f"return a tuple of {len(returns)} values or a dict with those keys, "
+        f"got {type(value).__name__}"
+    )
+
+
+def _done_returns(step: str, returns: Sequence[str], done: dict[str, Any] | None,
+                  done_type: str) -> dict[str, Any] | None:
+    if not returns:
+        return None
+    if done is None:
+        raise TaskError(
+            f"step '{step}' declares returns {list(returns)} but its generator never yielded "
+            f"a {{'type': '{done_type}', ...}} dict to read them from"
+        )
+    return done
+
+
+class AsyncPythonTask(Task):
+    """Runs an async function or async generator function.
+
+    - coroutine function: awaited; its return value gives ``returns`` (see ``map_returns``).
+    - async generator function: each yielded dict is emitted as a ``step.event`` as it is
+      yielded; ``returns`` are read from the last yielded dict whose ``type`` equals
+      ``done_type`` (default ``"done"``). Yielding anything but a dict fails the step.
+
+    Arguments are filled from the run's parameters by name.
+    """
+
+    function: FunctionField = Field(description="The function, or 'module:function'.")
+    done_type: str = Field(default="done",
+                           description="`type` of the yielded dict that carries the returns.")
+
+    async def execute(self, ctx: TaskContext) -> Mapping[str, Any] | None:
+        fn = self.function
+        result = fn(**ctx.arguments_for(fn))
+        if inspect.isasyncgen(result):
+            done_type = self.done_type
+            emit = ctx.emit
+            done: dict[str, Any] | None = None
+            try:
+                async for item in result:
+                    await emit(item)
+                    if item.get("type") == done_type:
+                        done = item
+            finally:
+                await result.aclose()
+            return _done_returns(ctx.step, self.returns, done, done_type)
+        if inspect.isawaitable(result):
+            return map_returns(ctx.step, self.returns, await result)
+        if inspect.isgenerator(result):
+            result.close()
+        raise TaskError(
+            f"step '{ctx.step}': {_name(fn)} is not async (it returned a "
+            f"{type(result).__name__}); use PythonTask (type: python) for sync functions"
+        )
+
+
+class PythonTask(Task):
+    """Runs a sync function or sync generator function in a worker thread.
+
+    A generator's yielded dicts are emitted as ``step.event`` (blocking while the consumer is
+    behind); returns work as for :class:`AsyncPythonTask`. If the step is cancelled, the
+    generator is closed at its next yield and nothing more is delivered.
+    """
+
+    function: FunctionField = Field(description="The function, or 'module:function'.")
+    done_type: str = Field(default="done",
+                           description="`type` of the yielded dict that carries the returns.")
+
+    def run(self, ctx: SyncTaskContext) -> Mapping[str, Any] | None:
+        fn = self.function
+        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+            raise TaskError(f"step '{ctx.step}': {_name(fn)} is async; use AsyncPythonTask "
+                            "(type: async-python)")
+        result = fn(**ctx.arguments_for(fn))
+        if not inspect.isgenerator(result):
+            return map_returns(ctx.step, self.returns, result)
+        done: dict[str, Any] | None = None
+        try:
+            for item in result:
+                if ctx.cancelled:
+                    break
+                ctx.emit(item)
+                if item.get("type") == self.done_type:
+                    done = item
+        finally:
+            result.close()
+        return _done_returns(ctx.step, self.returns, done, self.done_type)

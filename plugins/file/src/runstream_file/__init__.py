@@ -1,0 +1,1 @@
+"""runstream-file plugin (under construction)."""

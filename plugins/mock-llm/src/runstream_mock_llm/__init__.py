@@ -1,0 +1,1 @@
+"""runstream-mock-llm plugin (under construction)."""

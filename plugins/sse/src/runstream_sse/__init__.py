@@ -1,0 +1,1 @@
+"""runstream-sse plugin (under construction)."""

@@ -1,0 +1,1 @@
+"""runstream-stdout plugin (under construction)."""
