@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,7 +19,7 @@ EventType = Literal[
     "run.cancelled",
 ]
 
-EVENT_TYPES: Final[tuple[str, ...]] = EventType.__args__
+EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
 #: Every run ends with exactly one of these.
 TERMINAL_EVENT_TYPES: Final[frozenset[str]] = frozenset(
     {"run.completed", "run.failed", "run.cancelled"}

@@ -105,7 +105,7 @@ def _load_entry_points(manager: pluggy.PluginManager, strict: bool, infos: list[
         infos.append(info)
         return info
 
-    class _Manager(ExtensionManager):  # type: ignore[misc]
+    class _Manager(ExtensionManager[Any]):
         # Filter before import: a blocked plugin's code never runs.
         def _load_one_plugin(self, ep: importlib.metadata.EntryPoint, *args: Any,
                              **kwargs: Any) -> Any:
@@ -200,8 +200,9 @@ def _register_components(plugins: Plugins, strict: bool) -> None:
             info = by_name.get(impl.plugin_name)
 
             def register(name: str, cls: type[Any], _owner: str = impl.plugin_name,
-                         _info: PluginInfo | None = info, _key: str = key) -> None:
-                registry.register(name, cls, owner=_owner)
+                         _info: PluginInfo | None = info, _key: str = key,
+                         _registry: Registry[Any] = registry) -> None:
+                _registry.register(name, cls, owner=_owner)
                 if _info is not None:
                     _info.registered.setdefault(_key, []).append(name)
 

@@ -6,7 +6,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -23,7 +23,7 @@ __all__ = ["Runtime"]
 M = TypeVar("M", bound=BaseModel)
 
 
-def _build(registry_kind: str, cls: type[M], options: dict[str, Any], where: str) -> M:
+def _build(cls: type[M], options: dict[str, Any], where: str) -> M:
     try:
         return cls.model_validate(options)
     except ValidationError as exc:
@@ -57,20 +57,22 @@ class Runtime:
         self.plugins: Plugins = load_plugins(plugins, entry_points=entry_points,
                                              strict=strict_plugins)
         cfg = self.config
+        executor_cls = self.plugins.executors.get_for_config(cfg.executor.type,
+                                                             f"{source}: executor")
         self.executor: Executor = _build(
-            "executor", self.plugins.executors.get_for_config(cfg.executor.type, f"{source}: executor"),
-            cfg.executor.options(), f"{source}: executor (type: {cfg.executor.type})")
+            executor_cls, cfg.executor.options(),
+            f"{source}: executor (type: {cfg.executor.type})")
+        store_cls = self.plugins.run_log_stores.get_for_config(cfg.run_log_store.type,
+                                                              f"{source}: run_log_store")
         self.store: RunLogStore = _build(
-            "run log store",
-            self.plugins.run_log_stores.get_for_config(cfg.run_log_store.type,
-                                                       f"{source}: run_log_store"),
-            cfg.run_log_store.options(), f"{source}: run_log_store (type: {cfg.run_log_store.type})")
+            store_cls, cfg.run_log_store.options(),
+            f"{source}: run_log_store (type: {cfg.run_log_store.type})")
         self.sinks: list[tuple[str, Sink]] = []
         for i, entry in enumerate(cfg.sinks):
             where = f"{source}: sinks[{i}]"
             cls = self.plugins.sinks.get_for_config(entry.type, where)
             label = f"'{entry.type}' (sinks[{i}])"
-            self.sinks.append((label, _build("sink", cls, entry.options(),
+            self.sinks.append((label, _build(cls, entry.options(),
                                              f"{where} (type: {entry.type})")))
         self._hooks = {name: self.plugins.has_impls(name) for name in
                        ("before_run", "after_run", "before_node_run", "after_node_run",
@@ -87,8 +89,8 @@ class Runtime:
     # Loading plugins and opening the store costs milliseconds, so pipelines that are given no
     # runtime share one per (config file, its mtime, plugin env vars, cwd). This is a cache of
     # read-only set-up, like a connection pool; no run state lives here.
-    _shared: dict[tuple[Any, ...], Runtime] = {}
-    _shared_lock = threading.Lock()
+    _shared: ClassVar[dict[tuple[Any, ...], Runtime]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
     @classmethod
     def shared(cls, config: str | os.PathLike[str] | None = None) -> Runtime:

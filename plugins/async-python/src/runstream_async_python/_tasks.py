@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
+from typing import Annotated, Any, cast
 
 from pydantic import BeforeValidator, Field, PlainSerializer
 from runstream import RunstreamError, SyncTaskContext, Task, TaskContext, TaskError
@@ -90,7 +90,7 @@ class AsyncPythonTask(Task):
             emit = ctx.emit
             done: dict[str, Any] | None = None
             try:
-                async for item in result:
+                async for item in cast("AsyncGenerator[dict[str, Any], None]", result):
                     await emit(item)
                     if item.get("type") == done_type:
                         done = item
@@ -129,7 +129,7 @@ class PythonTask(Task):
             return map_returns(ctx.step, self.returns, result)
         done: dict[str, Any] | None = None
         try:
-            for item in result:
+            for item in cast("Generator[dict[str, Any], None, None]", result):
                 if ctx.cancelled:
                     break
                 ctx.emit(item)
