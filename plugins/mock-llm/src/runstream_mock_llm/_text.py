@@ -1,0 +1,69 @@
+"""The answer a mock LLM gives: from a template, a fixed text or seeded random words."""
+
+from __future__ import annotations
+
+import random
+import string
+
+__all__ = ["DEFAULT_TEMPLATE", "PREVIEW_CHARS", "VOCABULARY", "check_template", "chunks",
+           "random_words", "render"]
+
+#: The answer of the user's plan (``mock_llm_stream``); ``{prompt_preview}`` is the prompt cut to
+#: 50 characters, with ``...`` appended when it was longer.
+DEFAULT_TEMPLATE = (
+    "I received your prompt: '{prompt_preview}'. "
+    "Here is my simulated response with multiple words to demonstrate "
+    "token-by-token streaming in action."
+)
+
+#: Length of ``{prompt_preview}``, as in the plan.
+PREVIEW_CHARS = 50
+
+_PLACEHOLDERS = ("prompt", "prompt_preview")
+
+#: Words ``response_words`` draws from.
+VOCABULARY = (
+    "the", "a", "model", "token", "stream", "answer", "quickly", "data", "pipeline", "event",
+    "server", "client", "async", "task", "response", "prompt", "simulated", "words", "with",
+    "and", "of", "to", "in", "is", "every", "run", "step", "sends", "reads", "returns", "small",
+    "large", "fast", "slow", "clear", "result", "context", "value", "list", "text",
+)
+
+
+def check_template(template: str) -> str:
+    """Return ``template`` if its only placeholders are ``{prompt}`` and ``{prompt_preview}``.
+
+    Raises ``ValueError`` (naming the offending placeholder) otherwise.
+    """
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template)
+                  if field is not None]
+    except ValueError as exc:
+        raise ValueError(f"response_template is not a valid format string: {exc}; write a "
+                         "literal brace as '{{' or '}}'") from None
+    for field in fields:
+        if field not in _PLACEHOLDERS:
+            raise ValueError(
+                f"response_template uses the placeholder {{{field}}}; allowed placeholders: "
+                "{prompt}, {prompt_preview} (write a literal brace as '{{' or '}}')")
+    return template
+
+
+def render(template: str, prompt: str) -> str:
+    """The answer for ``prompt`` (``template`` must have passed :func:`check_template`)."""
+    preview = prompt[:PREVIEW_CHARS] + ("..." if len(prompt) > PREVIEW_CHARS else "")
+    return template.format(prompt=prompt, prompt_preview=preview)
+
+
+def random_words(count: int, seed: int) -> str:
+    """``count`` words drawn from :data:`VOCABULARY`; the same seed gives the same words."""
+    rng = random.Random(seed)
+    return " ".join(rng.choice(VOCABULARY) for _ in range(count))
+
+
+def chunks(text: str) -> list[str]:
+    """The streamed pieces of ``text``: one per whitespace-separated word, each followed by a
+    space except the last (as the plan streams them)."""
+    words = text.split()
+    last = len(words) - 1
+    return [word + " " if i < last else word for i, word in enumerate(words)]
