@@ -61,6 +61,15 @@ class Channel(Generic[T]):
         self._buf.clear()
         self._wake_putters()
 
+    def release(self) -> None:
+        """Stop applying backpressure (the run is ending): pushes never wait from now on.
+
+        The closing event must not wait for a reader that may itself be waiting for the run
+        (``await handle.cancel()`` inside ``async for event in handle``).
+        """
+        self._capacity = 1 << 62
+        self._wake_putters()
+
     @property
     def detached(self) -> bool:
         return self._detached

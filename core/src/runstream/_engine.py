@@ -241,6 +241,8 @@ async def drive(run: Run, steps: Sequence[Task], on_failure: Task | None) -> Run
 async def _finish(run: Run, terminal: tuple[str, dict[str, Any]]) -> None:
     log = run.log
     await run.call_hook_reporting("after_run", run_log=log)
+    if run.channel is not None:
+        run.channel.release()
     try:
         await run.emit(terminal[0], None, terminal[1])
     finally:

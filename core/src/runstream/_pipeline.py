@@ -41,6 +41,7 @@ class RunHandle:
         self._task = task
         self._channel = channel
         self._iterating = False
+        self._reading = False
 
     @property
     def run_id(self) -> str:
@@ -60,7 +61,7 @@ class RunHandle:
     async def _records(self) -> AsyncGenerator[Record, None]:
         if self._iterating:
             raise RuntimeError("a run handle can be iterated only once")
-        self._iterating = True
+        self._iterating = self._reading = True
         try:
             async for record in self._channel:
                 yield record
@@ -69,6 +70,7 @@ class RunHandle:
             if exc is not None:
                 raise exc  # the run could not start (duplicate run id, store failure)
         finally:
+            self._reading = False
             if not self._task.done():
                 await self.cancel()
 
@@ -78,8 +80,12 @@ class RunHandle:
             yield Event._fast(run_id, seq, ts, type_, step, data)
 
     async def cancel(self, reason: str = "cancelled") -> RunLog:
-        """Cancel the run (its running task sees ``CancelledError``) and wait until it ended."""
-        self._channel.detach()
+        """Cancel the run (its running task sees ``CancelledError``) and wait until it ended.
+
+        Someone iterating the handle still receives the closing ``run.cancelled`` event.
+        """
+        if not self._reading:
+            self._channel.detach()  # nobody reads: the run must not wait for room
         if not self._task.done():
             self._run.cancel_reason = reason
             self._task.cancel()

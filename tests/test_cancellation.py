@@ -1,0 +1,175 @@
+"""Closing or cancelling a stream cancels its run: finally runs, log says cancelled, no task left."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import pytest
+from runstream import AsyncPipeline, RunCancelledError, Runtime
+from runstream_async_python import AsyncPythonTask, PythonTask
+
+
+class Probe:
+    def __init__(self) -> None:
+        self.finally_ran = asyncio.Event()
+        self.cancelled_seen = False
+
+    async def gen(self) -> AsyncGenerator[dict[str, Any], None]:
+        try:
+            for i in range(1_000_000):
+                yield {"type": "chunk", "i": i}
+                await asyncio.sleep(0.001)
+        except asyncio.CancelledError:
+            self.cancelled_seen = True
+            raise
+        finally:
+            self.finally_ran.set()
+
+    def pipeline(self) -> AsyncPipeline:
+        return AsyncPipeline("cancel", [AsyncPythonTask(name="gen", function=self.gen)])
+
+
+def runstream_tasks() -> set[asyncio.Task[Any]]:
+    return {t for t in asyncio.all_tasks() if t.get_name().startswith("runstream")}
+
+
+async def assert_cancelled(runtime: Runtime, run_id: str, probe: Probe) -> None:
+    assert probe.finally_ran.is_set()
+    log = await runtime.store.get(run_id)
+    assert log.status == "cancelled"
+    assert log.steps["gen"].status == "cancelled"
+    assert runstream_tasks() == set()
+
+
+async def test_closing_execute_streaming_cancels_the_run(runtime: Runtime) -> None:
+    probe = Probe()
+    agen = probe.pipeline().execute_streaming(run_id="close-1", config=runtime)
+    got = [await agen.__anext__() for _ in range(3)]
+    assert [g["i"] for g in got] == [0, 1, 2]
+    await agen.aclose()
+    await assert_cancelled(runtime, "close-1", probe)
+
+
+async def test_break_out_of_execute_streaming_cancels_the_run(runtime: Runtime) -> None:
+    probe = Probe()
+    agen = probe.pipeline().execute_streaming(run_id="break-1", config=runtime)
+    async for event in agen:
+        if event["i"] == 5:
+            break
+    await agen.aclose()
+    await assert_cancelled(runtime, "break-1", probe)
+
+
+async def test_cancelling_the_consumer_task_cancels_the_run(runtime: Runtime) -> None:
+    probe = Probe()
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in probe.pipeline().execute_streaming(run_id="ct-1", config=runtime):
+            first.set()
+
+    task = asyncio.create_task(consume())
+    await first.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await assert_cancelled(runtime, "ct-1", probe)
+    assert probe.cancelled_seen
+
+
+async def test_run_handle_cancel(runtime: Runtime) -> None:
+    probe = Probe()
+    handle = probe.pipeline().stream(run_id="h-1", config=runtime)
+    seen = []
+    async for event in handle:
+        seen.append(event.type)
+        if event.type == "step.event":
+            break
+    log = await handle.cancel()
+    assert log.status == "cancelled"
+    await assert_cancelled(runtime, "h-1", probe)
+
+
+async def test_handle_cancel_from_outside_ends_stream_with_run_cancelled(
+        runtime: Runtime) -> None:
+    probe = Probe()
+    handle = probe.pipeline().stream(run_id="h-2", config=runtime)
+    types: list[str] = []
+
+    async def reader() -> None:
+        async for event in handle:
+            types.append(event.type)
+            if event.type == "step.event" and len(types) == 5:
+                asyncio.get_running_loop().call_soon(
+                    lambda: asyncio.ensure_future(handle.cancel("user pressed stop")))
+
+    await reader()
+    assert types[-1] == "run.cancelled"
+    assert (await handle.result()).status == "cancelled"
+    await assert_cancelled(runtime, "h-2", probe)
+
+
+async def test_async_with_handle_cancels_on_exit(runtime: Runtime) -> None:
+    probe = Probe()
+    async with probe.pipeline().stream(run_id="ctx-1", config=runtime) as handle:
+        async for event in handle:
+            if event.type == "step.event":
+                break
+    await assert_cancelled(runtime, "ctx-1", probe)
+
+
+async def test_cancelled_run_raises_run_cancelled_from_execute_streaming(
+        runtime: Runtime) -> None:
+    probe = Probe()
+    p = probe.pipeline()
+    handle_holder: list[Any] = []
+
+    async def gen_then_cancel() -> AsyncGenerator[dict[str, Any], None]:
+        yield {"type": "chunk"}
+        raise asyncio.CancelledError  # the task itself gets cancelled
+
+    p = AsyncPipeline("c", [AsyncPythonTask(name="gen", function=gen_then_cancel)])
+    with pytest.raises(RunCancelledError):
+        [e async for e in p.execute_streaming(run_id="self-c", config=runtime)]
+    assert not handle_holder
+    assert (await runtime.store.get("self-c")).status == "cancelled"
+
+
+async def test_sync_thread_task_emits_after_cancel_are_dropped(runtime: Runtime) -> None:
+    import threading
+
+    release = threading.Event()
+    emitted_after = threading.Event()
+
+    def worker():  # type: ignore[no-untyped-def]
+        yield {"type": "chunk", "n": 0}
+        release.wait(5)
+        yield {"type": "chunk", "n": 1}
+        emitted_after.set()
+
+    p = AsyncPipeline("t", [PythonTask(name="gen", function=worker)])
+    agen = p.execute_streaming(run_id="thr-1", config=runtime)
+    assert await agen.__anext__() == {"type": "chunk", "n": 0}
+    await agen.aclose()
+    release.set()
+    await asyncio.sleep(0.1)
+    log = await runtime.store.get("thr-1")
+    assert log.status == "cancelled"
+    assert not emitted_after.is_set()  # the generator was closed at its next yield
+
+
+async def test_reader_cancelling_inside_its_loop_does_not_deadlock(runtime: Runtime) -> None:
+    async def flood() -> AsyncGenerator[dict[str, Any], None]:
+        for i in range(100_000):  # never awaits: fills the channel while we are inside cancel()
+            yield {"i": i}
+
+    p = AsyncPipeline("flood", [AsyncPythonTask(name="gen", function=flood)])
+    handle = p.stream(run_id="inline-cancel", config=runtime)
+    async for event in handle:
+        if event.type == "step.event":
+            log = await asyncio.wait_for(handle.cancel("enough"), timeout=10)
+            break
+    assert log.status == "cancelled"
+    assert runstream_tasks() == set()
