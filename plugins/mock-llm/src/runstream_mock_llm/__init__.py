@@ -6,4 +6,4 @@ Use :class:`MockLLMTask` in Python pipelines, or ``type: mock-llm`` in YAML pipe
 from ._task import OUTPUTS, MockLLMTask
 from ._text import DEFAULT_TEMPLATE, VOCABULARY
 
-__all__ = ["DEFAULT_TEMPLATE", "OUTPUTS", "VOCABULARY", "MockLLMTask"]
+__all__ = ["DEFAULT_TEMPLATE", "MockLLMTask", "OUTPUTS", "VOCABULARY"]
