@@ -90,12 +90,13 @@ def _load_target(target: str, config: str | None) -> Any:
     from ._pipeline import AsyncPipeline, Pipeline
     from ._yaml_pipeline import load_pipeline
 
+    # The target, and the `module:function` strings of a YAML pipeline's steps, are imported
+    # like `python -m` would: from the working directory.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     path = Path(target)
     if path.suffix in {".yaml", ".yml"} or (path.exists() and ":" not in target):
         return load_pipeline(path, config)
-    # The target is imported like `python -m` would: from the working directory.
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
     obj = import_object(target)
     if callable(obj) and not isinstance(obj, (AsyncPipeline, Pipeline)):
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import logging
 import os
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from ._sinks import Sink
 from ._store import RunLogStore
 from ._task import Task
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Plugins", "load_plugins"]
+__all__ = ["PluginInfo", "Plugins", "load_plugins"]
 
 logger = logging.getLogger("runstream.plugins")
 
@@ -123,9 +124,9 @@ def _load_entry_points(manager: pluggy.PluginManager, strict: bool, infos: list[
         info = by_ep.get(ep.name) or info_for(ep)
         info.status = "failed"
         info.error = f"{type(err).__name__}: {err}"
-        logger.warning("runstream plugin '%s' failed to load: %s", ep.name, info.error)
-        if strict:
+        if strict:  # the error is the report: no second line from the logger
             raise PluginError(f"plugin '{ep.name}' ({ep.value}) failed to load: {info.error}")
+        logger.warning("runstream plugin '%s' failed to load: %s", ep.name, info.error)
 
     extensions = _Manager(ENTRY_POINT_GROUP, invoke_on_load=False,
                           on_load_failure_callback=on_failure)
@@ -196,7 +197,10 @@ def _register_components(plugins: Plugins, strict: bool) -> None:
         hook = getattr(plugins.manager.hook, hook_name)
         # Called one implementation at a time so that each registration is credited to its
         # plugin (for `runstream plugins`) and one plugin's mistake does not stop the others.
-        for impl in reversed(hook.get_hookimpls()):
+        # In registration order (built-ins, then plugins given in code, then entry points), not
+        # pluggy's LIFO call order: on a name clash the built-in keeps its name and the plugin
+        # that came later is the one reported, instead of silently taking over e.g. `sqlite`.
+        for impl in hook.get_hookimpls():
             info = by_name.get(impl.plugin_name)
 
             def register(name: str, cls: type[Any], _owner: str = impl.plugin_name,
@@ -207,7 +211,12 @@ def _register_components(plugins: Plugins, strict: bool) -> None:
                     _info.registered.setdefault(_key, []).append(name)
 
             try:
-                impl.function(register=register)
+                result = impl.function(register=register)
+                if inspect.isawaitable(result):
+                    if inspect.iscoroutine(result):
+                        result.close()  # never awaited: close it so Python does not warn
+                    raise PluginError(f"{hook_name} must be a plain function, not async: "
+                                      "registration happens while the runtime is built")
             except Exception as exc:
                 message = f"{hook_name} failed: {type(exc).__name__}: {exc}"
                 if strict:

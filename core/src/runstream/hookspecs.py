@@ -3,8 +3,10 @@
 A plugin is a module (found through the ``runstream`` entry-point group) with functions marked
 ``@runstream.hookimpl`` whose names match these specs. Registration hooks are called once, when a
 :class:`runstream.Runtime` is built; lifecycle hooks are called for every run and step. A lifecycle
-hook implementation may be ``async``: runstream awaits what it returns. An exception raised by a
-lifecycle hook fails the step (or, for ``before_run``, the run) it was called for.
+hook implementation may be ``async``: runstream awaits what it returns. An exception raised by
+``before_node_run`` or ``after_node_run`` fails the step it was called for, one raised by
+``before_run`` fails the run; errors of ``on_node_error`` and ``after_run`` are reported in the run
+log's ``warnings`` and do not change the outcome. Registration hooks must be plain functions.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from ._runlog import RunLog, StepLog
 
 __all__ = [
+    "Register",
     "after_node_run",
     "after_run",
     "before_node_run",
