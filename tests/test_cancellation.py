@@ -1,4 +1,4 @@
-"""Closing or cancelling a stream cancels its run: finally runs, log says cancelled, no task left."""
+"""Closing or cancelling a stream cancels its run: finally runs, log says cancelled."""
 
 from __future__ import annotations
 

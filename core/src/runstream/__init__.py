@@ -10,7 +10,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._channel import Channel
     from ._config import ComponentConfig, Config
     from ._errors import (
         ConfigError,
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
         TaskError,
         UnknownNameError,
     )
-    from ._events import EVENT_TYPES, TERMINAL_EVENT_TYPES, Event
+    from ._events import EVENT_TYPES, TERMINAL_EVENT_TYPES, Event, EventType
     from ._executor import Executor, LocalExecutor
     from ._imports import import_object
     from ._params import resolve_parameters
@@ -37,10 +36,13 @@ if TYPE_CHECKING:
         RUN_ID_PATTERN,
         ErrorInfo,
         RunLog,
+        RunStatus,
         RunSummary,
         StepAttempt,
         StepLog,
+        StepStatus,
         new_run_id,
+        validate_run_id,
     )
     from ._runtime import Runtime
     from ._sinks import Sink
@@ -52,16 +54,14 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
-    "EVENT_TYPES",
-    "RUN_ID_PATTERN",
-    "TERMINAL_EVENT_TYPES",
     "AsyncPipeline",
-    "Channel",
     "ComponentConfig",
     "Config",
     "ConfigError",
+    "EVENT_TYPES",
     "ErrorInfo",
     "Event",
+    "EventType",
     "Executor",
     "LocalExecutor",
     "ParameterError",
@@ -70,6 +70,7 @@ __all__ = [
     "PluginError",
     "PluginInfo",
     "Plugins",
+    "RUN_ID_PATTERN",
     "RunCancelledError",
     "RunError",
     "RunFailedError",
@@ -78,14 +79,17 @@ __all__ = [
     "RunLog",
     "RunLogStore",
     "RunNotFoundError",
+    "RunStatus",
     "RunSummary",
-    "Runtime",
     "RunstreamError",
+    "Runtime",
     "Sink",
     "StepAttempt",
     "StepLog",
+    "StepStatus",
     "StoreError",
     "SyncTaskContext",
+    "TERMINAL_EVENT_TYPES",
     "Task",
     "TaskContext",
     "TaskError",
@@ -99,10 +103,10 @@ __all__ = [
     "new_run_id",
     "pipeline_from_dict",
     "resolve_parameters",
+    "validate_run_id",
 ]
 
 _WHERE = {
-    "Channel": "_channel",
     "ComponentConfig": "_config", "Config": "_config",
     "ConfigError": "_errors", "ParameterError": "_errors", "PipelineDefinitionError": "_errors",
     "PluginError": "_errors", "RunCancelledError": "_errors", "RunError": "_errors",
@@ -110,13 +114,15 @@ _WHERE = {
     "RunstreamError": "_errors", "StoreError": "_errors", "TaskError": "_errors",
     "UnknownNameError": "_errors",
     "EVENT_TYPES": "_events", "TERMINAL_EVENT_TYPES": "_events", "Event": "_events",
+    "EventType": "_events",
     "Executor": "_executor", "LocalExecutor": "_executor",
     "import_object": "_imports",
     "resolve_parameters": "_params",
     "AsyncPipeline": "_pipeline", "Pipeline": "_pipeline", "RunHandle": "_pipeline",
     "PluginInfo": "_plugins", "Plugins": "_plugins", "load_plugins": "_plugins",
     "RUN_ID_PATTERN": "_runlog", "ErrorInfo": "_runlog", "RunLog": "_runlog",
-    "RunSummary": "_runlog", "StepAttempt": "_runlog", "StepLog": "_runlog",
+    "RunSummary": "_runlog", "RunStatus": "_runlog", "StepStatus": "_runlog",
+    "validate_run_id": "_runlog", "StepAttempt": "_runlog", "StepLog": "_runlog",
     "new_run_id": "_runlog",
     "Runtime": "_runtime",
     "Sink": "_sinks",

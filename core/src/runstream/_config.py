@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ._errors import ConfigError
 from ._validation import explain
 
-__all__ = ["ComponentConfig", "Config", "find_config_file", "load_config"]
+__all__ = ["ComponentConfig", "Config"]
 
 CONFIG_ENV = "RUNSTREAM_CONFIGURATION_FILE"
 DEFAULT_CONFIG_FILE = "runstream.yaml"

@@ -12,7 +12,7 @@ import yaml
 
 from ._errors import ParameterError
 
-__all__ = ["ENV_PREFIX", "parse_value", "resolve_parameters"]
+__all__ = ["resolve_parameters"]
 
 ENV_PREFIX = "RUNSTREAM_PRM_"
 

@@ -46,6 +46,7 @@ def new_run_id() -> str:
 
 
 def validate_run_id(run_id: str) -> str:
+    """Return ``run_id`` if it matches :data:`RUN_ID_PATTERN`, else raise ``RunIdError``."""
     if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id) or ".." in run_id:
         raise RunIdError(
             f"invalid run id {run_id!r}: use 1-128 letters, digits, '.', '_' or '-', "

@@ -1,0 +1,103 @@
+"""runstream.yaml: validated, with errors that name the bad key and the allowed values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from runstream import Config, ConfigError, Runtime, UnknownNameError
+from runstream._config import find_config_file
+
+
+def test_defaults() -> None:
+    cfg = Config()
+    assert cfg.executor.type == "local"
+    assert cfg.run_log_store.type == "sqlite"
+    assert cfg.sinks == []
+
+
+def test_full_config_from_yaml() -> None:
+    cfg = Config.from_yaml(
+        "executor: {type: local}\n"
+        "run_log_store: {type: file-system, path: /tmp/x}\n"
+        "sinks:\n  - {type: stdout, format: jsonl}\n")
+    assert cfg.run_log_store.options() == {"path": "/tmp/x"}
+    assert cfg.sinks[0].type == "stdout"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("execuotr: {type: local}\n", "unknown key 'execuotr'; allowed keys: executor, "
+                                 "run_log_store, sinks"),
+    ("run_log_store: {path: x}\n", "missing required key 'run_log_store.type'"),
+    ("sinks: {type: stdout}\n", "'sinks'"),
+    ("sinks:\n  - {format: jsonl}\n", "missing required key 'sinks[0].type'"),
+    ("- a\n- b\n", "must be a mapping"),
+    ("executor: [unclosed\n", "not valid YAML"),
+])
+def test_errors_name_the_key(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_yaml(text, "runstream.yaml")
+    assert message in str(info.value)
+    assert str(info.value).startswith("runstream.yaml: ")
+
+
+def test_unknown_component_lists_installed(in_tmp_cwd: Path) -> None:
+    (in_tmp_cwd / "runstream.yaml").write_text("run_log_store: {type: postgres}\n")
+    with pytest.raises(UnknownNameError) as info:
+        Runtime()
+    msg = str(info.value)
+    assert "run_log_store" in msg and "unknown run log store 'postgres'" in msg
+    assert "file-system, memory, sqlite" in msg
+
+
+def test_bad_component_option_names_entry_and_allowed(in_tmp_cwd: Path) -> None:
+    (in_tmp_cwd / "runstream.yaml").write_text("run_log_store: {type: memory, max_run: 3}\n")
+    with pytest.raises(ConfigError) as info:
+        Runtime()
+    msg = str(info.value)
+    assert "run_log_store (type: memory)" in msg
+    assert "unknown key 'max_run'; allowed keys: max_runs" in msg
+
+
+def test_config_file_lookup(in_tmp_cwd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert find_config_file() is None
+    (in_tmp_cwd / "runstream.yaml").write_text("{}\n")
+    assert find_config_file() == Path("runstream.yaml")
+    other = in_tmp_cwd / "other.yaml"
+    other.write_text("run_log_store: {type: memory}\n")
+    monkeypatch.setenv("RUNSTREAM_CONFIGURATION_FILE", str(other))
+    assert find_config_file() == other
+    assert Runtime().config.run_log_store.type == "memory"
+    assert find_config_file("explicit.yaml") == Path("explicit.yaml")
+
+
+def test_missing_config_file_is_a_config_error(in_tmp_cwd: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cannot read config file nope\.yaml"):
+        Runtime("nope.yaml")
+
+
+def test_yaml_tags_cannot_construct_objects() -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        Config.from_yaml("executor: !!python/object/apply:os.system ['echo hi']\n")
+
+
+yaml_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["executor", "run_log_store", "sinks", "type", "path", "x"]) | st.text(
+            max_size=5), inner, max_size=4),
+    max_leaves=10)
+
+
+@settings(max_examples=300)
+@given(yaml_like)
+def test_any_document_is_a_config_or_a_config_error(doc: object) -> None:
+    import yaml
+
+    text = yaml.safe_dump(doc)
+    try:
+        Config.from_yaml(text)
+    except ConfigError as exc:
+        assert str(exc)
