@@ -45,7 +45,12 @@ class Runtime:
         plugins: Sequence[object] = (),
         entry_points: bool = True,
         strict_plugins: bool | None = None,
+        sinks: Sequence[Sink] = (),
     ) -> None:
+        """``config``: a :class:`Config`, a config file path, or ``None`` for the default lookup
+        (``$RUNSTREAM_CONFIGURATION_FILE``, then ``./runstream.yaml``). ``plugins``: extra plugin
+        modules or objects to register (besides entry points unless ``entry_points=False``).
+        ``sinks``: sink instances that receive every run's events, after the config's sinks."""
         if isinstance(config, Config):
             self.config = config
             self.config_file: Path | None = None
@@ -74,6 +79,10 @@ class Runtime:
             label = f"'{entry.type}' (sinks[{i}])"
             self.sinks.append((label, _build(cls, entry.options(),
                                              f"{where} (type: {entry.type})")))
+        for i, sink in enumerate(sinks):
+            if not isinstance(sink, Sink):
+                raise ConfigError(f"sinks= item {i} is a {type(sink).__name__}, not a Sink")
+            self.sinks.append((f"{type(sink).__name__} (sinks= item {i})", sink))
         self._hooks = {name: self.plugins.has_impls(name) for name in
                        ("before_run", "after_run", "before_node_run", "after_node_run",
                         "on_node_error")}

@@ -37,6 +37,12 @@ class Sink(BaseModel):
         description="Seconds the run waits for room in a full queue before dropping the sink.",
     )
 
+    def for_run(self) -> Sink:
+        """The instance that serves one run: by default a deep copy of the configured sink, so
+        per-run state never leaks between runs. Override to share something on purpose (a
+        connection pool, a collector in tests)."""
+        return self.model_copy(deep=True)
+
     async def open(self, run: RunLog) -> None:
         """Called once before the run's first event."""
 

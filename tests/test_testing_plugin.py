@@ -1,0 +1,66 @@
+"""The pytest plugin shipped with the core: fixtures a plugin author needs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from types import SimpleNamespace
+from typing import Any
+
+from runstream import AsyncPipeline, Runtime, hookimpl, load_pipeline
+from runstream.testing import CollectingSink, RunResult, RuntimeFactory
+from runstream_async_python import AsyncPythonTask, PythonTask
+
+
+async def words(prompt: str) -> AsyncGenerator[dict[str, Any], None]:
+    for w in prompt.split():
+        yield {"type": "chunk", "text": w}
+    yield {"type": "done", "full_text": prompt}
+
+
+@hookimpl
+def register_task_types(register: Any) -> None:
+    register("words", PythonTask)  # any Task subclass under a name of the plugin's choosing
+
+
+async def test_fixtures_work_together(runstream_runtime: RuntimeFactory,
+                                      collecting_sink: CollectingSink,
+                                      run_pipeline: Any) -> None:
+    plugin = SimpleNamespace(register_task_types=register_task_types)
+    runtime: Runtime = runstream_runtime(plugin, sinks=[collecting_sink])
+    # Only the given plugin (and built-ins) is registered: no entry points.
+    assert runtime.plugins.task_types.names() == ["words"]
+    pipeline = AsyncPipeline("p", [AsyncPythonTask(name="llm", function=words,
+                                                   returns=["full_text"])])
+    result: RunResult = await run_pipeline(pipeline, {"prompt": "a b"}, runtime=runtime)
+    assert result.status == "completed"
+    assert result.data == [{"type": "chunk", "text": "a"}, {"type": "chunk", "text": "b"},
+                           {"type": "done", "full_text": "a b"}]
+    assert result.types()[0] == "run.started" and result.types()[-1] == "run.completed"
+    # The collecting sink saw the same events as the stream.
+    assert [e.seq for e in collecting_sink.events_of(result.run_log.run_id)] == [
+        e.seq for e in result.events]
+    assert collecting_sink.closed == [(result.run_log.run_id, "completed")]
+
+
+async def test_plugin_task_type_by_name_in_yaml(runstream_runtime: RuntimeFactory,
+                                                run_pipeline: Any, tmp_path: Any) -> None:
+    plugin = SimpleNamespace(register_task_types=register_task_types)
+    runtime = runstream_runtime(plugin)
+    f = tmp_path / "p.yaml"
+    f.write_text("name: y\nsteps:\n  - {name: s, type: words, function: 'os.path:basename',"
+                 " returns: [base]}\n")
+    result = await run_pipeline(load_pipeline(f, runtime), {"p": "/x/y.txt"},
+                                runtime=runtime)
+    assert result.run_log.steps["s"].attempts[0].output_parameters == {"base": "y.txt"}
+
+
+async def test_failed_runs_are_results_not_exceptions(runstream_runtime: RuntimeFactory,
+                                                      run_pipeline: Any) -> None:
+    async def boom() -> None:
+        raise KeyError("k")
+
+    runtime = runstream_runtime()
+    result = await run_pipeline(AsyncPipeline("b", [AsyncPythonTask(name="b", function=boom)]),
+                                runtime=runtime)
+    assert result.status == "failed"
+    assert result.events[-1].data["error_type"] == "KeyError"
