@@ -1,0 +1,1 @@
+"""FastAPI LLM streaming example."""
