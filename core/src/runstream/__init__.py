@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._branch import Branch, Node
     from ._config import ComponentConfig, Config
     from ._errors import (
         ConfigError,
@@ -29,9 +30,11 @@ if TYPE_CHECKING:
     from ._events import EVENT_TYPES, TERMINAL_EVENT_TYPES, Event, EventType
     from ._executor import Executor, LocalExecutor
     from ._imports import import_object
+    from ._nodes import Conditional, Map, Parallel
     from ._params import resolve_parameters
     from ._pipeline import AsyncPipeline, Pipeline, RunHandle
     from ._plugins import PluginInfo, Plugins, load_plugins
+    from ._retry import Retry
     from ._runlog import (
         RUN_ID_PATTERN,
         ErrorInfo,
@@ -55,7 +58,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncPipeline",
+    "Branch",
     "ComponentConfig",
+    "Conditional",
     "Config",
     "ConfigError",
     "EVENT_TYPES",
@@ -64,6 +69,9 @@ __all__ = [
     "EventType",
     "Executor",
     "LocalExecutor",
+    "Map",
+    "Node",
+    "Parallel",
     "ParameterError",
     "Pipeline",
     "PipelineDefinitionError",
@@ -71,6 +79,7 @@ __all__ = [
     "PluginInfo",
     "Plugins",
     "RUN_ID_PATTERN",
+    "Retry",
     "RunCancelledError",
     "RunError",
     "RunFailedError",
@@ -117,6 +126,9 @@ _WHERE = {
     "EventType": "_events",
     "Executor": "_executor", "LocalExecutor": "_executor",
     "import_object": "_imports",
+    "Branch": "_branch", "Node": "_branch",
+    "Conditional": "_nodes", "Map": "_nodes", "Parallel": "_nodes",
+    "Retry": "_retry",
     "resolve_parameters": "_params",
     "AsyncPipeline": "_pipeline", "Pipeline": "_pipeline", "RunHandle": "_pipeline",
     "PluginInfo": "_plugins", "Plugins": "_plugins", "load_plugins": "_plugins",

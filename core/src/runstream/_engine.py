@@ -7,7 +7,8 @@ import contextvars
 import inspect
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections import ChainMap
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._channel import Channel
@@ -18,6 +19,7 @@ from ._sinks import SinkRunner
 from ._task import Task, TaskContext, _current_task
 
 if TYPE_CHECKING:
+    from ._branch import Step
     from ._runtime import Runtime
 
 logger = logging.getLogger("runstream")
@@ -25,6 +27,13 @@ logger = logging.getLogger("runstream")
 #: The run this asyncio task belongs to. Each run's driver task sets it in its own context copy,
 #: so concurrent runs never see each other's state.
 _current_run: contextvars.ContextVar[Run] = contextvars.ContextVar("runstream_current_run")
+
+#: The parameter scope of the branch (of a composite node) this asyncio task runs, or None at
+#: the top level of a run. Branch tasks set it in their own context copy, so concurrent branches
+#: never see each other's writes; ``drive`` resets it, so a run started inside a branch does not
+#: inherit it.
+_param_scope: contextvars.ContextVar[ChainMap[str, Any] | None] = contextvars.ContextVar(
+    "runstream_param_scope", default=None)
 
 #: Items in a run's consumer channel: (seq, ts, type, step, data).
 Record = tuple[int, float, str, "str | None", dict[str, Any]]
@@ -44,14 +53,14 @@ class StepFailed(Exception):
 class Run:
     """The state of one run. Lives in its driver task's context, never in module globals."""
 
-    __slots__ = ("cancel_reason", "channel", "log", "parameters", "runtime", "seq",
+    __slots__ = ("_parameters", "cancel_reason", "channel", "log", "runtime", "seq",
                  "sink_runners", "started_at")
 
     def __init__(self, runtime: Runtime, log: RunLog, parameters: dict[str, Any],
                  channel: Channel[Record] | None) -> None:
         self.runtime = runtime
         self.log = log
-        self.parameters = parameters
+        self._parameters = parameters
         self.channel = channel
         self.seq = 0
         self.sink_runners: list[SinkRunner] = []
@@ -61,6 +70,14 @@ class Run:
     @property
     def run_id(self) -> str:
         return self.log.run_id
+
+    @property
+    def parameters(self) -> MutableMapping[str, Any]:
+        """The parameters as the running step sees them: the run's own, or inside a branch of a
+        composite node, that branch's scope layered over its parent's (writes go to the branch).
+        """
+        scope = _param_scope.get()
+        return self._parameters if scope is None else scope
 
     # -- events ------------------------------------------------------------------------------
     def publish_step_event(self, step: str, data: dict[str, Any]) -> Any:
@@ -142,38 +159,58 @@ def pick_returns(task: Task, step: str, output: Mapping[str, Any] | None) -> dic
 
 
 async def run_step(run: Run, task: Task, path: str) -> None:
-    """Run one task step: events, hooks, run log. Raises StepFailed or CancelledError."""
+    """Run one task step: events, hooks, run log, retries (``task.retry``). Raises StepFailed or
+    CancelledError."""
     step_log = StepLog(name=path)
     run.log.steps[path] = step_log
-    attempt = StepAttempt(n=1, input_parameters=dict(run.parameters))
-    step_log.attempts.append(attempt)
-    await run.emit("step.started", path, {"attempt": 1})
-    ctx = TaskContext(run, path)
-    token = _current_task.set(ctx)
+    retry = task.retry
+    n = 1
     started = time.perf_counter()
-    try:
-        await run.call_hook("before_node_run", run_log=run.log, step=path,
-                            parameters=ctx.parameters)
-        output = await run.runtime.executor.run_task(task, ctx)
-        outputs = pick_returns(task, path, output)
-        attempt.output_parameters = outputs
-        attempt.status = step_log.status = "completed"
-        attempt.end = now()
-        await run.call_hook("after_node_run", run_log=run.log, step=path, step_log=step_log)
-    except asyncio.CancelledError:
-        attempt.status = step_log.status = "cancelled"
-        attempt.end = now()
-        attempt.message = "cancelled"
-        raise
-    except Exception as exc:
-        attempt.status = step_log.status = "failed"
-        attempt.end = now()
-        attempt.message = f"{type(exc).__name__}: {exc}"
-        await run.call_hook_reporting("on_node_error", run_log=run.log, step=path, error=exc)
-        await run.emit("step.failed", path, _error_info(path, exc))
-        raise StepFailed(path, exc) from exc
-    finally:
-        _current_task.reset(token)
+    while True:
+        attempt = StepAttempt(n=n, input_parameters=dict(run.parameters))
+        step_log.attempts.append(attempt)
+        await run.emit("step.started", path, {"attempt": n})
+        ctx = TaskContext(run, path)
+        token = _current_task.set(ctx)
+        try:
+            await run.call_hook("before_node_run", run_log=run.log, step=path,
+                                parameters=ctx.parameters)
+            output = await run.runtime.executor.run_task(task, ctx)
+            outputs = pick_returns(task, path, output)
+            attempt.output_parameters = outputs
+            attempt.status = step_log.status = "completed"
+            attempt.end = now()
+            await run.call_hook("after_node_run", run_log=run.log, step=path, step_log=step_log)
+            break
+        except asyncio.CancelledError:
+            attempt.status = step_log.status = "cancelled"
+            attempt.end = now()
+            attempt.message = "cancelled"
+            raise
+        except Exception as exc:
+            attempt.status = step_log.status = "failed"
+            attempt.end = now()
+            attempt.message = f"{type(exc).__name__}: {exc}"
+            if retry is None or not retry.should_retry(exc, n):
+                await run.call_hook_reporting("on_node_error", run_log=run.log, step=path,
+                                              error=exc)
+                await run.emit("step.failed", path, _error_info(path, exc))
+                raise StepFailed(path, exc) from exc
+            delay = retry.pause(n)
+            retrying = {"attempt": n, "next_attempt": n + 1, "delay": round(delay, 3),
+                        "error_type": type(exc).__name__, "message": str(exc) or repr(exc)}
+        finally:
+            _current_task.reset(token)
+        # The attempt failed and will be run again: say so, so that a client can drop the
+        # partial output it showed for this step, then wait before the next attempt.
+        step_log.status = "running"
+        await run.emit("step.retrying", path, retrying)
+        try:
+            await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            step_log.status = "cancelled"
+            raise
+        n += 1
     run.parameters.update(outputs)
     await run.emit("step.completed", path, {
         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
@@ -181,10 +218,20 @@ async def run_step(run: Run, task: Task, path: str) -> None:
     })
 
 
-async def drive(run: Run, steps: Sequence[Task], on_failure: Task | None) -> RunLog:
+async def run_steps(run: Run, steps: Sequence[Step], prefix: str) -> None:
+    """Run steps one after another; each step's path is ``prefix + step.name``."""
+    for step in steps:
+        if isinstance(step, Task):
+            await run_step(run, step, prefix + step.name)
+        else:
+            await step._run(run, prefix + step.name)
+
+
+async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> RunLog:
     """Run a pipeline to its end. Returns the run log; re-raises cancellation after recording
     it. Raises only for errors that happen before the run starts (duplicate run id, store)."""
     _current_run.set(run)
+    _param_scope.set(None)
     runtime = run.runtime
     log = run.log
     try:
@@ -204,8 +251,7 @@ async def drive(run: Run, steps: Sequence[Task], on_failure: Task | None) -> Run
         try:
             await run.emit("run.started", None, {"pipeline": log.pipeline})
             await run.call_hook("before_run", run_log=log)
-            for task in steps:
-                await run_step(run, task, task.name)
+            await run_steps(run, steps, "")
         except StepFailed as failed:
             log.status = "failed"
             log.error = ErrorInfo(type=failed.error_type, message=failed.message,

@@ -14,6 +14,7 @@ EventType = Literal[
     "step.event",
     "step.completed",
     "step.failed",
+    "step.retrying",
     "run.completed",
     "run.failed",
     "run.cancelled",
@@ -31,7 +32,9 @@ class Event(BaseModel):
 
     ``seq`` counts from 1 within a run and is the SSE ``id``. For ``step.event`` the ``data`` is the
     task's dict, verbatim; for ``run.failed`` and ``step.failed`` it holds ``error_type``,
-    ``message`` and ``step``.
+    ``message`` and ``step``; ``step.retrying`` follows the events of a failed attempt that will be
+    run again (``attempt``, ``next_attempt``, ``delay``, ``error_type``, ``message``): a client
+    that shows a step's partial output resets it there.
     """
 
     model_config = ConfigDict(frozen=True, defer_build=True)

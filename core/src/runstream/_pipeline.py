@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._branch import Node, Step
 from ._channel import Channel
 from ._engine import Record, Run, drive
 from ._errors import PipelineDefinitionError, RunCancelledError, RunFailedError
@@ -112,35 +113,41 @@ class RunHandle:
 
 
 class AsyncPipeline:
-    """A named, linear list of task steps, with an optional ``on_failure`` step.
+    """A named list of steps run one after another, with an optional ``on_failure`` task.
+
+    A step is a task, or a composite node (:class:`Parallel`, :class:`Map`,
+    :class:`Conditional`) that runs branches of steps.
 
     ``on_failure`` runs when a step fails, with the parameters as they were; its events stream
     like any step's. The run still ends ``failed``: the handler cleans up or reports, it does
     not turn a failure into a success.
     """
 
-    def __init__(self, name: str, steps: Sequence[Task], on_failure: Task | None = None,
+    def __init__(self, name: str, steps: Sequence[Step], on_failure: Task | None = None,
                  description: str = "") -> None:
         if not isinstance(name, str) or not name.strip():
             raise PipelineDefinitionError("a pipeline needs a non-empty name")
-        if isinstance(steps, Task) or not isinstance(steps, Sequence) or not steps:
+        if isinstance(steps, (Task, Node)) or not isinstance(steps, Sequence) or not steps:
             raise PipelineDefinitionError(
                 f"pipeline '{name}': steps must be a non-empty list of tasks")
         seen: set[str] = set()
         for i, step in enumerate([*steps, *([on_failure] if on_failure is not None else [])]):
-            if not isinstance(step, Task):
+            is_handler = i == len(steps)
+            if not isinstance(step, Task) and (is_handler or not isinstance(step, Node)):
                 hint = (" (wrap functions: AsyncPythonTask(name=..., function=...))"
                         if callable(step) else "")
-                where = "on_failure" if i == len(steps) else f"steps[{i}]"
+                where = "on_failure" if is_handler else f"steps[{i}]"
+                kinds = "task" if is_handler else "task or node"
                 raise PipelineDefinitionError(
-                    f"pipeline '{name}': {where} is a {type(step).__name__}, not a task{hint}")
+                    f"pipeline '{name}': {where} is a {type(step).__name__}, not a "
+                    f"{kinds}{hint}")
             if step.name in seen:
                 raise PipelineDefinitionError(
                     f"pipeline '{name}': two steps are named '{step.name}'; step names must be "
                     "unique")
             seen.add(step.name)
         self.name = name
-        self.steps: tuple[Task, ...] = tuple(steps)
+        self.steps: tuple[Step, ...] = tuple(steps)
         self.on_failure = on_failure
         self.description = description
 
@@ -235,7 +242,7 @@ class Pipeline:
     ``execute()`` runs the pipeline in a fresh event loop; call it where no loop is running.
     """
 
-    def __init__(self, name: str, steps: Sequence[Task], on_failure: Task | None = None,
+    def __init__(self, name: str, steps: Sequence[Step], on_failure: Task | None = None,
                  description: str = "") -> None:
         self._pipeline = AsyncPipeline(name, steps, on_failure, description)
 
@@ -244,7 +251,7 @@ class Pipeline:
         return self._pipeline.name
 
     @property
-    def steps(self) -> tuple[Task, ...]:
+    def steps(self) -> tuple[Step, ...]:
         return self._pipeline.steps
 
     @property

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ._errors import ParameterError, TaskError
+from ._retry import Retry
 
 if TYPE_CHECKING:
     from ._engine import Run
@@ -53,6 +54,9 @@ class Task(BaseModel):
                       description="The step name: letters, digits, '_' and '-'.")
     returns: list[str] = Field(default_factory=list,
                                description="Output parameters this step adds for later steps.")
+    retry: Retry | None = Field(
+        default=None,
+        description="Run the step again when it fails (see runstream.Retry); default: once.")
 
     @field_validator("returns")
     @classmethod
