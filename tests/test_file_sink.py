@@ -66,7 +66,8 @@ async def test_file_holds_the_runs_events_in_order() -> None:
 
 
 async def test_placeholders_pipeline_date_and_params() -> None:
-    rt = runtime_with({"type": "file", "path": "out/{pipeline}/{date}/{params.user}-{run_id}.jsonl"})
+    rt = runtime_with({"type": "file",
+                       "path": "out/{pipeline}/{date}/{params.user}-{run_id}.jsonl"})
     try:
         log, events = await run_and_collect(pipeline("chat"), rt,
                                             parameters={"user": "ann", "n": 2})

@@ -1,1 +1,6 @@
-"""runstream-stdout plugin (under construction)."""
+"""runstream-stdout: the ``stdout`` sink, pretty live output on a terminal, JSON lines
+otherwise."""
+
+from ._sink import StdoutSink
+
+__all__ = ["StdoutSink"]
