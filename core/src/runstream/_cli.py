@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a pipeline and stream its events",
                          description="Run a pipeline; each event a task emits is printed to "
-                                     "stdout as one JSON line while it runs.")
+                                     "stdout as one JSON line while it runs (unless the config "
+                                     "has a `stdout` sink, which prints them itself).")
     run.add_argument("target", metavar="TARGET",
                      help="a YAML pipeline file, or module:function returning a pipeline "
                           "(or module:attribute holding one)")
@@ -65,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     show = runs_sub.add_parser("show", help="print one run's log as JSON")
     show.add_argument("run_id", metavar="RUN_ID")
     show.add_argument("--config", metavar="FILE", help="the config file")
+    events = runs_sub.add_parser(
+        "events", help="print one run's events back from its event file, as JSON lines",
+        description="Print the events of a run, one JSON envelope per line, read back from "
+                    "the file the `file` sink wrote (needs runstream-file).")
+    events.add_argument("run_id", metavar="RUN_ID")
+    events.add_argument("--path", metavar="TEMPLATE",
+                        help="the file sink's path template (default: the path of the first "
+                             "`file` sink in the config, else .runstream/events/{run_id}.jsonl)")
+    events.add_argument("--config", metavar="FILE", help="the config file")
     return parser
 
 
@@ -117,11 +127,13 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
     params = _parse_params(args.param)
     runtime = Runtime(args.config) if args.config else Runtime.shared()
     pipeline = _load_target(args.target, args.config)
+    # A configured stdout sink already prints the events: don't print them twice.
+    quiet = args.quiet or any(entry.type == "stdout" for entry in runtime.config.sinks)
     handle = pipeline.stream(params, run_id=args.run_id, config=runtime,
                              parameters_file=args.parameters_file)
     try:
         async for event in handle:
-            if event.type == "step.event" and not args.quiet:
+            if event.type == "step.event" and not quiet:
                 out.write(json.dumps(event.data, default=repr) + "\n")
                 out.flush()
         log = await handle.result()
@@ -186,6 +198,57 @@ async def _runs(args: argparse.Namespace, out: TextIO) -> int:
         await runtime.aclose()
 
 
+def _run_events(args: argparse.Namespace, out: TextIO) -> int:
+    from pydantic import ValidationError
+
+    from ._config import find_config_file, load_config
+    from ._errors import ConfigError, PluginError, RunNotFoundError
+    from ._plugins import load_plugins
+    from ._runlog import validate_run_id
+    from ._validation import explain
+
+    run_id = validate_run_id(args.run_id)
+    config = load_config(args.config)
+    source = str(find_config_file(args.config) or "config")
+    # The file sink comes through the plugin registry: the core never imports the plugin.
+    sinks = load_plugins().sinks
+    if "file" not in sinks:
+        raise ConfigError("reading event files needs the 'file' sink, which is not installed; "
+                          "install runstream-file (pip install runstream-file)")
+    cls = sinks.get("file")
+    entries = [(i, e) for i, e in enumerate(config.sinks) if e.type == "file"]
+    if args.path is not None:
+        options: dict[str, Any] = {"path": args.path}
+        where = "--path"
+    elif entries:
+        i, entry = entries[0]
+        options = entry.options()
+        where = f"{source}: sinks[{i}] (type: file)"
+    else:
+        options, where = {}, "the file sink's defaults"
+    try:
+        sink = cls.model_validate(options)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {explain(exc, model=cls)}") from None
+    read = getattr(sink, "read_run_events", None)
+    if not callable(read):
+        raise PluginError(f"the installed 'file' sink ({cls.__module__}.{cls.__qualname__}) "
+                          "cannot read events back")
+    count = 0
+    try:
+        for event in read(run_id):
+            out.write(event.model_dump_json() + "\n")
+            count += 1
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
+        raise RunstreamError(f"cannot read the events of run {run_id}: {exc}") from None
+    out.flush()
+    if count == 0:
+        raise RunNotFoundError(f"no events of run {run_id} in its event file")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -203,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "runs":
             if args.runs_command is None:
                 parser.parse_args(["runs", "--help"])
+            if args.runs_command == "events":
+                return _run_events(args, out)
             return asyncio.run(_runs(args, out))
         parser.print_help(sys.stderr)
         return 2
