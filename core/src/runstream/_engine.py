@@ -235,13 +235,14 @@ async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> Run
     runtime = run.runtime
     log = run.log
     try:
+        await runtime.ensure_recovered()
         await runtime.store.create(log)
     except BaseException:
         if run.channel is not None:
             run.channel.close()
         raise
     for label, proto in runtime.sinks:
-        runner = SinkRunner(proto.model_copy(deep=True), label, log)
+        runner = SinkRunner(proto.for_run(), label, log)
         runner.start()
         run.sink_runners.append(runner)
 

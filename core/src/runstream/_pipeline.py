@@ -12,6 +12,7 @@ from ._channel import Channel
 from ._engine import Record, Run, drive
 from ._errors import PipelineDefinitionError, RunCancelledError, RunFailedError
 from ._events import Event
+from ._owner import current_owner
 from ._params import resolve_parameters
 from ._runlog import RunLog, new_run_id, validate_run_id
 from ._runtime import Runtime, resolve_runtime
@@ -59,13 +60,18 @@ class RunHandle:
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._events()
 
-    async def _records(self) -> AsyncGenerator[Record, None]:
+    async def _batches(self) -> AsyncGenerator[list[Record], None]:
+        """The run's records, a batch at a time (see :meth:`Channel.batches`).
+
+        Consumers loop over each batch themselves: one async-generator hop per batch instead of
+        per record is most of what keeps ``execute_streaming()`` fast.
+        """
         if self._iterating:
             raise RuntimeError("a run handle can be iterated only once")
         self._iterating = self._reading = True
         try:
-            async for record in self._channel:
-                yield record
+            async for batch in self._channel.batches():
+                yield batch
             await asyncio.wait({self._task})
             exc = None if self._task.cancelled() else self._task.exception()
             if exc is not None:
@@ -77,8 +83,10 @@ class RunHandle:
 
     async def _events(self) -> AsyncGenerator[Event, None]:
         run_id = self.run_id
-        async for seq, ts, type_, step, data in self._records():
-            yield Event._fast(run_id, seq, ts, type_, step, data)
+        make = Event._fast
+        async for batch in self._batches():
+            for seq, ts, type_, step, data in batch:
+                yield make(run_id, seq, ts, type_, step, data)
 
     async def cancel(self, reason: str = "cancelled") -> RunLog:
         """Cancel the run (its running task sees ``CancelledError``) and wait until it ended.
@@ -161,7 +169,8 @@ class AsyncPipeline:
         runtime = resolve_runtime(config)
         params = resolve_parameters(parameters, parameters_file)
         rid = new_run_id() if run_id is None else validate_run_id(run_id)
-        log = RunLog(run_id=rid, pipeline=self.name, parameters=dict(params))
+        log = RunLog(run_id=rid, pipeline=self.name, parameters=dict(params),
+                     owner=current_owner())
         return Run(runtime, log, params, channel)
 
     async def execute(
@@ -222,13 +231,14 @@ class AsyncPipeline:
         iterates it, cancels the run.
         """
         handle = self.stream(parameters, run_id, config, parameters_file)
-        records = handle._records()
+        batches = handle._batches()
         try:
-            async for record in records:
-                if record[2] == "step.event":
-                    yield record[4]
+            async for batch in batches:
+                for record in batch:
+                    if record[2] == "step.event":
+                        yield record[4]
         finally:
-            await records.aclose()
+            await batches.aclose()
         log = handle.run_log
         if log.status == "failed":
             raise RunFailedError(log)

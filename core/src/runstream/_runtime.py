@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -11,7 +12,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ._config import Config, find_config_file
-from ._errors import ConfigError
+from ._errors import ConfigError, RunstreamError
 from ._executor import Executor
 from ._plugins import BLOCK_ENV, LOAD_ENV, STRICT_ENV, Plugins, load_plugins
 from ._sinks import Sink
@@ -19,6 +20,8 @@ from ._store import RunLogStore
 from ._validation import explain
 
 __all__ = ["Runtime"]
+
+logger = logging.getLogger("runstream")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -83,9 +86,42 @@ class Runtime:
             if not isinstance(sink, Sink):
                 raise ConfigError(f"sinks= item {i} is a {type(sink).__name__}, not a Sink")
             self.sinks.append((f"{type(sink).__name__} (sinks= item {i})", sink))
+        self._recovered = False
         self._hooks = {name: self.plugins.has_impls(name) for name in
                        ("before_run", "after_run", "before_node_run", "after_node_run",
                         "on_node_error")}
+
+    async def recover_abandoned(self) -> list[str]:
+        """Mark runs left ``running`` by a process of this host that has died (killed, crashed)
+        as ``abandoned``; returns their ids. Runs every runtime does this once, before its
+        first run; call it yourself at application start to do it earlier."""
+        from ._owner import owner_is_alive
+        from ._runlog import now
+
+        self._recovered = True
+        marked: list[str] = []
+        for summary in await self.store.list_runs(limit=100_000, status="running"):
+            try:
+                log = await self.store.get(summary.run_id)
+            except RunstreamError:
+                continue
+            if owner_is_alive(log.owner) is not False:
+                continue
+            log.status = "abandoned"
+            log.ended = log.ended or now()
+            log.warnings.append(f"the process that ran it ({log.owner}) ended without "
+                                "finishing the run; marked abandoned on the next start")
+            await self.store.save(log)
+            marked.append(log.run_id)
+        return marked
+
+    async def ensure_recovered(self) -> None:
+        if not self._recovered:
+            self._recovered = True
+            try:
+                await self.recover_abandoned()
+            except RunstreamError as exc:
+                logger.warning("could not check for abandoned runs: %s", exc)
 
     def has_hook(self, name: str) -> bool:
         return self._hooks[name]
