@@ -19,9 +19,8 @@ from runstream import (
     load_pipeline,
 )
 from runstream_mock_llm import VOCABULARY, MockLLMTask
-from runstream_mock_llm import _task as mock_task_module
 
-FAST = {"thinking_delay": 0, "generating_delay": 0, "tokens_per_second": 0}
+FAST: dict[str, Any] = {"thinking_delay": 0, "generating_delay": 0, "tokens_per_second": 0}
 
 
 def plan_answer(prompt: str) -> str:
@@ -153,7 +152,7 @@ async def test_tokens_per_second_zero_never_sleeps(runtime: Runtime,
         sleeps.append(delay)
         await real_sleep(0)
 
-    monkeypatch.setattr(mock_task_module.asyncio, "sleep", recording_sleep)
+    monkeypatch.setattr(asyncio, "sleep", recording_sleep)  # nothing in the run may sleep
     task = MockLLMTask(name="llm", response_words=20_000, **FAST)
     events = await collect(AsyncPipeline("p", [task]), runtime)
     assert len(events) == 20_003

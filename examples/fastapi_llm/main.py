@@ -1,0 +1,148 @@
+"""
+FastAPI LLM streaming example.
+
+Demonstrates native async streaming from AsyncPipeline functions to SSE clients.
+
+Start the server:
+    uv run uvicorn examples.fastapi_llm.main:app --reload
+
+Test with curl:
+    curl -N -X POST http://localhost:8000/chat \
+        -H "Content-Type: application/json" \
+        -d '{"prompt": "Hello, how are you?"}'
+
+Or open http://localhost:8000/ui in a browser.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, Field
+from runstream import AsyncPipeline, Config, Runtime
+from runstream_sse import SSE
+
+from examples.fastapi_llm.pipelines import (
+    chat_pipeline,
+    failing_chat_pipeline,
+    yaml_chat_pipeline,
+)
+
+#: The longest prompt accepted by default, in characters.
+DEFAULT_MAX_PROMPT_CHARS = 8000
+
+_PAGE = Path(__file__).with_name("chat.html")
+
+
+class ChatRequest(BaseModel):
+    """Body of ``POST /chat`` and ``POST /chat/yaml``."""
+
+    prompt: str = Field(description="The user's prompt.")
+    fail_after: int | None = Field(
+        default=None, ge=0, le=10_000,
+        description="Demo of a failing run: the model fails after this many words.")
+
+
+def _rejected(kind: str, message: str, **context: Any) -> RequestValidationError:
+    # Same shape as FastAPI's own 422 errors, so clients handle one format.
+    error: dict[str, Any] = {"type": kind, "loc": ("body", "prompt"), "msg": message}
+    if context:
+        error["ctx"] = context
+    return RequestValidationError([error])
+
+
+def create_app(
+    *,
+    max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
+    config: Runtime | Config | str | os.PathLike[str] | None = None,
+) -> FastAPI:
+    """Build the example app.
+
+    ``config`` is a :class:`runstream.Runtime` (the caller closes it), a :class:`runstream.Config`
+    or a config file path; ``None`` reads ``runstream.yaml`` if present, else keeps run logs in
+    ``.runstream/runstream.db``. Prompts longer than ``max_prompt_chars`` are rejected (422).
+    """
+    if max_prompt_chars < 1:
+        raise ValueError(f"max_prompt_chars must be at least 1, got {max_prompt_chars}")
+    owns_runtime = not isinstance(config, Runtime)
+    runtime = config if isinstance(config, Runtime) else Runtime(config)
+    python_pipeline = chat_pipeline()
+    yaml_pipeline = yaml_chat_pipeline(runtime)
+    # One SSE object for the streams and the runs router: they share the runtime and its replay
+    # buffer, so /runs/{id}/events replays (and resumes, Last-Event-ID) what /chat streamed.
+    sse = SSE(runtime)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_runtime:
+            await runtime.aclose()
+
+    app = FastAPI(title="Async LLM Streaming Demo", lifespan=lifespan)
+    app.include_router(sse.router())
+
+    def stream(pipeline: AsyncPipeline, request: ChatRequest) -> Response:
+        prompt = request.prompt
+        if not prompt.strip():
+            raise _rejected("string_too_short", "prompt must not be empty")
+        if len(prompt) > max_prompt_chars:
+            raise _rejected(
+                "string_too_long",
+                f"prompt has {len(prompt)} characters; the limit is {max_prompt_chars}",
+                max_length=max_prompt_chars)
+        if request.fail_after is not None:
+            pipeline = failing_chat_pipeline(request.fail_after)
+        return sse.response(pipeline, parameters={"prompt": prompt})
+
+    @app.get("/")
+    async def root() -> dict[str, Any]:
+        """Health check and usage info."""
+        return {
+            "status": "ok",
+            "endpoints": {
+                "/chat": "POST - Stream LLM response via SSE",
+                "/chat/yaml": "POST - Same, from the YAML pipeline (mock-llm task type)",
+                "/ui": "GET - Chat page for the browser",
+                "/runs/{run_id}": "GET - A run's status and run log",
+                "/runs/{run_id}/events": "GET - Replay a run's events via SSE "
+                                         "(Last-Event-ID resumes)",
+            },
+            "max_prompt_chars": max_prompt_chars,
+        }
+
+    @app.post("/chat")
+    async def chat(request: ChatRequest) -> Response:
+        """Stream the LLM response of the Python pipeline via Server-Sent Events.
+
+        Each dict the task yields is one ``data:`` event (with an ``id:``); the stream ends
+        with a named ``run.completed`` or ``run.failed`` event. ``X-Run-Id`` names the run.
+        """
+        return stream(python_pipeline, request)
+
+    @app.post("/chat/yaml")
+    async def chat_yaml(request: ChatRequest) -> Response:
+        """Like ``/chat``, with the pipeline of ``chat_pipeline.yaml`` (task type mock-llm)."""
+        return stream(yaml_pipeline, request)
+
+    @app.get("/ui", response_class=HTMLResponse)
+    async def ui() -> HTMLResponse:
+        """The chat page: a prompt box, the answer streaming in, Stop, errors."""
+        return HTMLResponse(_PAGE.read_text(encoding="utf-8"))
+
+    return app
+
+
+app = create_app()
+
+
+if __name__ == "__main__":
+    import uvicorn
+
+    uvicorn.run(app, host="127.0.0.1", port=8000)
