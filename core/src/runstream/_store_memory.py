@@ -14,7 +14,8 @@ from ._store import RunLogStore
 class MemoryStore(RunLogStore):
     """Keeps run logs in memory, at most ``max_runs`` of them (the oldest ended runs go first)."""
 
-    max_runs: int = Field(default=10_000, ge=1)
+    max_runs: int = Field(default=10_000, ge=1,
+                          description="Runs kept; beyond it the oldest ended runs are dropped.")
     _runs: OrderedDict[str, RunLog] = PrivateAttr(default_factory=OrderedDict)
 
     async def create(self, run_log: RunLog) -> None:

@@ -36,7 +36,9 @@ class SqliteStore(RunLogStore):
     and for several processes sharing the file (WAL + busy timeout)."""
 
     path: str = Field(default=".runstream/runstream.db", description="Database file.")
-    busy_timeout_ms: int = Field(default=5000, ge=0)
+    busy_timeout_ms: int = Field(
+        default=5000, ge=0,
+        description="How long a write waits for another process's lock before failing.")
 
     # All access goes through one thread that owns the connection: writes from concurrent runs
     # are serialised without blocking the event loop, and sqlite never sees two threads.
