@@ -23,6 +23,21 @@ import pytest
 
 GOOD_DIST = "rs-testplugin-good"
 BROKEN_DIST = "rs-testplugin-broken"
+TWIN_DIST = "rs-testplugin-twin"  # uses the same entry-point name as the good one: `good`
+
+TWIN_MODULE = '''
+import runstream
+
+
+class Twin(runstream.Task):
+    async def execute(self, ctx):
+        return None
+
+
+@runstream.hookimpl
+def register_task_types(register):
+    register("twin", Twin)
+'''
 
 GOOD_MODULE = '''
 """A plugin with a task type (`shout`) and a sink (`collect`)."""
@@ -74,7 +89,8 @@ raise ImportError("rs_testplugin_broken needs the 'frobnicate' library")
 '''
 
 
-def _write_dist(root: Path, dist: str, version: str, module: str, source: str) -> Path:
+def _write_dist(root: Path, dist: str, version: str, module: str, source: str,
+                ep_name: str | None = None) -> Path:
     src = root / dist
     (src / "src" / module).mkdir(parents=True)
     (src / "src" / module / "__init__.py").write_text(textwrap.dedent(source))
@@ -85,7 +101,7 @@ def _write_dist(root: Path, dist: str, version: str, module: str, source: str) -
         requires-python = ">=3.11"
 
         [project.entry-points.runstream]
-        {dist.removeprefix("rs-testplugin-")} = "{module}"
+        {ep_name or dist.removeprefix("rs-testplugin-")} = "{module}"
 
         [build-system]
         requires = ["hatchling"]
@@ -103,17 +119,24 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("plugin-src")
     good = _write_dist(root, GOOD_DIST, "1.2.3", "rs_testplugin_good", GOOD_MODULE)
     broken = _write_dist(root, BROKEN_DIST, "0.0.1", "rs_testplugin_broken", BROKEN_MODULE)
+    twin = _write_dist(root, TWIN_DIST, "2.0", "rs_testplugin_twin", TWIN_MODULE, "good")
     target = tmp_path_factory.mktemp("site")
+    _install(target, good, broken)
+    # The twin goes into a directory of its own, added to PYTHONPATH only where it is tested.
+    _install(target / "twin", twin)
+    return target
+
+
+def _install(target: Path, *sources: Path) -> None:
     uv = shutil.which("uv")
     assert uv is not None, "these tests install plugins with uv; put uv on PATH"
     cmd = [uv, "pip", "install", "--quiet", "--no-deps", "--python", sys.executable,
-           "--target", str(target), str(good), str(broken)]
+           "--target", str(target), *map(str, sources)]
     # The offline attempt uses hatchling from uv's cache; fall back to the index without it.
     done = subprocess.run([*cmd, "--offline"], capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    return target
 
 
 @dataclass
@@ -136,13 +159,13 @@ class Shell:
 
     def run(self, *args: str, **env: str) -> Result:
         environ = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTREAM_")}
-        environ.update(
-            PYTHONPATH=str(self.site),
-            RS_TEST_MARKERS=str(self.markers),
+        environ.update({
+            "PYTHONPATH": str(self.site),
+            "RS_TEST_MARKERS": str(self.markers),
             # stevedore caches entry points on disk: keep that cache out of the user's home.
-            XDG_CACHE_HOME=str(self.cwd / ".cache"),
+            "XDG_CACHE_HOME": str(self.cwd / ".cache"),
             **env,
-        )
+        })
         script = Path(sys.executable).with_name("runstream")
         cmd = [str(script)] if script.exists() else [
             sys.executable, "-c", "from runstream._cli import entry; entry()"]
@@ -317,3 +340,17 @@ def test_unknown_task_type_lists_the_installed_ones(shell: Shell) -> None:
         "runstream: error: p.yaml: steps[0]: unknown task type 'shoot'; "
         "installed task types: shout"
     ]
+
+
+def test_two_distributions_may_use_the_same_entry_point_name(shell: Shell) -> None:
+    result = shell.run("plugins", "--json", RUNSTREAM_LOAD_PLUGINS=f"{GOOD_DIST},{TWIN_DIST}",
+                       PYTHONPATH=f"{shell.site}{os.pathsep}{shell.site / 'twin'}")
+
+    assert result.code == 0, result.stderr
+    plugins = _by_distribution(result.json())
+    # Both load, each under a name qualified by its distribution, each credited with its own.
+    assert plugins[GOOD_DIST]["status"] == plugins[TWIN_DIST]["status"] == "loaded"
+    assert plugins[GOOD_DIST]["name"] == f"{GOOD_DIST}:good"
+    assert plugins[TWIN_DIST]["name"] == f"{TWIN_DIST}:good"
+    assert plugins[GOOD_DIST]["registered"] == {"task_types": ["shout"], "sinks": ["collect"]}
+    assert plugins[TWIN_DIST]["registered"] == {"task_types": ["twin"]}

@@ -6,6 +6,7 @@ import importlib.metadata
 import inspect
 import logging
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,18 +92,27 @@ def _load_entry_points(manager: pluggy.PluginManager, strict: bool, infos: list[
     allow_raw = os.environ.get(LOAD_ENV)
     allow = None if allow_raw is None else _name_list(allow_raw)
     block = _name_list(os.environ.get(BLOCK_ENV, ""))
-    by_ep: dict[str, PluginInfo] = {}
+    # Keyed by (name, module): two distributions may pick the same entry-point name.
+    by_ep: dict[tuple[str, str], PluginInfo] = {}
+    taken = {info.name for info in infos}
 
     # stevedore may hand back cached entry points that lost their distribution: look it up.
-    dists = {(e.name, e.value): e.dist
-             for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    dists = {(e.name, e.value): e.dist for e in found}
+    shared_names = Counter(e.name for e in found)
 
     def info_for(ep: importlib.metadata.EntryPoint) -> PluginInfo:
         dist = getattr(ep, "dist", None) or dists.get((ep.name, ep.value))
-        info = PluginInfo(name=ep.name, distribution=dist.name if dist else None,
+        name = ep.name
+        # Plugin names key pluggy and the credits, so they must be unique: an entry-point name
+        # that several distributions use is qualified with the distribution, for all of them.
+        if name in taken or shared_names[name] > 1:
+            name = f"{dist.name if dist else ep.value}:{ep.name}"
+        taken.add(name)
+        info = PluginInfo(name=name, distribution=dist.name if dist else None,
                           version=dist.version if dist else None, module=ep.value,
                           status="loaded")
-        by_ep[ep.name] = info
+        by_ep[ep.name, ep.value] = info
         infos.append(info)
         return info
 
@@ -121,30 +131,30 @@ def _load_entry_points(manager: pluggy.PluginManager, strict: bool, infos: list[
             return super()._load_one_plugin(ep, *args, **kwargs)
 
     def on_failure(_mgr: Any, ep: importlib.metadata.EntryPoint, err: BaseException) -> None:
-        info = by_ep.get(ep.name) or info_for(ep)
+        info = by_ep.get((ep.name, ep.value)) or info_for(ep)
         info.status = "failed"
         info.error = f"{type(err).__name__}: {err}"
         if strict:  # the error is the report: no second line from the logger
-            raise PluginError(f"plugin '{ep.name}' ({ep.value}) failed to load: {info.error}")
-        logger.warning("runstream plugin '%s' failed to load: %s", ep.name, info.error)
+            raise PluginError(f"plugin '{info.name}' ({ep.value}) failed to load: {info.error}")
+        logger.warning("runstream plugin '%s' failed to load: %s", info.name, info.error)
 
     extensions = _Manager(ENTRY_POINT_GROUP, invoke_on_load=False,
                           on_load_failure_callback=on_failure)
     for ext in extensions:
-        info = by_ep[ext.name]
+        info = by_ep[ext.name, ext.entry_point.value]
         try:
-            manager.register(ext.plugin, name=ext.name)
+            manager.register(ext.plugin, name=info.name)
         except ValueError as exc:  # same module registered twice, or a name clash
             info.status = "failed"
             info.error = f"cannot register: {exc}"
             if strict:
-                raise PluginError(f"plugin '{ext.name}': {info.error}") from None
+                raise PluginError(f"plugin '{info.name}': {info.error}") from None
         except pluggy.PluginValidationError as exc:
             info.status = "failed"
             info.error = f"invalid hook implementation: {exc}"
-            logger.warning("runstream plugin '%s' is invalid: %s", ext.name, exc)
             if strict:
-                raise PluginError(f"plugin '{ext.name}': {info.error}") from None
+                raise PluginError(f"plugin '{info.name}': {info.error}") from None
+            logger.warning("runstream plugin '%s' is invalid: %s", info.name, exc)
 
 
 def load_plugins(
