@@ -1,0 +1,150 @@
+"""The framed events of one run: bounded, followed by any number of readers in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from runstream import TERMINAL_EVENT_TYPES
+
+from ._encoder import json_frame
+from ._wire import failure_data, is_default
+
+if TYPE_CHECKING:
+    from ._live import LiveRun
+
+#: One framed event: (seq, type, sent without lifecycle?, SSE text).
+Frame = tuple[int, str, bool, str]
+
+
+class RunBuffer:
+    """The last ``max_events`` frames of a run, and a way to wait for the next ones.
+
+    One publisher appends frames in ``seq`` order and finally calls :meth:`end`. Readers keep
+    their own cursor (the last ``seq`` they sent) and call :meth:`since`. A *primary* reader (the
+    client that started the run) holds the publisher back instead of losing frames it has not
+    sent: the publisher gets a future to await while the buffer is full of such frames.
+    """
+
+    __slots__ = ("_changed", "_frames", "_hold", "_on_end", "_room", "ended", "last_seq",
+                 "live", "run_id", "terminal")
+
+    def __init__(self, run_id: str, max_events: int,
+                 on_end: Callable[[RunBuffer], None] | None = None) -> None:
+        self.run_id = run_id
+        self._frames: deque[Frame] = deque(maxlen=max_events)
+        self.last_seq = 0
+        #: The terminal event type once published (run.completed / run.failed / run.cancelled).
+        self.terminal: str | None = None
+        self.ended = False
+        #: The run this process drives for it, while it runs (see ``_live``).
+        self.live: LiveRun | None = None
+        self._on_end = on_end
+        self._changed: asyncio.Future[None] | None = None
+        self._hold: int | None = None
+        self._room: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    # -- publisher ---------------------------------------------------------------------------
+    def publish(self, seq: int, type_: str, text: str) -> asyncio.Future[None] | None:
+        """Append a frame; returns a future to await before the next one if the primary reader
+        is a full buffer behind."""
+        frames = self._frames
+        frames.append((seq, type_, is_default(type_), text))
+        self.last_seq = seq
+        if type_ in TERMINAL_EVENT_TYPES:
+            self.terminal = type_
+        self._wake()
+        hold = self._hold
+        if hold is not None and seq - hold >= frames.maxlen:  # type: ignore[operator]
+            room = self._room = asyncio.get_running_loop().create_future()
+            return room
+        return None
+
+    def publish_terminal(self, type_: str, data: dict[str, object]) -> None:
+        """Append a terminal event made here (the run could not report its own end)."""
+        seq = self.last_seq + 1
+        self.publish(seq, type_, json_frame(data, id=seq, event=type_))
+
+    def fail(self, error: BaseException) -> None:
+        """End with ``run.failed`` for an error outside the run (it could not start)."""
+        self.publish_terminal("run.failed", failure_data(error))
+        self.end()
+
+    def end(self) -> None:
+        """No more frames will come."""
+        if self.ended:
+            return
+        self.ended = True
+        self.live = None
+        self._wake()
+        self._release_room()
+        if self._on_end is not None:
+            self._on_end(self)
+
+    def drop(self) -> None:
+        """Forget every frame (the buffer expired); readers still attached see the end."""
+        self._on_end = None
+        self._frames.clear()
+        self.end()
+
+    # -- readers -----------------------------------------------------------------------------
+    def since(self, cursor: int) -> tuple[list[Frame], int]:
+        """Frames after ``cursor``, and how many frames after it were already dropped."""
+        frames = self._frames
+        if self.last_seq <= cursor or not frames:
+            return [], 0
+        first = frames[0][0]
+        if cursor < first:
+            return list(frames), max(0, first - cursor - 1)
+        n = len(frames)
+        if self.last_seq - first == n - 1:  # contiguous seqs (always, for runstream's runs)
+            start = cursor - first + 1
+        else:
+            start = n
+            while start > 0 and frames[start - 1][0] > cursor:
+                start -= 1
+        if n - start < start:  # read from the nearer end of the deque
+            return [frames[i] for i in range(start, n)], 0
+        return list(frames)[start:], 0
+
+    async def wait(self, patience: float | None) -> bool:
+        """Wait until something is published or the run ends; False after ``patience`` s."""
+        if self.ended:
+            return True
+        changed = self._changed
+        if changed is None:
+            changed = self._changed = asyncio.get_running_loop().create_future()
+        # asyncio.wait never cancels the future it waits for: other readers share it.
+        done, _ = await asyncio.wait((changed,), timeout=patience)
+        return bool(done)
+
+    def hold(self, cursor: int) -> None:
+        """A primary reader is at ``cursor``: don't drop frames after it."""
+        self._hold = cursor
+        room = self._room
+        if room is not None and self.last_seq - cursor < (self._frames.maxlen or 0):
+            self._release_room()
+
+    def release(self) -> None:
+        """The primary reader is gone: frames may be dropped again."""
+        self._hold = None
+        self._release_room()
+
+    def _wake(self) -> None:
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            if not changed.done():
+                changed.set_result(None)
+
+    def _release_room(self) -> None:
+        room = self._room
+        if room is not None:
+            self._room = None
+            if not room.done():
+                room.set_result(None)

@@ -1,0 +1,106 @@
+"""Server-Sent Events framing, by the WHATWG rules.
+
+Source: https://html.spec.whatwg.org/multipage/server-sent-events.html#parsing-an-event-stream
+
+- A stream is UTF-8; lines end with CRLF, a lone CR or a lone LF, and nothing else (not
+  U+2028, U+0085, VT or FF, which ``str.splitlines`` would also split on).
+- A line ``name: value`` sets a field; the parser strips exactly one space after the colon. A
+  line that starts with ``:`` is a comment. A blank line dispatches the event.
+- ``data`` may repeat: the parser joins the values with LF. So a value is framed as one
+  ``data:`` line per line of it, and a CR or LF inside it can never start another field or end
+  the event (no field injection). CR and CRLF come back as LF: the protocol cannot carry them.
+- An ``id`` holding NUL is ignored by parsers, and no field may hold CR or LF: those are
+  rejected here rather than sent broken.
+- A parser does not dispatch an event whose data is empty.
+
+Events of a run are JSON, whose text never holds a raw CR or LF (``json`` escapes control
+characters), so :func:`json_frame` writes its one ``data:`` line without scanning.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time
+from typing import Any, Final
+
+from pydantic import BaseModel
+
+#: A comment line plus the blank line: keeps an idle connection (and proxies) alive.
+PING: Final = b": ping\n\n"
+
+
+def _check_field(name: str, value: str) -> None:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"an SSE {name} cannot hold CR or LF: {value!r}")
+
+
+def encode_event(data: str, *, event: str | None = None, id: str | None = None,
+                 retry: int | None = None) -> str:
+    """Frame one event. ``data`` may hold any text (line breaks become several ``data:``
+    lines); ``event`` and ``id`` may not hold CR or LF, nor ``id`` NUL (ValueError)."""
+    parts: list[str] = []
+    if event is not None:
+        _check_field("event name", event)
+        parts.append(f"event: {event}\n")
+    if id is not None:
+        _check_field("id", id)
+        if "\0" in id:
+            raise ValueError(f"an SSE id cannot hold NUL (parsers ignore it): {id!r}")
+        parts.append(f"id: {id}\n")
+    if retry is not None:
+        if retry < 0:
+            raise ValueError(f"retry must be a non-negative number of milliseconds, got {retry}")
+        parts.append(f"retry: {retry}\n")
+    if "\r" in data:
+        data = data.replace("\r\n", "\n").replace("\r", "\n")
+    for line in data.split("\n"):
+        parts.append(f"data: {line}\n")
+    parts.append("\n")
+    return "".join(parts)
+
+
+def encode_comment(text: str = "") -> str:
+    """Frame a comment (ignored by clients); each line of ``text`` becomes a ``:`` line."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return "".join(f": {line}\n" if line else ":\n" for line in text.split("\n")) + "\n"
+
+
+def _fallback(value: object) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    return str(value)
+
+
+# Default separators (", " and ": ") so that the wire reads like the dicts in Python;
+# ensure_ascii=False keeps non-ASCII text readable (lone surrogates are handled at encode time,
+# see ``to_bytes``). Stateless, so one shared instance is safe.
+_JSON = json.JSONEncoder(ensure_ascii=False, default=_fallback)
+
+
+def json_dumps(data: Any) -> str:
+    """JSON text of an event's data: values JSON cannot hold are written as ``str(value)``
+    (pydantic models as their JSON dump, dates in ISO format)."""
+    return _JSON.encode(data)
+
+
+def json_frame(data: Any, *, id: int, event: str | None = None) -> str:
+    """Frame ``data`` as JSON on one ``data:`` line, with an integer ``id``.
+
+    ``event`` comes from runstream's own event types (never CR or LF).
+    """
+    if event is None:
+        return f"id: {id}\ndata: {_JSON.encode(data)}\n\n"
+    return f"event: {event}\nid: {id}\ndata: {_JSON.encode(data)}\n\n"
+
+
+def to_bytes(text: str) -> bytes:
+    """UTF-8 bytes of framed text.
+
+    A Python string may hold lone surrogates, which UTF-8 cannot; in JSON text they can only sit
+    inside a string literal, where ``\\udXXX`` (what ``backslashreplace`` writes) is the JSON
+    escape of the same code unit.
+    """
+    return text.encode("utf-8", "backslashreplace")

@@ -1,0 +1,76 @@
+"""A run started for an HTTP client: its events are framed into a :class:`RunBuffer`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from runstream import RunHandle
+
+from ._buffer import RunBuffer
+from ._wire import failure_data, frame_event
+
+
+class LiveRun:
+    """Owns a :class:`runstream.RunHandle` and pumps its events into ``buffer``.
+
+    The pump is its own task, so the buffer fills (and a reconnecting client can replay) whether
+    or not a client is reading; readers wait on the buffer, and everything queued while a reader
+    was busy goes out in its next write. ``cancel()`` stops the run explicitly: nothing here
+    relies on a generator's ``finally``.
+    """
+
+    __slots__ = ("buffer", "cancel_reason", "handle", "task")
+
+    def __init__(self, handle: RunHandle, buffer: RunBuffer) -> None:
+        self.handle = handle
+        self.buffer = buffer
+        self.cancel_reason = "cancelled"
+        buffer.live = self
+        self.task = asyncio.get_running_loop().create_task(
+            self._pump(), name=f"runstream-sse-pump-{handle.run_id}")
+
+    async def _pump(self) -> None:
+        buffer = self.buffer
+        publish = buffer.publish
+        events = self.handle.__aiter__()
+        try:
+            async for event in events:
+                room = publish(event.seq, event.type, frame_event(event))
+                if room is not None:
+                    await room
+        except Exception as exc:
+            if self.handle.done():  # the run could not start (e.g. its run id is taken)
+                buffer.publish_terminal("run.failed", failure_data(exc))
+            else:  # an event could not be encoded: the run is cancelled below, with this reason
+                self.cancel_reason = f"the event stream failed: {type(exc).__name__}: {exc}"
+        finally:
+            # Stop the run explicitly (this task may have been cancelled while it waited for
+            # room), then close the iterator so that its own clean-up runs now, not at GC.
+            if not self.handle.done():
+                await self.handle.cancel(self.cancel_reason)
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            if buffer.terminal is None:
+                self._publish_end()
+            buffer.end()
+
+    def _publish_end(self) -> None:
+        # RunHandle.cancel() detaches the consumer, so the run's own terminal event never
+        # reaches us then: say how it ended here, after everything the client was sent.
+        buffer = self.buffer
+        log = self.handle.run_log
+        if log.status == "completed":
+            buffer.publish_terminal("run.completed", {"status": "completed"})
+        elif log.status == "failed" and log.error is not None:
+            buffer.publish_terminal("run.failed", {
+                "error_type": log.error.type, "message": log.error.message,
+                "step": log.error.step})
+        else:
+            buffer.publish_terminal("run.cancelled", {"reason": self.cancel_reason})
+
+    async def cancel(self, reason: str = "cancelled") -> None:
+        """Cancel the run and wait until it and the pump have ended."""
+        self.cancel_reason = reason
+        await self.handle.cancel(reason)
+        await asyncio.wait({self.task})

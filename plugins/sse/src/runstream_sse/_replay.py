@@ -1,0 +1,152 @@
+"""``ReplayBuffer``: the recent events of runs, for clients that reconnect or follow a run."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Final
+
+from runstream import RunIdError, Runtime
+
+from ._buffer import RunBuffer
+
+__all__ = ["ReplayBuffer"]
+
+#: The attribute of a :class:`runstream.Runtime` that holds its default :class:`ReplayBuffer`.
+RUNTIME_ATTRIBUTE: Final = "sse_replay"
+
+
+class ReplayBuffer:
+    """Keeps the recent events of runs so that clients can replay and follow them.
+
+    Share one instance between :func:`sse_response` (which publishes the runs it streams) and
+    :func:`runs_router` (whose ``/runs/{run_id}/events`` replays them); the ``sse`` sink
+    publishes runs started elsewhere. Each run keeps its last ``max_events`` events; once the run
+    has ended they are kept for ``ttl`` seconds, then dropped. At most ``max_runs`` runs are
+    kept: past that, the runs that ended first are dropped first (running runs never are).
+
+    It belongs to one event loop (the app's): use it from that loop only. Copying it (as
+    pydantic does with a sink's fields) returns the same instance: it is a shared service.
+    """
+
+    def __init__(self, *, max_events: int = 10_000, ttl: float = 300.0,
+                 max_runs: int = 1_000) -> None:
+        if max_events < 1:
+            raise ValueError(f"max_events must be at least 1, got {max_events}")
+        if not ttl >= 0 or math.isinf(ttl):
+            raise ValueError(f"ttl must be a number of seconds >= 0, got {ttl}")
+        if max_runs < 1:
+            raise ValueError(f"max_runs must be at least 1, got {max_runs}")
+        self.max_events = max_events
+        self.ttl = ttl
+        self.max_runs = max_runs
+        self._runs: dict[str, RunBuffer] = {}
+        self._ended: dict[str, float] = {}  # run id -> when it ended, in end order
+
+    @classmethod
+    def for_runtime(cls, runtime: Runtime) -> ReplayBuffer:
+        """The default replay buffer of ``runtime``: its ``sse_replay`` attribute, made on first
+        use. The ``sse`` sinks of the runtime publish into it."""
+        return replay_for(runtime, None)
+
+    def __repr__(self) -> str:
+        return (f"ReplayBuffer(runs={len(self._runs)}, max_events={self.max_events}, "
+                f"ttl={self.ttl}, max_runs={self.max_runs})")
+
+    def __copy__(self) -> ReplayBuffer:
+        return self
+
+    def __deepcopy__(self, memo: object) -> ReplayBuffer:
+        return self
+
+    def __contains__(self, run_id: object) -> bool:
+        self.sweep()
+        return run_id in self._runs
+
+    def __len__(self) -> int:
+        self.sweep()
+        return len(self._runs)
+
+    def run_ids(self) -> list[str]:
+        """Ids of the runs whose events are kept, oldest first."""
+        self.sweep()
+        return list(self._runs)
+
+    def events_kept(self, run_id: str) -> int:
+        """How many events of ``run_id`` are kept (0 for an unknown run)."""
+        buffer = self._get(run_id)
+        return 0 if buffer is None else len(buffer)
+
+    async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        """Cancel a run that :func:`sse_response` started in this process and that is still
+        running. Its clients get ``run.cancelled`` with ``reason``. Returns whether it did."""
+        buffer = self._runs.get(run_id)
+        live = buffer.live if buffer is not None else None
+        if live is None:
+            return False
+        await live.cancel(reason)
+        return True
+
+    def sweep(self) -> None:
+        """Drop the runs that ended more than ``ttl`` seconds ago (also done on a timer)."""
+        if not self._ended:
+            return
+        deadline = time.monotonic() - self.ttl
+        for run_id, ended in list(self._ended.items()):
+            if ended > deadline:
+                break
+            self._drop(run_id)
+
+    # -- for the rest of runstream-sse ----------------------------------------------------
+    def _get(self, run_id: str) -> RunBuffer | None:
+        self.sweep()
+        return self._runs.get(run_id)
+
+    def _open(self, run_id: str) -> RunBuffer:
+        """A new run's buffer; RunIdError if the run is already here."""
+        self.sweep()
+        if run_id in self._runs:
+            raise RunIdError(f"run id '{run_id}' is already used by a run in the replay buffer; "
+                             "pick another or omit it")
+        for old in list(self._ended):
+            if len(self._runs) < self.max_runs:
+                break
+            self._drop(old)
+        buffer = RunBuffer(run_id, self.max_events, self._on_end)
+        self._runs[run_id] = buffer
+        return buffer
+
+    def _on_end(self, buffer: RunBuffer) -> None:
+        if self._runs.get(buffer.run_id) is not buffer:
+            return
+        self._ended[buffer.run_id] = time.monotonic()
+        if self.ttl == 0:
+            self._drop(buffer.run_id)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - runs end inside a loop
+            return
+        # Release the memory on time even if nobody touches this object again.
+        # (A little late rather than early: a timer may fire a hair before its time.)
+        loop.call_later(self.ttl + 0.01, self.sweep)
+
+    def _drop(self, run_id: str) -> None:
+        self._ended.pop(run_id, None)
+        buffer = self._runs.pop(run_id, None)
+        if buffer is not None:
+            buffer.drop()
+
+
+def replay_for(runtime: Runtime, replay: ReplayBuffer | None) -> ReplayBuffer:
+    """``replay``, or the runtime's default one. The first replay buffer used with a runtime
+    becomes its default (``runtime.sse_replay``), which its ``sse`` sinks publish into."""
+    current = vars(runtime).get(RUNTIME_ATTRIBUTE)
+    if not isinstance(current, ReplayBuffer):
+        current = replay if replay is not None else ReplayBuffer()
+        setattr(runtime, RUNTIME_ATTRIBUTE, current)
+        from ._sink import bind_sinks
+
+        bind_sinks(runtime, current)
+    return replay if replay is not None else current

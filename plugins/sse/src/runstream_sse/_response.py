@@ -1,0 +1,87 @@
+"""``SSEResponse``: the ASGI response that streams one run's events."""
+
+from __future__ import annotations
+
+from starlette.background import BackgroundTask
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from ._buffer import RunBuffer
+from ._serve import stream_buffer
+from ._wire import STREAM_HEADERS, parse_event_id
+
+__all__ = ["SSEResponse"]
+
+
+class SSEResponse(Response):
+    """A ``text/event-stream`` response that follows one run (see docs/sse.md).
+
+    Made by :func:`sse_response` (which starts the run when the response is sent) and by the
+    runs router (which replays a run); not meant to be built directly. ``run_id`` is the run it
+    streams, also sent as the ``X-Run-Id`` header. A ``HEAD`` request gets the headers only.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, run_id: str, *, lifecycle: bool = False,
+                 ping_interval: float | None = 15.0) -> None:
+        if ping_interval is not None and not ping_interval > 0:
+            raise ValueError(f"ping_interval must be a number of seconds > 0 or None, "
+                             f"got {ping_interval}")
+        self.run_id = run_id
+        self.lifecycle = lifecycle
+        self.ping_interval = ping_interval
+        self.status_code = 200
+        self.background: BackgroundTask | None = None
+        self.init_headers({**STREAM_HEADERS, "X-Run-Id": run_id})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("method") == "HEAD":
+            headers = [(k, v) for k, v in self.raw_headers if k != b"x-run-id"]
+            await send({"type": "http.response.start", "status": self.status_code,
+                        "headers": headers})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        await self._respond(scope, receive, send)
+        if self.background is not None:
+            await self.background()
+
+    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+    async def _start(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code,
+                    "headers": self.raw_headers})
+
+    async def _follow(self, receive: Receive, send: Send, buffer: RunBuffer, cursor: int,
+                      primary: bool) -> bool:
+        return await stream_buffer(receive, send, buffer, cursor, lifecycle=self.lifecycle,
+                                   ping_interval=self.ping_interval, primary=primary)
+
+
+def last_event_id(scope: Scope) -> int | None:
+    """The request's ``Last-Event-ID`` (None if absent or empty); ValueError if malformed."""
+    value = Headers(scope=scope).get("last-event-id")
+    if not value:
+        return None
+    return parse_event_id(value, "Last-Event-ID")
+
+
+async def reject(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
+    """A small JSON error response, shaped like FastAPI's (``{"detail": ...}``)."""
+    await JSONResponse({"detail": message}, status_code=status)(scope, receive, send)
+
+
+class ReplayResponse(SSEResponse):
+    """Follows a run's buffer from ``cursor`` on, without starting anything."""
+
+    def __init__(self, buffer: RunBuffer, cursor: int, *, lifecycle: bool = False,
+                 ping_interval: float | None = 15.0) -> None:
+        super().__init__(buffer.run_id, lifecycle=lifecycle, ping_interval=ping_interval)
+        self.buffer = buffer
+        self.cursor = cursor
+
+    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._start(send)
+        await self._follow(receive, send, self.buffer, self.cursor, primary=False)

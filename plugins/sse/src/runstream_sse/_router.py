@@ -1,0 +1,91 @@
+"""``runs_router()``: run status and event replay over HTTP."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from runstream import Config, RunIdError, RunLog, RunNotFoundError, Runtime
+from starlette.responses import Response
+
+from ._replay import ReplayBuffer, replay_for
+from ._response import ReplayResponse
+from ._runtime import resolve_runtime
+from ._wire import check_run_id, parse_event_id
+
+__all__ = ["runs_router"]
+
+
+def runs_router(
+    config: Runtime | Config | str | os.PathLike[str] | None = None,
+    *,
+    replay: ReplayBuffer | None = None,
+    prefix: str = "/runs",
+    ping_interval: float | None = 15.0,
+) -> APIRouter:
+    """A FastAPI router with a run's status and the replay of its events.
+
+    - ``GET {prefix}/{run_id}``: the run log as JSON, from the run log store of the runtime
+      for ``config`` (404 for an unknown run).
+    - ``GET {prefix}/{run_id}/events``: the run's events as Server-Sent Events, the same frames
+      as :func:`sse_response` sent: those after the ``Last-Event-ID`` header (or ``?after=N``;
+      the header wins; default: from the start), then the live tail while the run goes on.
+      ``?lifecycle=true`` includes the lifecycle events. 400 for a malformed id, 204 when the
+      run has ended and nothing is after the id, 404/410 when its events are not (or no longer)
+      kept.
+
+    ``replay`` must be the :class:`ReplayBuffer` that :func:`sse_response` publishes into;
+    default: the runtime's (``runtime.sse_replay``), which ``sse_response`` with the same
+    runtime also uses.
+    """
+    runtime = resolve_runtime(config)
+    buffers = replay_for(runtime, replay)
+    router = APIRouter(prefix=prefix, tags=["runs"])
+
+    async def load(run_id: str) -> RunLog | None:
+        try:
+            return await runtime.store.get(check_run_id(run_id))
+        except (RunIdError, RunNotFoundError):
+            return None
+
+    @router.get("/{run_id}", summary="A run's run log")
+    async def get_run(run_id: str) -> Response:
+        log = await load(run_id)
+        if log is None:
+            raise HTTPException(404, f"no run '{run_id}' in the run log store")
+        return Response(log.model_dump_json(fallback=repr), media_type="application/json")
+
+    @router.api_route("/{run_id}/events", methods=["GET", "HEAD"],
+                      summary="Replay and follow a run's events (Server-Sent Events)")
+    async def run_events(
+        request: Request,
+        run_id: str,
+        after: str | None = Query(None, description="Send the events after this id."),
+        lifecycle: bool = Query(False, description="Include the lifecycle events."),
+    ) -> Response:
+        try:
+            header = request.headers.get("last-event-id")
+            if header:
+                cursor = parse_event_id(header, "Last-Event-ID")
+            elif after is not None:
+                cursor = parse_event_id(after, "after")
+            else:
+                cursor = 0
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        buffer = buffers._get(run_id)
+        if buffer is None:
+            log = await load(run_id)
+            if log is None:
+                raise HTTPException(404, f"no run '{run_id}'")
+            if log.status == "running":
+                raise HTTPException(404, f"run '{run_id}' is running, but its events are not "
+                                         "published here (stream it with sse_response, or add "
+                                         "the sse sink to the config)")
+            raise HTTPException(410, f"run '{run_id}' has ended ({log.status}) and its events "
+                                     f"are no longer kept; GET {prefix}/{run_id} has its run log")
+        if buffer.ended and buffer.last_seq <= cursor:
+            return Response(status_code=204)  # 204 also tells an EventSource to stop
+        return ReplayResponse(buffer, cursor, lifecycle=lifecycle, ping_interval=ping_interval)
+
+    return router

@@ -1,0 +1,59 @@
+"""The ``sse`` sink: publishes runs started anywhere into the runtime's replay buffer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import PrivateAttr
+from runstream import Event, RunLog, RunstreamError, Runtime, Sink
+
+from ._wire import frame_event
+
+if TYPE_CHECKING:
+    from ._buffer import RunBuffer
+    from ._replay import ReplayBuffer
+
+__all__ = ["SSESink"]
+
+
+class SSESink(Sink):
+    """Sink ``sse``: makes every run of the runtime followable at ``/runs/{run_id}/events``.
+
+    Configure it with ``sinks: [{type: sse}]``. It publishes each run's events into the
+    runtime's default :class:`ReplayBuffer` (``runtime.sse_replay``), which is made, and this
+    sink attached to it, by the first :func:`runs_router`, :func:`sse_response`, :class:`SSE`
+    or :meth:`ReplayBuffer.for_runtime` call with that runtime: build the app's SSE pieces
+    before starting runs. Runs that :func:`sse_response` streams are published by it, once;
+    the sink leaves them alone. Publishing never waits: a run's oldest events are dropped once
+    it has more than ``max_events``.
+    """
+
+    _replay: ReplayBuffer | None = PrivateAttr(default=None)
+    _buffer: RunBuffer | None = PrivateAttr(default=None)
+
+    async def open(self, run: RunLog) -> None:
+        replay = self._replay
+        if replay is None:
+            raise RunstreamError(
+                "the sse sink has no replay buffer to publish into: build runs_router(), "
+                "sse_response(), SSE() or ReplayBuffer.for_runtime() with this runtime before "
+                "starting runs")
+        if run.run_id not in replay:  # else sse_response streams it and publishes it itself
+            self._buffer = replay._open(run.run_id)
+
+    async def send(self, event: Event) -> None:
+        buffer = self._buffer
+        if buffer is not None:
+            buffer.publish(event.seq, event.type, frame_event(event))
+
+    async def close(self, run: RunLog, status: str) -> None:
+        buffer = self._buffer
+        if buffer is not None:
+            buffer.end()
+
+
+def bind_sinks(runtime: Runtime, replay: ReplayBuffer) -> None:
+    """Attach the runtime's configured ``sse`` sinks to its replay buffer."""
+    for _label, sink in runtime.sinks:
+        if isinstance(sink, SSESink):
+            sink._replay = replay

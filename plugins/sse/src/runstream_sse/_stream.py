@@ -1,0 +1,130 @@
+"""``sse_response()``: stream a pipeline run to the client that asked for it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from runstream import AsyncPipeline, Config, Pipeline, RunIdError, Runtime, new_run_id
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from ._buffer import RunBuffer
+from ._live import LiveRun
+from ._replay import ReplayBuffer, replay_for
+from ._response import SSEResponse, last_event_id, reject
+from ._runtime import resolve_runtime
+from ._wire import check_run_id
+
+__all__ = ["OnDisconnect", "sse_response"]
+
+#: What a client's disconnect does to the run it started.
+OnDisconnect = Literal["cancel", "continue"]
+
+
+class RunResponse(SSEResponse):
+    """Starts the run when the response is sent, and streams it."""
+
+    def __init__(self, pipeline: AsyncPipeline, parameters: Mapping[str, Any] | None,
+                 runtime: Runtime, run_id: str, run_id_given: bool, on_disconnect: OnDisconnect,
+                 lifecycle: bool, ping_interval: float | None, replay: ReplayBuffer) -> None:
+        super().__init__(run_id, lifecycle=lifecycle, ping_interval=ping_interval)
+        self.pipeline = pipeline
+        self.parameters = parameters
+        self.runtime = runtime
+        self.run_id_given = run_id_given
+        self.on_disconnect = on_disconnect
+        self.replay = replay
+
+    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            resume = last_event_id(scope)
+        except ValueError as exc:
+            await reject(scope, receive, send, 400, str(exc))
+            return
+        if resume is not None:
+            await self._resume(scope, receive, send, resume)
+            return
+        try:
+            buffer = self.replay._open(self.run_id)
+        except RunIdError as exc:  # nothing to publish into: report it on a buffer of its own
+            buffer = RunBuffer(self.run_id, 1)
+            buffer.fail(exc)
+            await self._start(send)
+            await self._follow(receive, send, buffer, 0, primary=True)
+            return
+        try:
+            handle = self.pipeline.stream(self.parameters, run_id=self.run_id,
+                                          config=self.runtime)
+        except Exception as exc:  # e.g. a parameter from the environment is not JSON
+            buffer.fail(exc)
+            await self._start(send)
+            await self._follow(receive, send, buffer, 0, primary=True)
+            return
+        live = LiveRun(handle, buffer)
+        finished = False
+        try:
+            await self._start(send)
+            finished = await self._follow(receive, send, buffer, 0, primary=True)
+        finally:
+            # Also when this task is cancelled (server shutdown): stop the run explicitly.
+            if not finished and self.on_disconnect == "cancel":
+                await live.cancel("client disconnected")
+
+    async def _resume(self, scope: Scope, receive: Receive, send: Send, cursor: int) -> None:
+        # A reconnecting EventSource: follow the run it was reading, never start another one.
+        # 204 tells an EventSource to stop reconnecting.
+        buffer = self.replay._get(self.run_id) if self.run_id_given else None
+        if buffer is None or (buffer.ended and buffer.last_seq <= cursor):
+            await Response(status_code=204)(scope, receive, send)
+            return
+        await self._start(send)
+        await self._follow(receive, send, buffer, cursor, primary=False)
+
+
+def sse_response(
+    pipeline: AsyncPipeline | Pipeline,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    config: Runtime | Config | str | os.PathLike[str] | None = None,
+    run_id: str | None = None,
+    on_disconnect: OnDisconnect = "cancel",
+    lifecycle: bool = False,
+    ping_interval: float | None = 15.0,
+    replay: ReplayBuffer | None = None,
+) -> SSEResponse:
+    """A response that runs ``pipeline`` and streams its events as Server-Sent Events.
+
+    Return it from a FastAPI or Starlette endpoint (GET or POST). The run starts when the
+    response is sent (a ``HEAD`` request gets the headers and starts nothing); ``X-Run-Id``
+    names it. Each dict a task emits is one unnamed event, ``id: <seq>`` and ``data: <the dict
+    as JSON>``; the stream ends with a named ``run.completed``, ``run.failed`` or
+    ``run.cancelled`` event. ``lifecycle=True`` adds every other event type as a named event.
+    A comment ``: ping`` goes out after ``ping_interval`` idle seconds (None: never).
+
+    - ``config``: passed to ``pipeline.stream(config=...)``: a :class:`runstream.Runtime`
+      (best: built once per app), a :class:`runstream.Config`, a config file path, or None.
+    - ``run_id``: the run's id (default: a new one).
+    - ``on_disconnect``: ``"cancel"`` (default) cancels the run as soon as its client goes
+      away; ``"continue"`` lets it finish, its events kept for replay.
+    - ``replay``: the :class:`ReplayBuffer` the run is published into (for
+      ``/runs/{run_id}/events``); default: the runtime's (``runtime.sse_replay``).
+
+    A request with a ``Last-Event-ID`` header resumes the run named by ``run_id`` instead of
+    starting one (204 if there is nothing to resume); a malformed one gets a 400.
+    """
+    if on_disconnect not in ("cancel", "continue"):
+        raise ValueError(f"on_disconnect must be 'cancel' or 'continue', got {on_disconnect!r}")
+    if isinstance(pipeline, Pipeline):
+        pipeline = pipeline.as_async()
+    runtime = resolve_runtime(config)
+    replay = replay_for(runtime, replay)
+    given = run_id is not None
+    if run_id is None:
+        run_id = new_run_id()
+    else:
+        check_run_id(run_id)
+    return RunResponse(pipeline, parameters, runtime, run_id, given, on_disconnect, lifecycle,
+                       ping_interval, replay)
+

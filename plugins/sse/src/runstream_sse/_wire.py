@@ -1,0 +1,70 @@
+"""How runstream events look on the wire: frames, headers, resume ids (docs/sse.md)."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from runstream import RUN_ID_PATTERN, TERMINAL_EVENT_TYPES, Event, RunIdError
+
+from ._encoder import json_frame
+
+#: Headers of every event stream. ``Content-Encoding: identity`` makes compression middleware
+#: (Starlette's GZipMiddleware of any version, and most others) leave the stream alone: a
+#: compressor buffers, and a buffered event stream is a broken one.
+STREAM_HEADERS: Final[dict[str, str]] = {
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+    "Content-Encoding": "identity",
+}
+
+_EVENT_ID = re.compile(r"[0-9]{1,18}")
+_RUN_ID = re.compile(RUN_ID_PATTERN)
+
+
+def is_default(type_: str) -> bool:
+    """Whether a stream without ``lifecycle`` sends events of this type."""
+    return type_ == "step.event" or type_ in TERMINAL_EVENT_TYPES
+
+
+def frame_event(event: Event) -> str:
+    """An event of a run as one SSE frame, ``id`` = its ``seq``.
+
+    ``step.event``: unnamed, data = the task's dict. Every other type is a named event whose
+    data is the event's data, plus ``step`` for ``step.*`` events and ``run_id`` for
+    ``run.started``.
+    """
+    type_ = event.type
+    if type_ == "step.event":
+        return json_frame(event.data, id=event.seq)
+    data = event.data
+    if type_.startswith("step.") and "step" not in data:
+        data = {"step": event.step, **data}
+    elif type_ == "run.started":
+        data = {**data, "run_id": event.run_id}
+    return json_frame(data, id=event.seq, event=type_)
+
+
+def failure_data(error: BaseException, step: str | None = None) -> dict[str, object]:
+    """The data of a ``run.failed`` event for an error that happened outside any step."""
+    return {"error_type": type(error).__name__, "message": str(error) or repr(error),
+            "step": step}
+
+
+def parse_event_id(value: str, source: str) -> int:
+    """A resume position (``Last-Event-ID`` or ``?after=``): an event id, a whole number."""
+    if not _EVENT_ID.fullmatch(value):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        raise ValueError(
+            f"{source} must be the id of an event of this stream, a whole number such as 12; "
+            f"got {shown!r}")
+    return int(value)
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id`` if it is a valid run id (as runstream checks it), else RunIdError."""
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id) or ".." in run_id:
+        raise RunIdError(
+            f"invalid run id {run_id!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (no '..')")
+    return run_id
