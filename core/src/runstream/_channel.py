@@ -2,16 +2,19 @@
 
 An ``asyncio.Queue`` costs a task switch per item when the consumer is waiting; a token stream
 pays that anyway, but a producer that never awaits would either block the loop until it ends or
-pay ~4 us per event. Here producers append to a deque and only wait when ``capacity`` items are
-queued, and the consumer drains everything queued before it waits again: a never-awaiting
-producer hands over ``capacity`` items per pair of task switches, and a slow consumer holds
-producers at ``capacity`` items (backpressure, bounded memory).
+pay ~4 us per event. Here producers append to a list and only wait when ``capacity`` items are
+pending, and the consumer takes everything queued at once (:meth:`Channel.batches`) before it
+waits again: a never-awaiting producer hands over ``capacity`` items per pair of task switches,
+and a slow consumer holds producers at ``capacity`` items (backpressure, bounded memory).
+
+A batch counts against ``capacity`` until the consumer comes back for the next one, so
+"produced but not yet consumed" stays within ``capacity`` (plus one item per blocked producer),
+however the consumer paces itself.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
 
@@ -19,13 +22,18 @@ T = TypeVar("T")
 
 
 class Channel(Generic[T]):
-    __slots__ = ("_buf", "_capacity", "_closed", "_detached", "_getter", "_low", "_putters")
+    __slots__ = ("_batch", "_buf", "_capacity", "_closed", "_detached", "_getter", "_low",
+                 "_putters", "_room")
 
     def __init__(self, capacity: int = 1024) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
-        self._buf: deque[T] = deque()
+        self._buf: list[T] = []
+        #: The batch the consumer holds: it still counts against capacity.
+        self._batch: list[T] = []
         self._capacity = capacity
+        #: How many items may be queued before producers wait: capacity minus the held batch.
+        self._room = capacity
         self._low = capacity // 2
         self._getter: asyncio.Future[None] | None = None
         self._putters: list[asyncio.Future[None]] = []
@@ -34,6 +42,7 @@ class Channel(Generic[T]):
 
     def push(self, item: T) -> asyncio.Future[None] | None:
         """Queue ``item``; returns a future to await when the channel is full, else None."""
+        # The per-event hot path: keep it to a few attribute loads.
         if self._detached:
             return None
         buf = self._buf
@@ -43,7 +52,7 @@ class Channel(Generic[T]):
             self._getter = None
             if not getter.done():
                 getter.set_result(None)
-        if len(buf) >= self._capacity:
+        if len(buf) >= self._room:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._putters.append(waiter)
             # Each producer awaits its own future: a cancelled producer cancels only its own.
@@ -59,6 +68,8 @@ class Channel(Generic[T]):
         """The consumer is gone: drop what is queued and never block producers again."""
         self._detached = True
         self._buf.clear()
+        # Clearing the held batch in place also ends a consumer's ``for item in batch`` early.
+        self._batch.clear()
         self._wake_putters()
 
     def release(self) -> None:
@@ -67,7 +78,7 @@ class Channel(Generic[T]):
         The closing event must not wait for a reader that may itself be waiting for the run
         (``await handle.cancel()`` inside ``async for event in handle``).
         """
-        self._capacity = 1 << 62
+        self._capacity = self._room = 1 << 62
         self._wake_putters()
 
     @property
@@ -90,15 +101,24 @@ class Channel(Generic[T]):
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def __aiter__(self) -> AsyncIterator[T]:
-        buf = self._buf
-        low = self._low
+    async def batches(self) -> AsyncIterator[list[T]]:
+        """Yield lists of queued items, oldest first, until the channel is closed and drained
+        (or detached). Consume each batch before asking for the next: it holds capacity."""
         while True:
-            while buf:
-                item = buf.popleft()
-                if self._putters and len(buf) <= low:
+            # Coming back for more releases the batch handed out last time.
+            self._batch = []
+            self._room = capacity = self._capacity
+            batch = self._buf
+            if batch:
+                self._buf = []
+                self._batch = batch
+                self._room = room = capacity - len(batch)
+                # Let producers refill while the batch is consumed, unless that would only
+                # ping-pong a few items at a time.
+                if self._putters and room >= self._low:
                     self._wake_putters()
-                yield item
+                yield batch
+                continue
             if self._putters:
                 self._wake_putters()
             if self._closed or self._detached:
@@ -109,3 +129,9 @@ class Channel(Generic[T]):
                 await getter
             finally:
                 self._getter = None
+
+    async def __aiter__(self) -> AsyncIterator[T]:
+        """Yield queued items one at a time (see :meth:`batches` for the faster form)."""
+        async for batch in self.batches():
+            for item in batch:
+                yield item

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ._errors import ParameterError, TaskError
 from ._retry import Retry
+from ._retry import Retry
 
 if TYPE_CHECKING:
     from ._engine import Run
@@ -54,6 +55,9 @@ class Task(BaseModel):
                       description="The step name: letters, digits, '_' and '-'.")
     returns: list[str] = Field(default_factory=list,
                                description="Output parameters this step adds for later steps.")
+    retry: Retry | None = Field(
+        default=None,
+        description="Run the step again when it fails (see runstream.Retry); default: once.")
     retry: Retry | None = Field(
         default=None,
         description="Run the step again when it fails (see runstream.Retry); default: once.")

@@ -86,13 +86,18 @@ class AsyncPythonTask(Task):
         fn = self.function
         result = fn(**ctx.arguments_for(fn))
         if inspect.isasyncgen(result):
+            # The per-event hot path: no coroutine per event (emit_nowait), and no look for the
+            # done dict when there are no returns to read from it.
             done_type = self.done_type
-            emit = ctx.emit
+            track = bool(self.returns)
+            emit = ctx.emit_nowait
             done: dict[str, Any] | None = None
             try:
                 async for item in cast("AsyncGenerator[dict[str, Any], None]", result):
-                    await emit(item)
-                    if item.get("type") == done_type:
+                    waiter = emit(item)
+                    if waiter is not None:
+                        await waiter
+                    if track and item.get("type") == done_type:
                         done = item
             finally:
                 await result.aclose()
