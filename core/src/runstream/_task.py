@@ -7,14 +7,13 @@ import contextvars
 import functools
 import inspect
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ._errors import ParameterError, TaskError
-from ._retry import Retry
 from ._retry import Retry
 
 if TYPE_CHECKING:
@@ -55,9 +54,6 @@ class Task(BaseModel):
                       description="The step name: letters, digits, '_' and '-'.")
     returns: list[str] = Field(default_factory=list,
                                description="Output parameters this step adds for later steps.")
-    retry: Retry | None = Field(
-        default=None,
-        description="Run the step again when it fails (see runstream.Retry); default: once.")
     retry: Retry | None = Field(
         default=None,
         description="Run the step again when it fails (see runstream.Retry); default: once.")
@@ -171,6 +167,23 @@ class TaskContext:
         waiter = self._run.publish_step_event(self.step, data)
         if waiter is not None:
             await waiter
+
+    def emit_nowait(self, data: dict[str, Any]) -> Awaitable[None] | None:
+        """Emit one event without suspending: the form of :meth:`emit` for tight loops.
+
+        Returns None, or, when a consumer is behind, an awaitable that must be awaited before
+        the next event (that wait is the backpressure; skipping it loses events)::
+
+            waiter = ctx.emit_nowait(event)
+            if waiter is not None:
+                await waiter
+
+        It saves a coroutine per event, about a fifth of runstream's cost per event.
+        """
+        if data.__class__ is not dict and not isinstance(data, dict):
+            raise _not_a_dict(self.step, data)
+        waiter: Awaitable[None] | None = self._run.publish_step_event(self.step, data)
+        return waiter
 
     async def run_sync(self, function: Callable[[SyncTaskContext], R]) -> R:
         """Run ``function(sync_ctx)`` in a worker thread and wait for it.
