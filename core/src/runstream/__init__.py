@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._branch import Branch, Node
-    from ._branch import Branch, Node
     from ._config import ComponentConfig, Config
     from ._errors import (
         ConfigError,
@@ -32,11 +31,9 @@ if TYPE_CHECKING:
     from ._executor import Executor, LocalExecutor
     from ._imports import import_object
     from ._nodes import Conditional, Map, Parallel
-    from ._nodes import Conditional, Map, Parallel
     from ._params import resolve_parameters
     from ._pipeline import AsyncPipeline, Pipeline, RunHandle
     from ._plugins import PluginInfo, Plugins, load_plugins
-    from ._retry import Retry
     from ._retry import Retry
     from ._runlog import (
         RUN_ID_PATTERN,
@@ -62,9 +59,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncPipeline",
     "Branch",
-    "Branch",
     "ComponentConfig",
-    "Conditional",
     "Conditional",
     "Config",
     "ConfigError",
@@ -77,9 +72,6 @@ __all__ = [
     "Map",
     "Node",
     "Parallel",
-    "Map",
-    "Node",
-    "Parallel",
     "ParameterError",
     "Pipeline",
     "PipelineDefinitionError",
@@ -87,7 +79,6 @@ __all__ = [
     "PluginInfo",
     "Plugins",
     "RUN_ID_PATTERN",
-    "Retry",
     "Retry",
     "RunCancelledError",
     "RunError",
@@ -135,9 +126,6 @@ _WHERE = {
     "EventType": "_events",
     "Executor": "_executor", "LocalExecutor": "_executor",
     "import_object": "_imports",
-    "Branch": "_branch", "Node": "_branch",
-    "Conditional": "_nodes", "Map": "_nodes", "Parallel": "_nodes",
-    "Retry": "_retry",
     "Branch": "_branch", "Node": "_branch",
     "Conditional": "_nodes", "Map": "_nodes", "Parallel": "_nodes",
     "Retry": "_retry",

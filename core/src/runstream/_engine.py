@@ -35,13 +35,6 @@ _current_run: contextvars.ContextVar[Run] = contextvars.ContextVar("runstream_cu
 _param_scope: contextvars.ContextVar[ChainMap[str, Any] | None] = contextvars.ContextVar(
     "runstream_param_scope", default=None)
 
-#: The parameter scope of the branch (of a composite node) this asyncio task runs, or None at
-#: the top level of a run. Branch tasks set it in their own context copy, so concurrent branches
-#: never see each other's writes; ``drive`` resets it, so a run started inside a branch does not
-#: inherit it.
-_param_scope: contextvars.ContextVar[ChainMap[str, Any] | None] = contextvars.ContextVar(
-    "runstream_param_scope", default=None)
-
 #: Items in a run's consumer channel: (seq, ts, type, step, data).
 Record = tuple[int, float, str, "str | None", dict[str, Any]]
 
@@ -77,14 +70,6 @@ class Run:
     @property
     def run_id(self) -> str:
         return self.log.run_id
-
-    @property
-    def parameters(self) -> MutableMapping[str, Any]:
-        """The parameters as the running step sees them: the run's own, or inside a branch of a
-        composite node, that branch's scope layered over its parent's (writes go to the branch).
-        """
-        scope = _param_scope.get()
-        return self._parameters if scope is None else scope
 
     @property
     def parameters(self) -> MutableMapping[str, Any]:

@@ -8,7 +8,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._branch import Node, Step
-from ._branch import Node, Step
 from ._channel import Channel
 from ._engine import Record, Run, drive
 from ._errors import PipelineDefinitionError, RunCancelledError, RunFailedError

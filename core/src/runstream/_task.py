@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["SyncTaskContext", "Task", "TaskContext", "current_task_context"]
 
 R = TypeVar("R")
+
+_STEP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,99}$")
 
 _current_task: contextvars.ContextVar[TaskContext] = contextvars.ContextVar(
     "runstream_current_task"
@@ -50,13 +53,21 @@ class Task(BaseModel):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, defer_build=True)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,99}$",
-                      description="The step name: letters, digits, '_' and '-'.")
+    name: str = Field(description="The step name: letters, digits, '_' and '-'.")
     returns: list[str] = Field(default_factory=list,
                                description="Output parameters this step adds for later steps.")
     retry: Retry | None = Field(
         default=None,
         description="Run the step again when it fails (see runstream.Retry); default: once.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_safe(cls, value: str) -> str:
+        if not _STEP_NAME.match(value):
+            raise ValueError(
+                f"step name {value!r} must be 1-100 letters, digits, '_' or '-' (dots separate "
+                "the parts of nested step paths)")
+        return value
 
     @field_validator("returns")
     @classmethod

@@ -25,21 +25,6 @@ reserved) and nest; a branch is a list of steps or ``{steps: [...], on_failure: 
   - {name: route, type: conditional, parameter: mode, branches: {fast: [...]}, default: [...]}
 ```
 
-Composite steps are built in (``type: parallel``, ``map``, ``conditional``; these names are
-reserved) and nest; a branch is a list of steps or ``{steps: [...], on_failure: {...}}``::
-
-```yaml
-  - name: fan
-    type: parallel
-    fail_fast: true                     # optional; merge: prefix (default) | flat | module:fn
-    branches:
-      a: [{name: llm, type: mock-llm}]
-      b: {steps: [{name: llm, type: mock-llm}], on_failure: {name: note, type: python, ...}}
-  - {name: each, type: map, over: questions, iterate_as: q, max_concurrency: 4,
-     returns: [answer], branch: [...]}
-  - {name: route, type: conditional, parameter: mode, branches: {fast: [...]}, default: [...]}
-```
-
 YAML is loaded with ``yaml.safe_load`` (no object construction). A ``module:function`` string is
 resolved by importing the module, so loading a pipeline file runs that module's import-time code:
 load only pipeline files you trust.
@@ -71,14 +56,6 @@ if TYPE_CHECKING:
 __all__ = ["load_pipeline", "pipeline_from_dict"]
 
 _PIPELINE_KEYS = ("description", "name", "on_failure", "steps")
-
-#: Composite step types and the keys each accepts (besides ``name`` and ``type``).
-_NODE_KEYS: dict[str, tuple[str, ...]] = {
-    "conditional": ("branches", "default", "parameter"),
-    "map": ("branch", "fail_fast", "iterate_as", "max_concurrency", "over", "returns"),
-    "parallel": ("branches", "fail_fast", "merge"),
-}
-_BRANCH_KEYS = ("on_failure", "steps")
 
 #: Composite step types and the keys each accepts (besides ``name`` and ``type``).
 _NODE_KEYS: dict[str, tuple[str, ...]] = {
