@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                              description="List each plugin: distribution, version, what it "
                                          "registered, or why it failed to load.")
     plugins.add_argument("--json", action="store_true", help="print JSON")
+    plugins.add_argument("--check", action="store_true",
+                         help="validate each plugin: it loads, its hooks match runstream's "
+                              "specs, its task types and sinks construct, no name clashes; "
+                              "exit 1 if any problem")
 
     runs = sub.add_parser("runs", help="read the run log store",
                           description="Read runs from the configured run log store.")
@@ -158,7 +162,10 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
 def _plugins(args: argparse.Namespace, out: TextIO) -> int:
     from ._plugins import load_plugins
 
-    infos = load_plugins().infos
+    loaded = load_plugins()
+    if args.check:
+        return _check_plugins(loaded, args.json, out)
+    infos = loaded.infos
     if args.json:
         out.write(json.dumps([i.as_dict() for i in infos], indent=2) + "\n")
         return 0
@@ -169,6 +176,27 @@ def _plugins(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"    {kind.replace('_', ' ')}: {', '.join(names)}\n")
         if info.error:
             out.write(f"    error: {info.error}\n")
+    return 0
+
+
+def _check_plugins(loaded: Any, as_json: bool, out: TextIO) -> int:
+    from ._plugin_check import check_plugins
+
+    checks = check_plugins(loaded)
+    failed = [c for c in checks if not c.ok]
+    if as_json:
+        out.write(json.dumps([c.as_dict() for c in checks], indent=2) + "\n")
+    else:
+        for c in checks:
+            out.write(f"{c.name}  ({c.distribution or '-'})  {'ok' if c.ok else 'PROBLEM'}\n")
+            for problem in c.problems:
+                out.write(f"    problem: {problem}\n")
+            for note in c.notes:
+                out.write(f"    note: {note}\n")
+    if failed:
+        print(f"{len(failed)} plugin(s) with problems: {', '.join(c.name for c in failed)}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -265,7 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _plugins(args, out)
         if args.command == "runs":
             if args.runs_command is None:
-                parser.parse_args(["runs", "--help"])
+                return _fail("runs needs a subcommand: ls, show or events "
+                             "(see runstream runs --help)")
             if args.runs_command == "events":
                 return _run_events(args, out)
             return asyncio.run(_runs(args, out))
