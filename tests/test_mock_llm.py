@@ -231,6 +231,19 @@ def test_validation_errors_are_clear(options: dict[str, Any], message: str) -> N
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize("options", [
+    {},
+    {"response": "fixed", "fail_after": 2, "fail_error": "TimeoutError: slow"},
+    {"response_words": 5, "seed": 3, "returns": ["full_text", "word_count"]},
+    {"response_template": "Echo: {prompt}", "tokens_per_second": 0},
+])
+def test_round_trips_through_model_dump(options: dict[str, Any]) -> None:
+    task = MockLLMTask(name="llm", **options)
+    again = MockLLMTask.model_validate(task.model_dump())
+    assert again == task
+    assert again.answer("hi") == task.answer("hi")
+
+
 def test_yaml_validation_error_names_the_key(runtime: Runtime, tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("name: chat\nsteps:\n  - {name: llm, type: mock-llm, tokens_per_sec: 5}\n")

@@ -64,7 +64,8 @@ class MockLLMTask(Task):
     response_words: int | None = Field(
         default=None, ge=1, le=1_000_000,
         description="Answer with this many words drawn from a small vocabulary with `seed`.")
-    seed: int = Field(default=0, description="Seed of the words drawn for response_words.")
+    seed: int | None = Field(
+        default=None, description="Seed of the words drawn for response_words (default 0).")
     fail_after: int | None = Field(
         default=None, ge=0, description="Fail after emitting this many chunks.")
     fail_error: str | None = Field(
@@ -82,14 +83,17 @@ class MockLLMTask(Task):
 
     @model_validator(mode="after")
     def _consistent(self) -> MockLLMTask:
-        given = self.model_fields_set
-        sources = [name for name in ("response_template", "response", "response_words")
-                   if name in given and getattr(self, name) is not None]
+        # Checks look at values, not at which fields were given, so that
+        # model_validate(task.model_dump()) round-trips.
+        sources = [name for name in ("response", "response_words")
+                   if getattr(self, name) is not None]
+        if self.response_template != DEFAULT_TEMPLATE:
+            sources.insert(0, "response_template")
         if len(sources) > 1:
             raise ValueError(
                 f"set only one of response_template, response, response_words (got "
                 f"{', '.join(sources)})")
-        if "seed" in given and self.response_words is None:
+        if self.seed is not None and self.response_words is None:
             raise ValueError("seed only applies to response_words; set response_words too")
         if self.fail_error is not None and self.fail_after is None:
             raise ValueError("fail_error only applies with fail_after; set fail_after (the "
@@ -111,7 +115,7 @@ class MockLLMTask(Task):
         if self.response is not None:
             return self.response
         if self.response_words is not None:
-            return random_words(self.response_words, self.seed)
+            return random_words(self.response_words, self.seed or 0)
         return render(self.response_template, prompt)
 
     def _prompt(self, ctx: TaskContext) -> str:
