@@ -51,7 +51,18 @@ class Event(BaseModel):
     def _fast(
         cls, run_id: str, seq: int, ts: float, type: str, step: str | None, data: dict[str, Any]
     ) -> Event:
-        # Engine-built events are valid by construction; skipping validation keeps the hot path
-        # at a few hundred nanoseconds per event.
-        return cls.model_construct(v=1, run_id=run_id, seq=seq, ts=ts, type=type, step=step,
-                                   data=data)
+        # Engine-built events are valid by construction, so skip validation. This is what
+        # ``model_construct`` ends up doing for this model, without its per-field loop: well under 1 us
+        # instead of ~3 us, which is most of what ``stream()`` costs per event.
+        event = _new(cls)
+        _setattr(event, "__dict__", {"v": 1, "run_id": run_id, "seq": seq, "ts": ts,
+                                     "type": type, "step": step, "data": data})
+        _setattr(event, "__pydantic_fields_set__",
+                 {"v", "run_id", "seq", "ts", "type", "step", "data"})
+        _setattr(event, "__pydantic_extra__", None)
+        _setattr(event, "__pydantic_private__", None)
+        return event
+
+
+_new = object.__new__
+_setattr = object.__setattr__
