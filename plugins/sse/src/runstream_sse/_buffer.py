@@ -28,8 +28,19 @@ class RunBuffer:
     sent: the publisher gets a future to await while the buffer is full of such frames.
     """
 
-    __slots__ = ("_changed", "_frames", "_hold", "_on_end", "_room", "ended", "last_seq",
-                 "live", "run_id", "terminal")
+    __slots__ = (
+        "__weakref__",
+        "_changed",
+        "_frames",
+        "_hold",
+        "_on_end",
+        "_room",
+        "ended",
+        "last_seq",
+        "live",
+        "run_id",
+        "terminal",
+    )
 
     def __init__(self, run_id: str, max_events: int,
                  on_end: Callable[[RunBuffer], None] | None = None) -> None:

@@ -32,6 +32,7 @@ class SSESink(Sink):
     _buffer: RunBuffer | None = PrivateAttr(default=None)
 
     async def open(self, run: RunLog) -> None:
+        """Start the run's buffer (unless :func:`sse_response` publishes the run itself)."""
         replay = self._replay
         if replay is None:
             raise RunstreamError(
@@ -42,11 +43,13 @@ class SSESink(Sink):
             self._buffer = replay._open(run.run_id)
 
     async def send(self, event: Event) -> None:
+        """Publish one event; never waits."""
         buffer = self._buffer
         if buffer is not None:
             buffer.publish(event.seq, event.type, frame_event(event))
 
     async def close(self, run: RunLog, status: str) -> None:
+        """End the run's buffer: replays of it end, and its ``ttl`` starts."""
         buffer = self._buffer
         if buffer is not None:
             buffer.end()

@@ -1,0 +1,367 @@
+"""runs_router(): run logs, replay with Last-Event-ID / ?after, the bounded replay buffer."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import threading
+import time
+import weakref
+from collections.abc import AsyncGenerator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.responses import Response
+from httpx_sse import connect_sse
+from runstream import AsyncPipeline, ComponentConfig, Config, Runtime
+from runstream_async_python import AsyncPythonTask
+from runstream_sse import SSE, ReplayBuffer, runs_router, sse_response
+
+from tests._server import serve
+
+
+def pipeline(fn: Any) -> AsyncPipeline:
+    return AsyncPipeline("chat", [AsyncPythonTask(name="llm", function=fn)])
+
+
+async def count(n: int) -> AsyncGenerator[dict[str, Any], None]:
+    for i in range(n):
+        yield {"type": "chunk", "i": i}
+
+
+@pytest.fixture
+def rt(memory_config: Config) -> Iterator[Runtime]:
+    runtime = Runtime(memory_config)
+    yield runtime
+    asyncio.run(runtime.aclose())
+
+
+def messages(text: str) -> list[dict[str, Any]]:
+    """The unnamed events' data of a raw event stream."""
+    out = []
+    for block in text.split("\n\n"):
+        lines = block.split("\n")
+        if any(line.startswith("data: ") for line in lines) and not any(
+                line.startswith("event: ") for line in lines):
+            out.append(json.loads(next(li for li in lines if li.startswith("data: "))[6:]))
+    return out
+
+
+def poll(fn: Any, timeout: float = 5.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.01)
+
+
+def test_reconnect_with_last_event_id_gets_exactly_the_missing_events(rt: Runtime) -> None:
+    gate = threading.Event()
+
+    async def story() -> AsyncGenerator[dict[str, Any], None]:
+        for i in range(4):
+            yield {"type": "chunk", "i": i}
+        await asyncio.to_thread(gate.wait, 10)
+        for i in range(4, 8):
+            yield {"type": "chunk", "i": i}
+
+    sse = SSE(rt)
+    app = FastAPI()
+    app.include_router(sse.router())
+    chat = pipeline(story)
+
+    @app.get("/chat")
+    async def get_chat() -> Response:
+        return sse.response(chat, on_disconnect="continue")
+
+    with serve(app) as base, httpx.Client(base_url=base, timeout=10) as client:
+        with connect_sse(client, "GET", "/chat") as source:
+            run_id = source.response.headers["x-run-id"]
+            events = source.iter_sse()
+            got = [next(events), next(events)]  # then the connection drops
+        assert [json.loads(e.data) for e in got] == [{"type": "chunk", "i": 0},
+                                                     {"type": "chunk", "i": 1}]
+        last_id = got[-1].id
+        # Reconnect while the run waits: the two missed events, then the live tail.
+        with connect_sse(client, "GET", f"/runs/{run_id}/events",
+                         headers={"Last-Event-ID": last_id}) as source:
+            events = source.iter_sse()
+            missed = [next(events), next(events)]
+            gate.set()
+            tail = list(events)
+        assert [json.loads(e.data) for e in missed] == [{"type": "chunk", "i": 2},
+                                                        {"type": "chunk", "i": 3}]
+        assert [json.loads(e.data) for e in tail[:-1]] == [{"type": "chunk", "i": i}
+                                                           for i in range(4, 8)]
+        assert tail[-1].event == "run.completed"
+        assert int(missed[0].id) > int(last_id)
+        # After the end: the same request replays the same events, then ends.
+        again = client.get(f"/runs/{run_id}/events", headers={"Last-Event-ID": last_id})
+        assert messages(again.text) == [{"type": "chunk", "i": i} for i in range(2, 8)]
+        # ?after=N does the same; the header wins over it.
+        after = client.get(f"/runs/{run_id}/events?after={tail[1].id}")
+        assert messages(after.text) == [{"type": "chunk", "i": i} for i in range(6, 8)]
+        both = client.get(f"/runs/{run_id}/events?after=0", headers={"Last-Event-ID": last_id})
+        assert messages(both.text) == messages(again.text)
+        # Nothing after the last event: 204, which also stops an EventSource reconnecting.
+        done = client.get(f"/runs/{run_id}/events", headers={"Last-Event-ID": tail[-1].id})
+        assert done.status_code == 204
+
+
+def test_a_dropped_stream_that_cancelled_its_run_replays_up_to_the_cancel(rt: Runtime) -> None:
+    started = threading.Event()
+
+    async def slow() -> AsyncGenerator[dict[str, Any], None]:
+        for i in range(3):
+            yield {"type": "chunk", "i": i}
+        started.set()
+        await asyncio.sleep(30)
+        yield {"type": "chunk", "i": 99}
+
+    sse = SSE(rt)
+    app = FastAPI()
+    app.include_router(sse.router())
+    chat = pipeline(slow)
+
+    @app.get("/chat")
+    async def get_chat() -> Response:
+        return sse.response(chat)
+
+    with serve(app) as base, httpx.Client(base_url=base, timeout=10) as client:
+        with connect_sse(client, "GET", "/chat") as source:
+            run_id = source.response.headers["x-run-id"]
+            first = next(source.iter_sse())
+        assert poll(lambda: client.get(f"/runs/{run_id}").json()["status"] == "cancelled")
+        replay = client.get(f"/runs/{run_id}/events", headers={"Last-Event-ID": first.id})
+    assert messages(replay.text) == [{"type": "chunk", "i": 1}, {"type": "chunk", "i": 2}]
+    assert "event: run.cancelled" in replay.text
+    assert '"reason": "client disconnected"' in replay.text
+
+
+def test_malformed_last_event_id_is_a_400_with_a_message(rt: Runtime) -> None:
+    sse = SSE(rt)
+    app = FastAPI()
+    app.include_router(sse.router())
+    chat = pipeline(count)
+
+    @app.get("/chat")
+    async def get_chat() -> Response:
+        return sse.response(chat, {"n": 2})
+
+    with serve(app) as base, httpx.Client(base_url=base, timeout=10) as client:
+        run_id = client.get("/chat").headers["x-run-id"]
+        for bad in ["abc", "-1", "1.5", "9" * 40, "٣".encode()]:
+            response = client.get(f"/runs/{run_id}/events", headers={"Last-Event-ID": bad})
+            assert response.status_code == 400, bad
+            assert "Last-Event-ID must be the id of an event" in response.json()["detail"]
+        response = client.get(f"/runs/{run_id}/events?after=x")
+        assert response.status_code == 400
+        assert "after must be the id" in response.json()["detail"]
+        # sse_response's own endpoint checks the header the same way.
+        response = client.get("/chat", headers={"Last-Event-ID": "nope"})
+        assert response.status_code == 400
+        assert "Last-Event-ID" in response.json()["detail"]
+
+
+async def test_run_log_json_and_unknown_runs(rt: Runtime) -> None:
+    app = FastAPI()
+    app.include_router(runs_router(rt, prefix="/api/runs"))
+    chat = pipeline(count)
+
+    @app.get("/chat")
+    async def get_chat() -> Response:
+        return sse_response(chat, {"n": 3}, config=rt)
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        run_id = (await client.get("/chat")).headers["x-run-id"]
+        log = (await client.get(f"/api/runs/{run_id}")).json()
+        assert (log["run_id"], log["pipeline"], log["status"]) == (run_id, "chat", "completed")
+        assert log["steps"]["llm"]["status"] == "completed"
+        for path in ["/api/runs/nope", "/api/runs/nope/events", "/api/runs/bad..id"]:
+            response = await client.get(path)
+            assert response.status_code == 404, path
+            assert "no run" in response.json()["detail"]
+
+
+async def test_the_replay_buffer_is_bounded_but_the_live_client_misses_nothing(
+        rt: Runtime) -> None:
+    replay = ReplayBuffer(max_events=5)
+    app = FastAPI()
+    app.include_router(runs_router(rt, replay=replay))
+    chat = pipeline(count)
+
+    @app.get("/chat")
+    async def get_chat() -> Response:
+        return sse_response(chat, {"n": 50}, config=rt, replay=replay)
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        live = await client.get("/chat")
+        assert messages(live.text) == [{"type": "chunk", "i": i} for i in range(50)]
+        run_id = live.headers["x-run-id"]
+        assert replay.events_kept(run_id) == 5
+        again = await client.get(f"/runs/{run_id}/events")
+    # The oldest events are gone: the replay says how many, then sends what is kept.
+    assert again.text.startswith("event: replay.gap\n")
+    gap = json.loads(again.text.split("\n")[1][6:])
+    assert gap["after"] == 0 and gap["missed"] == gap["next"] - 1
+    assert messages(again.text) == [{"type": "chunk", "i": i} for i in range(47, 50)]
+    assert "event: run.completed" in again.text
+
+
+async def test_ended_runs_are_dropped_after_ttl_and_their_memory_released(
+        rt: Runtime) -> None:
+    replay = ReplayBuffer(ttl=0.05)
+    app = FastAPI()
+    app.include_router(runs_router(rt, replay=replay))
+    chat = pipeline(count)
+
+    @app.get("/chat")
+    async def get_chat() -> Response:
+        return sse_response(chat, {"n": 3}, config=rt, replay=replay)
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        run_id = (await client.get("/chat")).headers["x-run-id"]
+        buffer = replay._get(run_id)
+        assert buffer is not None and run_id in replay
+        ref = weakref.ref(buffer)
+        del buffer
+        for _ in range(500):  # the expiry timer drops it: nobody has to ask (sweep)
+            if not replay._runs:
+                break
+            await asyncio.sleep(0.01)
+        assert replay._runs == {}
+        gc.collect()
+        assert ref() is None
+        gone = await client.get(f"/runs/{run_id}/events")
+        assert gone.status_code == 410
+        assert "no longer kept" in gone.json()["detail"]
+
+
+async def test_a_long_ttl_keeps_ended_runs() -> None:
+    replay = ReplayBuffer(ttl=3600)
+    buffer = replay._open("r1")
+    buffer.publish_terminal("run.completed", {"status": "completed"})
+    buffer.end()
+    await asyncio.sleep(0.05)
+    assert "r1" in replay and replay.events_kept("r1") == 1
+
+
+async def test_max_runs_drops_the_oldest_ended_runs_first() -> None:
+    replay = ReplayBuffer(max_runs=2)
+    running = replay._open("running")
+    ended = replay._open("ended")
+    ended.end()
+    replay._open("new")
+    assert replay.run_ids() == ["running", "new"]
+    assert not running.ended
+
+
+def test_replay_buffer_validates_its_options() -> None:
+    for kwargs in [{"max_events": 0}, {"ttl": -1.0}, {"ttl": float("nan")}, {"max_runs": 0}]:
+        with pytest.raises(ValueError):
+            ReplayBuffer(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_replay_buffers_are_objects_not_globals(memory_config: Config) -> None:
+    """Two apps (two runtimes) never see each other's runs."""
+    rt1, rt2 = Runtime(memory_config), Runtime(memory_config)
+    try:
+        sse1, sse2 = SSE(rt1), SSE(rt2)
+        assert sse1.replay is not sse2.replay
+        assert ReplayBuffer.for_runtime(rt1) is sse1.replay is rt1.sse_replay  # type: ignore[attr-defined]
+        app1, app2 = FastAPI(), FastAPI()
+        app1.include_router(sse1.router())
+        app2.include_router(sse2.router())
+        chat = pipeline(count)
+
+        @app1.get("/chat")
+        async def get_chat() -> Response:
+            return sse1.response(chat, {"n": 1})
+
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app1),
+                                     base_url="http://t") as c1, \
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app2),
+                                  base_url="http://t") as c2:
+            run_id = (await c1.get("/chat")).headers["x-run-id"]
+            assert (await c1.get(f"/runs/{run_id}/events")).status_code == 200
+            assert (await c2.get(f"/runs/{run_id}/events")).status_code == 404
+    finally:
+        await rt1.aclose()
+        await rt2.aclose()
+
+
+async def test_sse_response_resumes_its_own_run_by_id(rt: Runtime) -> None:
+    sse = SSE(rt)
+    app = FastAPI()
+    chat = pipeline(count)
+
+    @app.get("/chat/{run_id}")
+    async def get_chat(run_id: str) -> Response:
+        return sse.response(chat, {"n": 4}, run_id=run_id)
+
+    @app.get("/anon")
+    async def anon() -> Response:
+        return sse.response(chat, {"n": 4})
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as client:
+        first = await client.get("/chat/run-a")
+        ids = [line[4:] for line in first.text.split("\n") if line.startswith("id: ")]
+        resumed = await client.get("/chat/run-a", headers={"Last-Event-ID": ids[1]})
+        assert messages(resumed.text) == [{"type": "chunk", "i": i} for i in range(2, 4)]
+        assert len(await rt.store.list_runs()) == 1  # no second run
+        # Without a run id there is nothing to resume: 204, no new run.
+        assert (await client.get("/anon", headers={"Last-Event-ID": "3"})).status_code == 204
+        assert len(await rt.store.list_runs()) == 1
+        # The same run id again without Last-Event-ID: reported in-band, not run twice.
+        again = await client.get("/chat/run-a")
+        assert "event: run.failed" in again.text and "already used" in again.text
+
+
+async def test_sse_sink_makes_runs_started_elsewhere_followable() -> None:
+    config = Config(run_log_store=ComponentConfig(type="memory"),
+                    sinks=[ComponentConfig(type="sse")])
+    runtime = Runtime(config)
+    try:
+        app = FastAPI()
+        app.include_router(runs_router(runtime))  # attaches the runtime's replay buffer
+        chat = pipeline(count)
+        log = await chat.execute({"n": 3}, config=runtime)  # no HTTP involved
+        assert log.status == "completed" and log.warnings == []
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://t") as client:
+            replay = await client.get(f"/runs/{log.run_id}/events")
+            assert messages(replay.text) == [{"type": "chunk", "i": i} for i in range(3)]
+            assert "event: run.completed" in replay.text
+
+            # A run streamed by sse_response is published once, not by the sink as well.
+            @app.get("/chat")
+            async def get_chat() -> Response:
+                return sse_response(chat, {"n": 2}, config=runtime)
+
+            streamed = await client.get("/chat")
+            run_id = streamed.headers["x-run-id"]
+            replay = await client.get(f"/runs/{run_id}/events?lifecycle=true")
+            ids = [line for line in replay.text.split("\n") if line.startswith("id: ")]
+            assert len(ids) == len(set(ids)) == 6  # started, step, 2 events, step, completed
+    finally:
+        await runtime.aclose()
+
+
+async def test_sse_sink_without_a_replay_buffer_is_reported_not_fatal() -> None:
+    config = Config(run_log_store=ComponentConfig(type="memory"),
+                    sinks=[ComponentConfig(type="sse")])
+    runtime = Runtime(config)
+    try:
+        log = await pipeline(count).execute({"n": 2}, config=runtime)
+    finally:
+        await runtime.aclose()
+    assert log.status == "completed"
+    assert any("sse" in w and "replay buffer" in w for w in log.warnings)
