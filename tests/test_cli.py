@@ -183,7 +183,7 @@ def test_unknown_config_key_names_it_and_the_allowed_keys(
 
     assert code == 2
     assert error_line(err) == ("runstream: error: runstream.yaml: unknown key 'sink'; "
-                               "allowed keys: executor, run_log_store, sinks")
+                               "allowed keys: executor, limits, run_log_store, sinks")
 
 
 def test_unknown_sink_in_config_lists_installed_ones(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._branch import Branch, Node
-    from ._config import ComponentConfig, Config
+    from ._config import ComponentConfig, Config, Limits
     from ._errors import (
         ConfigError,
         ParameterError,
@@ -68,6 +68,7 @@ __all__ = [
     "Event",
     "EventType",
     "Executor",
+    "Limits",
     "LocalExecutor",
     "Map",
     "Node",
@@ -116,7 +117,7 @@ __all__ = [
 ]
 
 _WHERE = {
-    "ComponentConfig": "_config", "Config": "_config",
+    "ComponentConfig": "_config", "Config": "_config", "Limits": "_config",
     "ConfigError": "_errors", "ParameterError": "_errors", "PipelineDefinitionError": "_errors",
     "PluginError": "_errors", "RunCancelledError": "_errors", "RunError": "_errors",
     "RunFailedError": "_errors", "RunIdError": "_errors", "RunNotFoundError": "_errors",

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ._errors import ConfigError
 from ._validation import explain
 
-__all__ = ["ComponentConfig", "Config"]
+__all__ = ["ComponentConfig", "Config", "Limits"]
 
 CONFIG_ENV = "RUNSTREAM_CONFIGURATION_FILE"
 DEFAULT_CONFIG_FILE = "runstream.yaml"
@@ -28,6 +28,33 @@ class ComponentConfig(BaseModel):
 
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+
+class Limits(BaseModel):
+    """Bounds that keep a process healthy under load and faults (``limits:`` in the config)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    max_event_bytes: int | None = Field(
+        default=None, ge=1,
+        description="Largest event a task may emit, as JSON bytes; a bigger one fails its step "
+                    "with a clear error instead of being buffered. `null`: no limit.")
+    max_concurrent_runs: int | None = Field(
+        default=None, ge=1,
+        description="Runs in flight per runtime; HTTP endpoints (runstream-sse) answer 503 with "
+                    "`Retry-After` beyond it. `null`: no limit.")
+    cancel_grace_period: float = Field(
+        default=5.0, ge=0,
+        description="Seconds a cancelled or timed-out step may take to stop before runstream "
+                    "reports it and ends the run without it.")
+    store_timeout: float = Field(
+        default=2.0, gt=0,
+        description="Seconds a run waits for the run log store to record its start before it "
+                    "goes on without (the record is written again when the run ends).")
+    store_save_timeout: float = Field(
+        default=10.0, gt=0,
+        description="Seconds a run waits for the store to save its final record; past it the "
+                    "record goes to the error log (`runstream` logger) instead.")
 
 
 class Config(BaseModel):
@@ -48,6 +75,8 @@ class Config(BaseModel):
         default_factory=list,
         description="Event sinks that receive every event of every run, e.g. `stdout`, `file`.",
     )
+    limits: Limits = Field(default_factory=Limits,
+                           description="Bounds for load and faults; see the Limits table.")
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "<config>") -> Config:

@@ -18,6 +18,7 @@ EventType = Literal[
     "run.completed",
     "run.failed",
     "run.cancelled",
+    "run.warning",
 ]
 
 EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
