@@ -339,3 +339,13 @@ def test_read_run_events_finds_files_through_the_template(tmp_path: Path) -> Non
 
     with pytest.raises(RunNotFoundError, match="no event file for run r2"):
         sink.read_run_events("r2")
+
+
+def test_public_api() -> None:
+    import runstream_file
+
+    public = {name for name in vars(runstream_file) if not name.startswith("_")}
+    # Sorted like the core's: CONSTANTS, then Classes, then functions.
+    assert runstream_file.__all__ == sorted(
+        runstream_file.__all__, key=lambda n: (not n.isupper(), not n[0].isupper(), n))
+    assert set(runstream_file.__all__) == public

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -31,6 +31,15 @@ async def tidy() -> dict[str, Any]:
 async def boom() -> AsyncIterator[dict[str, Any]]:
     yield {"type": "chunk", "text": "partial answer"}
     raise ValueError("the model went away")
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait for ``condition`` (polling; gives up after a generous number of tries)."""
+    for _ in range(5000):
+        if condition():
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError("the condition never became true")
 
 
 def runtime_with(**options: Any) -> Runtime:
@@ -238,10 +247,8 @@ async def test_a_long_run_gets_a_live_progress_row(monkeypatch: pytest.MonkeyPat
     async def slow() -> AsyncIterator[dict[str, Any]]:
         await asyncio.sleep(0.05)  # the live display (due at once) starts meanwhile
         yield {"type": "chunk", "text": "thinking about it"}
-        for _ in range(1000):  # until the live row has shown the line in progress
-            if "1 event  thinking about it" in buf.getvalue():
-                break
-            await asyncio.sleep(0.01)
+        # Until the live row has shown the line in progress.
+        await until(lambda: "1 event  thinking about it" in buf.getvalue())
         yield {"type": "chunk", "text": " ... done\n"}
 
     rt = runtime_with(format="pretty")
@@ -260,6 +267,42 @@ async def test_a_long_run_gets_a_live_progress_row(monkeypatch: pytest.MonkeyPat
     plain = ANSI.sub("", raw)
     assert "    thinking about it ... done" in plain.splitlines()
     assert re.search(r"✓ slowpoke completed · \d+ ms · 1 step · 2 events", plain)
+
+
+async def test_an_unfinished_line_moves_out_of_the_way_of_a_second_run() -> None:
+    second_started = asyncio.Event()
+    console, buf = terminal()
+
+    async def first() -> AsyncIterator[dict[str, Any]]:
+        yield {"type": "chunk", "text": "unfinished"}
+        await second_started.wait()
+        yield {"type": "chunk", "text": " line\n"}
+
+    async def second() -> AsyncIterator[dict[str, Any]]:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        second_started.set()
+        yield {"type": "chunk", "text": "other\n"}
+        await until(lambda: "unfinished line" in buf.getvalue())  # active till "one" is done
+
+    rt = runtime_with(format="pretty")
+    sink_of(rt).use_console(console)
+    try:
+        handle = AsyncPipeline("one", [AsyncPythonTask(name="s", function=first)]).stream(
+            config=rt)
+        await until(lambda: "unfinished" in buf.getvalue())
+        log_b, _ = await run(AsyncPipeline("two", [AsyncPythonTask(name="s", function=second)]),
+                             rt)
+        log_a = await handle.result()
+    finally:
+        await rt.aclose()
+    raw = buf.getvalue()
+    # Written where the cursor was while "one" was alone, then erased (rich cursor controls)...
+    assert "\n    unfinished\r\x1b[2K" in raw
+    # ...and printed whole, with its run id, once the line ended.
+    lines = ANSI.sub("", raw).split("\n")
+    assert f"[{log_a.run_id[-6:]}]     unfinished line" in lines
+    assert f"[{log_b.run_id[-6:]}]     other" in lines
 
 
 async def test_a_sink_that_is_dropped_leaves_the_display() -> None:
@@ -296,3 +339,11 @@ def test_bad_options_are_config_errors(options: dict[str, Any], expected: str) -
         runtime_with(**options)
     assert str(info.value).startswith("config: sinks[0] (type: stdout): ")
     assert expected in str(info.value)
+
+
+def test_public_api() -> None:
+    import runstream_stdout
+
+    public = {name for name in vars(runstream_stdout) if not name.startswith("_")}
+    assert runstream_stdout.__all__ == ["StdoutSink"]
+    assert set(runstream_stdout.__all__) == public

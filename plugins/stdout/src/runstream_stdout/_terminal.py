@@ -5,8 +5,10 @@ whole (prefixed with a short run id while more than one run is active), streamed
 written as it arrives while a single run has the terminal to itself and line by line
 otherwise, and runs that take longer than :data:`LIVE_AFTER` seconds get a row in a rich
 ``Progress`` display (spinner, step, elapsed time, events, the text line in progress) at the
-bottom of the terminal, which disappears when the last of them ends. The display starts at the
-end of a line: text written where the cursor is is never cut by it.
+bottom of the terminal, which disappears when the last of them ends. When that display starts
+(or a second run starts) while a single run's text line is unfinished, that line is taken back
+from the screen (with rich's cursor controls) and goes on in the run's live row, so no line of
+text is ever cut in two.
 
 One ``Terminal`` belongs to one configured sink: the per-run copies of the sink share it (it
 deep-copies to itself) rather than a module-level singleton.
@@ -19,8 +21,11 @@ import threading
 import time
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Console
+from rich.control import Control
 from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TaskID
+from rich.segment import ControlType
 from rich.text import Text
 
 from ._format import clean, duration, plural, short_id, text_line
@@ -78,8 +83,12 @@ class Terminal:
         self._lock = threading.RLock()
         self._runs: list[RunView] = []
         self._progress: Progress | None = None
-        self._waiting: list[RunView] = []  # due in the live display once the line ends
+        self._waiting: list[RunView] = []  # due in the live display
+        # The text line a lone run is writing where the cursor is: raw, and as shown.
         self._midline = False
+        self._inline_view: RunView | None = None
+        self._inline_raw = ""
+        self._inline_shown = ""
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Terminal:
         return self
@@ -102,7 +111,7 @@ class Terminal:
     # -- runs ------------------------------------------------------------------------------
     def add(self, view: RunView, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
-            self._end_inline()
+            self._take_back_inline()
             self._runs.append(view)
             if self.console.is_terminal:
                 view.timer = loop.call_later(LIVE_AFTER, self._show, view)
@@ -137,9 +146,9 @@ class Terminal:
                 self._show_waiting()
 
     def _show_waiting(self) -> None:
-        # Streamed text mid-line stays where it is: the live rows start below a whole line.
-        if self._midline or not self._waiting:
+        if not self._waiting:
             return
+        self._take_back_inline()
         if self._progress is None:
             self._progress = Progress(SpinnerColumn(), _RunColumn(), console=self.console,
                                       transient=True, refresh_per_second=8,
@@ -168,8 +177,12 @@ class Terminal:
                 for piece in chunk.splitlines(keepends=True):
                     if not self._midline:
                         out.append("    ")
+                        self._inline_raw, self._inline_shown = "", "    "
                     out.append(clean(piece))
+                    self._inline_raw += piece
+                    self._inline_shown += clean(piece)
                     self._midline = not piece.endswith("\n")
+                self._inline_view = view if self._midline else None
                 self.console.print(Text("".join(out)), end="", soft_wrap=True)
                 self._show_waiting()
                 return
@@ -186,7 +199,24 @@ class Terminal:
     def _end_inline(self) -> None:
         if self._midline:
             self._midline = False
+            self._inline_view = None
             self.console.print()
+
+    def _take_back_inline(self) -> None:
+        """Move an unfinished line of text written where the cursor is into its run's
+        ``partial`` (shown in the live row, printed whole once it ends)."""
+        view = self._inline_view
+        console = self.console
+        if not self._midline or view is None or not console.is_terminal:
+            self._end_inline()
+            return
+        rows = max(1, -(-cell_len(self._inline_shown) // max(1, console.width)))
+        erase = [Control(ControlType.CARRIAGE_RETURN, (ControlType.ERASE_IN_LINE, 2))]
+        erase += [Control((ControlType.CURSOR_UP, 1), (ControlType.ERASE_IN_LINE, 2))] * (rows - 1)
+        console.control(*erase)
+        view.partial = self._inline_raw + view.partial
+        self._midline = False
+        self._inline_view = None
 
     def _print(self, view: RunView, text: Text) -> None:
         self._end_inline()
