@@ -54,13 +54,21 @@ def page(browser: Browser, base_url: str) -> Iterator[Page]:
         context.close()
 
 
-def record_answer(page: Page) -> None:
-    """Keep every text the answer shows, as it changes, in ``window.snapshots``."""
+def record_changes(page: Page) -> None:
+    """Keep every text the answer and the status line show, as they change, in
+    ``window.snapshots`` and ``window.statuses``."""
     page.evaluate("""() => {
         window.snapshots = [];
+        window.statuses = [];
         const answer = document.getElementById("answer");
+        const status = document.getElementById("status");
+        const options = {childList: true, characterData: true, subtree: true};
         new MutationObserver(() => window.snapshots.push(answer.textContent))
-            .observe(answer, {childList: true, characterData: true, subtree: true});
+            .observe(answer, options);
+        new MutationObserver(() => {
+            const text = status.textContent;
+            if (window.statuses[window.statuses.length - 1] !== text) window.statuses.push(text);
+        }).observe(status, options);
     }""")
 
 
@@ -75,14 +83,14 @@ def run_status(base_url: str, run_id: str) -> str:
 def test_answer_appears_word_by_word(page: Page, base_url: str, pipeline: str,
                                      tmp_path: Path) -> None:
     status = page.locator("#status")
-    record_answer(page)
+    record_changes(page)
     page.select_option("#pipeline", pipeline)
     page.fill("#prompt", PROMPT)
     page.click("#send")
-    expect(status).to_have_text("thinking")
     expect(status).to_have_text("generating")
     expect(page.locator("#stop")).to_be_enabled()
     expect(status).to_have_text("done")
+    assert page.evaluate("window.statuses") == ["sending…", "thinking", "generating", "done"]
     expect(page.locator("#answer")).to_have_text(plan_answer(PROMPT))
     expect(page.locator("#error")).to_be_hidden()
     expect(page.locator("#stop")).to_be_disabled()
@@ -103,7 +111,8 @@ def test_stop_cancels_the_run(page: Page, base_url: str, tmp_path: Path) -> None
     page.fill("#prompt", PROMPT)
     page.click("#send")
     answer = page.locator("#answer")
-    expect(answer).to_contain_text("received")   # mid-answer: a few words are in
+    # Mid-answer: a few words are in (polled every frame, so Stop comes soon after).
+    page.wait_for_function("document.getElementById('answer').textContent.includes('received')")
     page.click("#stop")
     expect(page.locator("#status")).to_have_text("stopped")
     expect(page.locator("#send")).to_be_enabled()

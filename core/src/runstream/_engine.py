@@ -7,8 +7,7 @@ import contextvars
 import inspect
 import logging
 import time
-from collections import ChainMap
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._channel import Channel
@@ -32,8 +31,45 @@ _current_run: contextvars.ContextVar[Run] = contextvars.ContextVar("runstream_cu
 #: the top level of a run. Branch tasks set it in their own context copy, so concurrent branches
 #: never see each other's writes; ``drive`` resets it, so a run started inside a branch does not
 #: inherit it.
-_param_scope: contextvars.ContextVar[ChainMap[str, Any] | None] = contextvars.ContextVar(
+_param_scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
     "runstream_param_scope", default=None)
+
+
+class Scope(dict[str, Any]):
+    """A branch's parameters: a copy of its parent's, plus what the branch sets, which it also
+    records in ``local`` (the branch's returns).
+
+    A copy, not a ``ChainMap`` over the parent: the parent does not change while its node runs
+    (its other branches write to their own scopes), and a plain dict keeps every parameter
+    lookup of the branch's tasks at dict speed.
+    """
+
+    __slots__ = ("local",)
+
+    def __init__(self, parent: Mapping[str, Any], local: dict[str, Any]) -> None:
+        super().__init__(parent)
+        super().update(local)
+        self.local = local
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.local[key] = value
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        values = dict(*args, **kwargs)
+        super().update(values)
+        self.local.update(values)
+
+
+def recorded_inputs(run: Run) -> dict[str, Any]:
+    """The ``input_parameters`` to record for a step starting now.
+
+    Inside a branch, only what the branch set (a Map's item included): the rest is recorded once,
+    on the enclosing node's attempt. Recording the whole view per step would store a Map's list
+    once per item, which grows with the square of its length.
+    """
+    scope = _param_scope.get()
+    return dict(run._parameters if scope is None else scope.local)
 
 #: Items in a run's consumer channel: (seq, ts, type, step, data).
 Record = tuple[int, float, str, "str | None", dict[str, Any]]
@@ -72,9 +108,9 @@ class Run:
         return self.log.run_id
 
     @property
-    def parameters(self) -> MutableMapping[str, Any]:
+    def parameters(self) -> dict[str, Any]:
         """The parameters as the running step sees them: the run's own, or inside a branch of a
-        composite node, that branch's scope layered over its parent's (writes go to the branch).
+        composite node, that branch's scope (its parent's parameters plus its own writes).
         """
         scope = _param_scope.get()
         return self._parameters if scope is None else scope
@@ -167,20 +203,27 @@ async def run_step(run: Run, task: Task, path: str) -> None:
     n = 1
     started = time.perf_counter()
     while True:
-        attempt = StepAttempt(n=n, input_parameters=dict(run.parameters))
+        attempt = StepAttempt(n=n, input_parameters=recorded_inputs(run))
         step_log.attempts.append(attempt)
-        await run.emit("step.started", path, {"attempt": n})
+        # `publish` + await only when needed, and hooks only when some plugin implements them:
+        # a Map runs this once per item, where a coroutine per call is measurable.
+        waiter = run.publish("step.started", path, {"attempt": n})
+        if waiter is not None:
+            await waiter
         ctx = TaskContext(run, path)
         token = _current_task.set(ctx)
         try:
-            await run.call_hook("before_node_run", run_log=run.log, step=path,
-                                parameters=ctx.parameters)
+            if run.runtime.has_hook("before_node_run"):
+                await run.call_hook("before_node_run", run_log=run.log, step=path,
+                                    parameters=ctx.parameters)
             output = await run.runtime.executor.run_task(task, ctx)
             outputs = pick_returns(task, path, output)
             attempt.output_parameters = outputs
             attempt.status = step_log.status = "completed"
             attempt.end = now()
-            await run.call_hook("after_node_run", run_log=run.log, step=path, step_log=step_log)
+            if run.runtime.has_hook("after_node_run"):
+                await run.call_hook("after_node_run", run_log=run.log, step=path,
+                                    step_log=step_log)
             break
         except asyncio.CancelledError:
             attempt.status = step_log.status = "cancelled"
@@ -212,10 +255,12 @@ async def run_step(run: Run, task: Task, path: str) -> None:
             raise
         n += 1
     run.parameters.update(outputs)
-    await run.emit("step.completed", path, {
+    waiter = run.publish("step.completed", path, {
         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
         "returns": list(outputs),
     })
+    if waiter is not None:
+        await waiter
 
 
 async def run_steps(run: Run, steps: Sequence[Step], prefix: str) -> None:
