@@ -118,13 +118,13 @@ class Run:
     # -- events ------------------------------------------------------------------------------
     def publish_step_event(self, step: str, data: dict[str, Any]) -> Any:
         """Hot path for ``step.event``: returns an awaitable only when someone is behind."""
-        self.seq += 1
+        seq = self.seq = self.seq + 1
         if self.sink_runners:
-            return self._publish_slow(self.seq, "step.event", step, data)
+            return self._publish_slow(seq, "step.event", step, data)
         channel = self.channel
-        if channel is not None:
-            return channel.push((self.seq, time.time(), "step.event", step, data))
-        return None
+        if channel is None:
+            return None
+        return channel.push((seq, time.time(), "step.event", step, data))
 
     def publish(self, type_: str, step: str | None, data: dict[str, Any]) -> Any:
         self.seq += 1
