@@ -299,3 +299,65 @@ def test_pipelines_reject_duplicate_node_names() -> None:
     fan = Parallel("x", branches={"a": [PythonTask(name="t", function=len)]})
     with pytest.raises(PipelineDefinitionError, match="two steps are named 'x'"):
         AsyncPipeline("p", [fan, PythonTask(name="x", function=len)])
+
+
+def test_parallel_streams_through_sse_with_branch_paths(runtime: Runtime) -> None:
+    import json
+
+    import httpx
+    from fastapi import FastAPI
+    from fastapi.responses import Response
+    from httpx_sse import connect_sse
+    from runstream import Retry
+    from runstream_sse import sse_response
+
+    from tests._server import serve
+
+    calls = {"a": 0}
+
+    async def chunks(branch: str, n: int) -> AsyncGenerator[dict[str, Any], None]:
+        for i in range(n):
+            await asyncio.sleep(0.005)
+            yield {"type": "chunk", "branch": branch, "i": i}
+
+    async def a_flaky() -> AsyncGenerator[dict[str, Any], None]:
+        calls["a"] += 1
+        async for item in chunks("a", 3):
+            yield item
+        if calls["a"] == 1:
+            raise RuntimeError("a: first attempt fails")
+
+    async def b() -> AsyncGenerator[dict[str, Any], None]:
+        async for item in chunks("b", 6):
+            yield item
+
+    fan = AsyncPipeline("fan-sse", [Parallel("fan", branches={
+        "a": [AsyncPythonTask(name="llm", function=a_flaky,
+                              retry=Retry(max_attempts=2, delay=0, max_delay=0))],
+        "b": [AsyncPythonTask(name="llm", function=b)],
+    })])
+    app = FastAPI()
+
+    @app.post("/fan")
+    async def post_fan() -> Response:
+        return sse_response(fan, {}, config=runtime, lifecycle=True)
+
+    with serve(app) as base, httpx.Client(base_url=base, timeout=10) as client, \
+            connect_sse(client, "POST", "/fan") as source:
+        frames = [(e.event, json.loads(e.data)) for e in source.iter_sse()]
+
+    named = [(kind, data.get("step")) for kind, data in frames if kind != "message"]
+    assert ("step.started", "fan") in named
+    assert ("step.started", "fan.a.llm") in named
+    assert ("step.started", "fan.b.llm") in named
+    assert ("step.retrying", "fan.a.llm") in named
+    assert named.count(("step.completed", "fan.a.llm")) == 1
+    assert ("step.completed", "fan") in named
+    assert [kind for kind, _ in frames if kind.startswith("run.") and kind != "run.started"] == [
+        "run.completed"]
+    chunks_seen = [data for kind, data in frames if kind == "message"]
+    assert sorted((d["branch"], d["i"]) for d in chunks_seen) == sorted(
+        [("a", i) for i in range(3)] * 2 + [("b", i) for i in range(6)])
+    # The branches' chunks interleave on the one stream.
+    order = [d["branch"] for d in chunks_seen]
+    assert order.index("b") < len(order) - 1 - order[::-1].index("a")

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from runstream import AsyncPipeline, Config, Runtime
 from runstream_async_python import AsyncPythonTask
@@ -107,9 +107,19 @@ def poll(fn: Any, timeout: float = 5.0) -> Any:
         time.sleep(0.01)
 
 
-def test_disconnect_cancels_the_run_within_100_ms(rt: Runtime) -> None:
+@pytest.mark.parametrize("middleware", [False, True], ids=["plain", "http-middleware"])
+def test_disconnect_cancels_the_run_within_100_ms(rt: Runtime, middleware: bool) -> None:
     probe = Probe()
-    with serve(make_app(rt, probe, endless)) as base, \
+    app = make_app(rt, probe, endless)
+    if middleware:  # BaseHTTPMiddleware re-streams the body through a memory stream
+
+        @app.middleware("http")
+        async def tag(request: Request, call_next: Any) -> Response:
+            response: Response = await call_next(request)
+            response.headers["X-Tagged"] = "1"
+            return response
+
+    with serve(app) as base, \
             httpx.Client(base_url=base, timeout=10) as client:
         client.get("/tasks")  # warm up
         sock, run_id = open_stream(base, "/chat")

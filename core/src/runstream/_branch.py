@@ -15,12 +15,20 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections import ChainMap
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeAlias
 
-from ._engine import Run, StepFailed, _error_info, _param_scope, run_step, run_steps
+from ._engine import (
+    Run,
+    Scope,
+    StepFailed,
+    _error_info,
+    _param_scope,
+    recorded_inputs,
+    run_step,
+    run_steps,
+)
 from ._errors import PipelineDefinitionError
 from ._runlog import StepAttempt, StepLog, now
 from ._task import Task
@@ -112,7 +120,7 @@ class Node:
     async def _run(self, run: Run, path: str) -> None:
         step_log = StepLog(name=path)
         run.log.steps[path] = step_log
-        attempt = StepAttempt(n=1, input_parameters=dict(run.parameters))
+        attempt = StepAttempt(n=1, input_parameters=recorded_inputs(run))
         step_log.attempts.append(attempt)
         await run.emit("step.started", path, {"attempt": 1, "node": self.kind})
         started = time.perf_counter()
@@ -151,14 +159,12 @@ class Node:
         })
 
 
-async def run_branch(run: Run, branch: Branch, prefix: str, parent: MutableMapping[str, Any],
-                      local: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run a branch in its own scope: ``local`` (what the branch sets) over ``parent``, for this
-    asyncio task only. Returns ``local``."""
+async def run_branch(run: Run, branch: Branch, prefix: str, parent: Mapping[str, Any],
+                     local: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run a branch in its own scope (see :class:`Scope`), for this asyncio task only. ``local``
+    seeds it (Map's item). Returns what the branch set, ``local`` included."""
     local = {} if local is None else local
-    scope = (parent.new_child(local) if isinstance(parent, ChainMap)
-             else ChainMap(local, parent))
-    token = _param_scope.set(scope)
+    token = _param_scope.set(Scope(parent, local))
     try:
         try:
             await run_steps(run, branch.steps, prefix)
