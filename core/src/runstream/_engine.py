@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._channel import Channel
-from ._errors import RunstreamError
+from ._errors import RunIdError, RunstreamError
 from ._events import Event
 from ._runlog import ErrorInfo, RunLog, StepAttempt, StepLog, now
 from ._sinks import SinkRunner
@@ -89,8 +89,8 @@ class StepFailed(Exception):
 class Run:
     """The state of one run. Lives in its driver task's context, never in module globals."""
 
-    __slots__ = ("_parameters", "cancel_reason", "channel", "log", "runtime", "seq",
-                 "sink_runners", "started_at")
+    __slots__ = ("_parameters", "cancel_reason", "channel", "log", "pending_create", "recorded",
+                 "runtime", "seq", "sink_runners", "started_at")
 
     def __init__(self, runtime: Runtime, log: RunLog, parameters: dict[str, Any],
                  channel: Channel[Record] | None) -> None:
@@ -102,6 +102,8 @@ class Run:
         self.sink_runners: list[SinkRunner] = []
         self.cancel_reason = "cancelled"
         self.started_at = time.perf_counter()
+        self.recorded = False
+        self.pending_create: asyncio.Future[None] | None = None
 
     @property
     def run_id(self) -> str:
@@ -280,8 +282,7 @@ async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> Run
     runtime = run.runtime
     log = run.log
     try:
-        await runtime.ensure_recovered()
-        await runtime.store.create(log)
+        run.recorded = await _record_start(run)
     except BaseException:
         if run.channel is not None:
             run.channel.close()
@@ -296,6 +297,8 @@ async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> Run
     try:
         try:
             await run.emit("run.started", None, {"pipeline": log.pipeline})
+            for warning in log.warnings:  # the store could not record the start
+                await run.emit("run.warning", None, {"message": warning})
             await run.call_hook("before_run", run_log=log)
             await run_steps(run, steps, "")
         except StepFailed as failed:
@@ -333,6 +336,11 @@ async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> Run
 async def _finish(run: Run, terminal: tuple[str, dict[str, Any]]) -> None:
     log = run.log
     await run.call_hook_reporting("after_run", run_log=log)
+    # Saved before the terminal event: a client that reads run.completed and then asks for the
+    # run log sees the final record, and a failed save is reported on the stream.
+    await _record_end(run)
+    if log.warnings:
+        terminal[1]["warnings"] = list(log.warnings)
     if run.channel is not None:
         run.channel.release()
     try:
@@ -342,9 +350,62 @@ async def _finish(run: Run, terminal: tuple[str, dict[str, Any]]) -> None:
             run.channel.close()
     for runner in run.sink_runners:
         await runner.finish(log.status)
+
+
+async def _record_start(run: Run) -> bool:
+    """Record the run in the store before it starts. A duplicate run id stops the run; a store
+    that fails or is slower than ``limits.store_timeout`` does not: the run goes on, says so in
+    its warnings and on its stream, and :func:`_record_end` writes the record at the end."""
+    runtime = run.runtime
+    await runtime.ensure_recovered()
+    create = asyncio.ensure_future(runtime.store.create(run.log))
     try:
-        await run.runtime.store.save(log)
+        done, _ = await asyncio.wait({create}, timeout=runtime.config.limits.store_timeout)
+    except asyncio.CancelledError:
+        create.cancel()
+        raise
+    if not done:
+        run.pending_create = create
+        problem = (f"the run log store did not record the run's start within "
+                   f"{runtime.config.limits.store_timeout} s")
+    else:
+        exc = create.exception()
+        if exc is None:
+            return True
+        if isinstance(exc, RunIdError) or not isinstance(exc, Exception):
+            raise exc
+        problem = f"the run log store failed to record the run's start: {type(exc).__name__}: {exc}"
+    message = f"{problem}; the run goes on and its log is written again when it ends"
+    run.log.warnings.append(message)
+    logger.error("run %s: %s", run.run_id, message)
+    return False
+
+
+async def _record_end(run: Run) -> None:
+    log = run.log
+    store = run.runtime.store
+    pending, run.pending_create = run.pending_create, None
+    if pending is not None:
+        await asyncio.wait({pending}, timeout=run.runtime.config.limits.store_timeout)
+        if pending.done() and not pending.cancelled() and pending.exception() is None:
+            run.recorded = True
+        elif not pending.done():
+            pending.cancel()
+    try:
+        async with asyncio.timeout(run.runtime.config.limits.store_save_timeout):
+            if run.recorded:
+                await store.save(log)
+            else:
+                # Exclusive create, never an overwrite: if the id turned out to be taken, the
+                # other run's record stays as it is.
+                await store.create(log)
+        return
+    except TimeoutError:
+        message = (f"the run log store did not save this run within "
+                   f"{run.runtime.config.limits.store_save_timeout} s")
     except Exception as exc:
         message = f"the run log store failed to save this run: {type(exc).__name__}: {exc}"
-        log.warnings.append(message)
-        logger.error("run %s: %s", run.run_id, message)
+    log.warnings.append(message)
+    # Not silently lost: the whole record goes to the error log.
+    logger.error("run %s: %s; run log: %s", run.run_id, message, log.model_dump_json(
+        fallback=repr))

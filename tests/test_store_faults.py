@@ -1,0 +1,132 @@
+"""A failing or slow run log store never costs a run its events, and never loses its record."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from runstream import (
+    AsyncPipeline,
+    ComponentConfig,
+    Config,
+    Limits,
+    RunLog,
+    Runtime,
+    StoreError,
+    hookimpl,
+)
+from runstream._store_memory import MemoryStore
+from runstream_async_python import AsyncPythonTask
+
+
+async def words() -> AsyncGenerator[dict[str, Any], None]:
+    for w in ["a", "b", "c"]:
+        await asyncio.sleep(0.01)
+        yield {"type": "chunk", "text": w}
+
+
+PIPELINE = AsyncPipeline("p", [AsyncPythonTask(name="llm", function=words)])
+
+
+async def test_locked_sqlite_store_the_run_streams_and_reports(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = tmp_path / "runs.db"
+    cfg = Config(run_log_store=ComponentConfig(type="sqlite", path=str(db), busy_timeout_ms=50))
+    runtime = Runtime(cfg)
+    await runtime.recover_abandoned()  # creates the schema while the database is free
+    locker = sqlite3.connect(db, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        with caplog.at_level(logging.ERROR, logger="runstream"):
+            handle = PIPELINE.stream(run_id="locked-1", config=runtime)
+            events = [e async for e in handle]
+        data = [e.data for e in events if e.type == "step.event"]
+        assert [d["text"] for d in data] == ["a", "b", "c"]
+        warnings = [e for e in events if e.type == "run.warning"]
+        assert len(warnings) == 1 and "database is locked" in warnings[0].data["message"]
+        assert events[-1].type == "run.completed"
+        assert any("failed to save" in w for w in events[-1].data["warnings"])
+        # Not silently lost: the whole record is in the error log.
+        logged = [r.getMessage() for r in caplog.records if "locked-1" in r.getMessage()]
+        assert any('"run_id":"locked-1"' in m and '"status":"completed"' in m for m in logged)
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+        await runtime.aclose()
+
+
+async def test_store_that_recovers_gets_the_record_at_the_end(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    cfg = Config(run_log_store=ComponentConfig(type="sqlite", path=str(db), busy_timeout_ms=50))
+    runtime = Runtime(cfg)
+    await runtime.recover_abandoned()
+    locker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    locker.execute("BEGIN EXCLUSIVE")
+
+    async def unlock_then_work() -> AsyncGenerator[dict[str, Any], None]:
+        # By now the store has failed to record the start; the database frees up mid-run.
+        locker.execute("ROLLBACK")
+        yield {"type": "chunk", "text": "x"}
+
+    pipeline = AsyncPipeline("p", [AsyncPythonTask(name="llm", function=unlock_then_work)])
+    try:
+        log = await pipeline.execute(run_id="recovers-1", config=runtime)
+        assert log.status == "completed"
+        stored = await runtime.store.get("recovers-1")
+        assert stored.status == "completed"
+        assert "failed to record the run's start" in stored.warnings[0]
+    finally:
+        locker.close()
+        await runtime.aclose()
+
+
+class SlowStore(MemoryStore):
+    """Creates take far longer than the run is willing to wait."""
+
+    async def create(self, run_log: RunLog) -> None:
+        await asyncio.sleep(30)
+
+
+class BrokenStore(MemoryStore):
+    async def create(self, run_log: RunLog) -> None:
+        raise StoreError("disk is read-only")
+
+    async def save(self, run_log: RunLog) -> None:
+        raise StoreError("disk is read-only")
+
+
+@hookimpl
+def register_run_log_stores(register: Any) -> None:
+    register("slow", SlowStore)
+    register("broken", BrokenStore)
+
+
+class _Plugin:
+    register_run_log_stores = staticmethod(register_run_log_stores)
+
+
+async def test_slow_store_does_not_hold_the_run_back() -> None:
+    cfg = Config(run_log_store=ComponentConfig(type="slow"),
+                 limits=Limits(store_timeout=0.05, store_save_timeout=0.1))
+    runtime = Runtime(cfg, plugins=[_Plugin()], entry_points=False)
+    handle = PIPELINE.stream(run_id="slow-1", config=runtime)
+    events = [e async for e in handle]
+    assert [e.data["text"] for e in events if e.type == "step.event"] == ["a", "b", "c"]
+    warning = next(e for e in events if e.type == "run.warning")
+    assert "did not record the run's start within 0.05 s" in warning.data["message"]
+    assert events[-1].type == "run.completed"
+    assert any("did not save this run within 0.1 s" in w for w in events[-1].data["warnings"])
+    assert {t for t in asyncio.all_tasks() if t.get_name().startswith("runstream")} == set()
+
+
+async def test_broken_store_execute_still_returns_the_log() -> None:
+    runtime = Runtime(Config(run_log_store=ComponentConfig(type="broken")),
+                      plugins=[_Plugin()], entry_points=False)
+    log = await PIPELINE.execute(config=runtime)
+    assert log.status == "completed"
+    assert len(log.warnings) == 2 and all("read-only" in w for w in log.warnings)
