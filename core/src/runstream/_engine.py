@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._channel import Channel
-from ._errors import RunIdError, RunstreamError
+from ._errors import RunIdError, RunstreamError, StepTimeoutError, TaskError
 from ._events import Event
 from ._runlog import ErrorInfo, RunLog, StepAttempt, StepLog, now
 from ._sinks import SinkRunner
@@ -89,8 +90,8 @@ class StepFailed(Exception):
 class Run:
     """The state of one run. Lives in its driver task's context, never in module globals."""
 
-    __slots__ = ("_parameters", "cancel_reason", "channel", "log", "pending_create", "recorded",
-                 "runtime", "seq", "sink_runners", "started_at")
+    __slots__ = ("_parameters", "cancel_reason", "channel", "log", "max_event_bytes",
+                 "pending_create", "recorded", "runtime", "seq", "sink_runners", "started_at")
 
     def __init__(self, runtime: Runtime, log: RunLog, parameters: dict[str, Any],
                  channel: Channel[Record] | None) -> None:
@@ -104,6 +105,7 @@ class Run:
         self.started_at = time.perf_counter()
         self.recorded = False
         self.pending_create: asyncio.Future[None] | None = None
+        self.max_event_bytes = runtime.config.limits.max_event_bytes
 
     @property
     def run_id(self) -> str:
@@ -120,6 +122,8 @@ class Run:
     # -- events ------------------------------------------------------------------------------
     def publish_step_event(self, step: str, data: dict[str, Any]) -> Any:
         """Hot path for ``step.event``: returns an awaitable only when someone is behind."""
+        if self.max_event_bytes is not None:
+            self._check_size(step, data)
         seq = self.seq = self.seq + 1
         if self.sink_runners:
             return self._publish_slow(seq, "step.event", step, data)
@@ -127,6 +131,15 @@ class Run:
         if channel is None:
             return None
         return channel.push((seq, time.time(), "step.event", step, data))
+
+    def _check_size(self, step: str, data: dict[str, Any]) -> None:
+        limit = self.max_event_bytes
+        size = len(json.dumps(data, ensure_ascii=False, default=str).encode())
+        if limit is not None and size > limit:
+            raise TaskError(
+                f"step '{step}' emitted an event of {size} bytes, over the limit of {limit} "
+                "(limits.max_event_bytes); send large payloads by reference (a URL or a file "
+                "path) or split them into several events")
 
     def publish(self, type_: str, step: str | None, data: dict[str, Any]) -> Any:
         self.seq += 1
@@ -218,7 +231,7 @@ async def run_step(run: Run, task: Task, path: str) -> None:
             if run.runtime.has_hook("before_node_run"):
                 await run.call_hook("before_node_run", run_log=run.log, step=path,
                                     parameters=ctx.parameters)
-            output = await run.runtime.executor.run_task(task, ctx)
+            output = await _run_task(run, task, ctx)
             outputs = pick_returns(task, path, output)
             attempt.output_parameters = outputs
             attempt.status = step_log.status = "completed"
@@ -263,6 +276,42 @@ async def run_step(run: Run, task: Task, path: str) -> None:
     })
     if waiter is not None:
         await waiter
+
+
+async def _run_task(run: Run, task: Task, ctx: TaskContext) -> Mapping[str, Any] | None:
+    """Run the task in a child task, so that its ``timeout`` can be enforced and a task that
+    ignores cancellation cannot keep the run from ending (``limits.cancel_grace_period``)."""
+    child = asyncio.create_task(run.runtime.executor.run_task(task, ctx),
+                                name=f"runstream-step-{run.run_id}-{ctx.step}")
+    try:
+        done, _ = await asyncio.wait({child}, timeout=task.timeout)
+    except asyncio.CancelledError:
+        await _stop(run, child, ctx, "was cancelled")
+        raise
+    if not done:
+        await _stop(run, child, ctx, f"timed out after {task.timeout} s")
+        raise StepTimeoutError(
+            f"step '{ctx.step}' did not finish within its timeout of {task.timeout} s")
+    return child.result()
+
+
+async def _stop(run: Run, child: asyncio.Task[Any], ctx: TaskContext, why: str) -> None:
+    child.cancel()
+    grace = run.runtime.config.limits.cancel_grace_period
+    done, _ = await asyncio.wait({child}, timeout=grace)
+    if done:
+        if not child.cancelled():
+            child.exception()  # retrieved: an error raised while stopping is not news
+        return
+    # The task swallowed the cancellation. It cannot be killed; cut it off instead: its later
+    # events are dropped and the run ends without it.
+    ctx._detach()
+    child.add_done_callback(lambda t: t.cancelled() or t.exception())
+    message = (f"step '{ctx.step}' {why} but did not stop within {grace} s "
+               "(limits.cancel_grace_period); it was left running and its later events are "
+               "dropped")
+    run.log.warnings.append(message)
+    logger.warning("run %s: %s", run.run_id, message)
 
 
 async def run_steps(run: Run, steps: Sequence[Step], prefix: str) -> None:

@@ -10,6 +10,7 @@ what was wrong and what to do about it::
     ├── PipelineDefinitionError     a pipeline (Python or YAML) is malformed
     ├── ParameterError              a parameter could not be read, or a step's parameter is missing
     ├── TaskError                   a task broke its contract (e.g. yielded a non-dict)
+    │   └── StepTimeoutError        a step ran past its ``timeout``
     ├── RunIdError                  a run id is malformed or already used
     ├── RunNotFoundError            no run with that id in the run log store
     ├── StoreError                  the run log store failed
@@ -36,6 +37,7 @@ __all__ = [
     "RunIdError",
     "RunNotFoundError",
     "RunstreamError",
+    "StepTimeoutError",
     "StoreError",
     "TaskError",
     "UnknownNameError",
@@ -68,6 +70,10 @@ class ParameterError(RunstreamError):
 
 class TaskError(RunstreamError):
     """A task broke the task contract, e.g. it yielded something that is not a dict."""
+
+
+class StepTimeoutError(TaskError):
+    """A step ran past its ``timeout``."""
 
 
 class RunIdError(RunstreamError):
