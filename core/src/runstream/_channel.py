@@ -2,14 +2,16 @@
 
 An ``asyncio.Queue`` costs a task switch per item when the consumer is waiting; a token stream
 pays that anyway, but a producer that never awaits would either block the loop until it ends or
-pay ~4 us per event. Here producers append to a list and only wait when ``capacity`` items are
-pending, and the consumer takes everything queued at once (:meth:`Channel.batches`) before it
-waits again: a never-awaiting producer hands over ``capacity`` items per pair of task switches,
-and a slow consumer holds producers at ``capacity`` items (backpressure, bounded memory).
+pay ~4 us per event. Here producers append to a list and only wait when the channel is full, and
+the consumer takes everything queued at once (:meth:`Channel.batches`) before it waits again.
 
-A batch counts against ``capacity`` until the consumer comes back for the next one, so
-"produced but not yet consumed" stays within ``capacity`` (plus one item per blocked producer),
-however the consumer paces itself.
+- A slow consumer holds producers at ``capacity`` items (backpressure, bounded memory). A batch
+  counts against ``capacity`` until the consumer comes back for the next one, so "produced but
+  not yet consumed" stays within ``capacity`` (plus one item per blocked producer).
+- While the consumer keeps up (it is waiting for items), a producer that never awaits hands over
+  after ``batch`` items instead: one pair of task switches per ``batch`` items, an earlier first
+  event, and fewer live objects, which matters more than it seems: with 2 x 1,024 events in
+  flight the cyclic garbage collector ran often enough to cost ~20% of the throughput.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ T = TypeVar("T")
 
 
 class Channel(Generic[T]):
-    __slots__ = ("_batch", "_buf", "_capacity", "_closed", "_detached", "_getter", "_low",
-                 "_putters", "_room")
+    __slots__ = ("_batch", "_buf", "_capacity", "_closed", "_detached", "_flush", "_getter",
+                 "_low", "_putters", "_room")
 
-    def __init__(self, capacity: int = 1024) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be at least 1")
+    def __init__(self, capacity: int = 1024, batch: int = 256) -> None:
+        if capacity < 1 or batch < 1:
+            raise ValueError("capacity and batch must be at least 1")
         self._buf: list[T] = []
         #: The batch the consumer holds: it still counts against capacity.
         self._batch: list[T] = []
@@ -35,6 +37,8 @@ class Channel(Generic[T]):
         #: How many items may be queued before producers wait: capacity minus the held batch.
         self._room = capacity
         self._low = capacity // 2
+        #: The room while the consumer waits: hand over after this many items.
+        self._flush = min(batch, capacity)
         self._getter: asyncio.Future[None] | None = None
         self._putters: list[asyncio.Future[None]] = []
         self._closed = False
@@ -78,7 +82,7 @@ class Channel(Generic[T]):
         The closing event must not wait for a reader that may itself be waiting for the run
         (``await handle.cancel()`` inside ``async for event in handle``).
         """
-        self._capacity = self._room = 1 << 62
+        self._capacity = self._room = self._flush = 1 << 62
         self._wake_putters()
 
     @property
@@ -123,6 +127,8 @@ class Channel(Generic[T]):
                 self._wake_putters()
             if self._closed or self._detached:
                 return
+            # Waiting: the next ``batch`` items are enough for a hand-over.
+            self._room = self._flush
             getter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._getter = getter
             try:
