@@ -361,3 +361,23 @@ def test_parallel_streams_through_sse_with_branch_paths(runtime: Runtime) -> Non
     # The branches' chunks interleave on the one stream.
     order = [d["branch"] for d in chunks_seen]
     assert order.index("b") < len(order) - 1 - order[::-1].index("a")
+
+
+async def test_a_run_started_inside_a_branch_sees_only_its_own_parameters(
+        runtime: Runtime) -> None:
+    async def inner_sees(**params: Any) -> list[str]:
+        return sorted(params)
+
+    inner = AsyncPipeline("inner", [AsyncPythonTask(name="look", function=inner_sees,
+                                                    returns=["seen"])])
+
+    async def start_inner(secret: str) -> list[str]:
+        log = await inner.execute({"own": 1}, config=runtime)
+        seen: list[str] = log.steps["look"].attempts[0].output_parameters["seen"]
+        return seen
+
+    outer = AsyncPipeline("outer", [Parallel("fan", branches={
+        "a": [AsyncPythonTask(name="run", function=start_inner, returns=["inner_saw"])]})])
+    _, log = await run_events(outer, runtime, {"secret": "s"})
+    assert log.status == "completed", log.error
+    assert log.steps["fan"].attempts[0].output_parameters == {"a__inner_saw": ["own"]}

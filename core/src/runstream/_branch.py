@@ -250,7 +250,9 @@ async def run_concurrently(run: Run, path: str, jobs: Sequence[Callable[[], Awai
         await _cancel_and_wait(list(pending))
     for task in workers:  # retrieve every outcome: no "exception was never retrieved"
         if not task.cancelled():
-            task.exception()
+            exc = task.exception()
+            if exc is not None and not isinstance(exc, Exception):
+                raise exc  # KeyboardInterrupt, SystemExit: not a branch failure, pass it on
     return failures
 
 
