@@ -105,7 +105,7 @@ def main() -> int:
         pairs = (("import runnable", "import runstream"),
                  ("AsyncPipeline + AsyncPythonTask", "AsyncPipeline + AsyncPythonTask"))
         for theirs_name, ours_name in pairs:
-            row(f"  ratio runnable / runstream: {ours_name}",
+            row(f"  ratio runnable / runstream: {ours_name.replace('AsyncPipeline', 'Pipeline')}",
                 ratio(median(samples[f"runnable: {theirs_name}"]),
                       median(samples[ours_name])))
     return 0 if ok else 1

@@ -67,11 +67,14 @@ CASES: dict[str, Callable[[int, Any], Awaitable[int]]] = {
 }
 
 
-async def measure(n: int, rounds: int) -> dict[str, list[float]]:
+async def measure(n: int, rounds: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """events/s per round and case: by wall clock, and by this process's CPU time (steadier
+    when neighbours share the two cores; everything here runs on one thread)."""
     from runstream import ComponentConfig, Config, Runtime
 
     runtime = Runtime(Config(run_log_store=ComponentConfig(type="memory")))
-    rates: dict[str, list[float]] = {name: [] for name in CASES}
+    wall: dict[str, list[float]] = {name: [] for name in CASES}
+    cpu: dict[str, list[float]] = {name: [] for name in CASES}
     try:
         for fn in CASES.values():  # warm-up
             await fn(min(n, 100_000), runtime)
@@ -79,15 +82,16 @@ async def measure(n: int, rounds: int) -> dict[str, list[float]]:
         for _ in range(rounds):
             for name, fn in CASES.items():
                 gc.collect()
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 count = await fn(n, runtime)
-                elapsed = time.perf_counter() - t0
+                elapsed, used = time.perf_counter() - t0, time.process_time() - c0
                 if count != n:
                     raise SystemExit(f"{name}: got {count} events, expected {n}")
-                rates[name].append(n / elapsed)
+                wall[name].append(n / elapsed)
+                cpu[name].append(n / used)
     finally:
         await runtime.aclose()
-    return rates
+    return wall, cpu
 
 
 def main() -> int:
@@ -99,21 +103,25 @@ def main() -> int:
 
     header("bench_streaming: one step yielding small dicts, events/s")
     print(f"# {args.events:,} events per run; one warm-up run (100k) per case, then the median "
-          f"of {args.rounds} interleaved rounds; memory run log store")
+          f"of {args.rounds} interleaved rounds; memory run log store; the target is judged "
+          "by wall clock")
     with in_temp_dir():
-        rates = asyncio.run(measure(args.events, args.rounds))
-    base = median(rates["bare async for (baseline)"])
+        wall, cpu = asyncio.run(measure(args.events, args.rounds))
     ok = True
-    for name, values in rates.items():
-        med = median(values)
-        note = f"(range {spread(values)}/s)"
-        if name == "execute_streaming()":
-            ok = med >= TARGET
-            note += f" target >= {TARGET:,}/s: {'met' if ok else 'MISSED'}"
-        row(name, f"{med:,.0f}/s", note)
-        if name != "bare async for (baseline)":
-            row(f"  ratio {name.split()[0]} / bare async for", ratio(med, base),
-                f"({1e6 / med - 1e6 / base:.3f} us of overhead per event)")
+    for clock, rates in (("wall clock", wall), ("CPU time", cpu)):
+        print(f"## events/s by {clock}")
+        base = median(rates["bare async for (baseline)"])
+        for name, values in rates.items():
+            med = median(values)
+            note = f"(range {spread(values)}/s)"
+            if name == "execute_streaming()":
+                met = med >= TARGET
+                ok &= met or clock == "CPU time"
+                note += f" target >= {TARGET:,}/s: {'met' if met else 'MISSED'}"
+            row(name, f"{med:,.0f}/s", note)
+            if name != "bare async for (baseline)":
+                row(f"  ratio {name.split()[0]} / bare async for", ratio(med, base),
+                    f"({1e6 / med - 1e6 / base:.3f} us of overhead per event)")
     return 0 if ok else 1
 
 
