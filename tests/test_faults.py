@@ -80,7 +80,13 @@ async def test_a_task_that_ignores_cancellation_is_cut_off_after_the_grace_perio
                 yield {"type": "chunk", "text": "too late"}
                 return
 
-    p = AsyncPipeline("s", [AsyncPythonTask(name="stubborn", function=stubborn)])
+    next_step_ran = []
+
+    async def after() -> None:
+        next_step_ran.append(True)
+
+    p = AsyncPipeline("s", [AsyncPythonTask(name="stubborn", function=stubborn),
+                            AsyncPythonTask(name="after", function=after)])
     handle = p.stream(run_id="stubborn-1", config=runtime)
     seen: list[Any] = []
     async for event in handle:
@@ -97,6 +103,8 @@ async def test_a_task_that_ignores_cancellation_is_cut_off_after_the_grace_perio
     for _ in range(20):
         await asyncio.sleep(0.01)
     assert emitted_late == [True]  # it did run on, but nothing reached the stream
+    assert next_step_ran == []  # and the pipeline did not go on without its run
+    assert (await runtime.store.get("stubborn-1")).status == "cancelled"
     assert [e.data for e in seen if e.type == "step.event"] == [{"type": "chunk",
                                                                 "text": "first"}]
     await runtime.aclose()
@@ -157,3 +165,30 @@ def test_step_timeout_error_is_a_runstream_error() -> None:
 
     assert issubclass(StepTimeoutError, TaskError)
     assert issubclass(StepTimeoutError, RunstreamError)
+
+
+async def test_a_stubborn_branch_inside_a_map_is_bounded_too() -> None:
+    from runstream import Map
+
+    runtime = runtime_with(cancel_grace_period=0.2)
+    started = asyncio.Event()
+
+    async def item_work(item: int) -> int:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            if item == 3:
+                await asyncio.sleep(1)  # this one ignores cancellation for a while
+            raise
+        return item
+
+    p = AsyncPipeline("m", [Map(name="m", over="items", max_concurrency=5, branch=[
+        AsyncPythonTask(name="w", function=item_work, returns=["r"])], returns=["r"])])
+    handle = p.stream({"items": list(range(5))}, run_id="map-stuck", config=runtime)
+    await started.wait()
+    log = await asyncio.wait_for(handle.cancel("stop"), timeout=5)
+    assert log.status == "cancelled"
+    assert any("did not stop within 0.2 s" in w for w in log.warnings)
+    await asyncio.sleep(1.2)  # let the stubborn branch finish before the loop closes
+    await runtime.aclose()

@@ -90,8 +90,9 @@ class StepFailed(Exception):
 class Run:
     """The state of one run. Lives in its driver task's context, never in module globals."""
 
-    __slots__ = ("_parameters", "cancel_reason", "channel", "log", "max_event_bytes",
-                 "pending_create", "recorded", "runtime", "seq", "sink_runners", "started_at")
+    __slots__ = ("_parameters", "cancel_reason", "channel", "ended", "finished", "log",
+                 "max_event_bytes", "pending_create", "recorded", "runtime", "seq",
+                 "sink_runners", "started_at")
 
     def __init__(self, runtime: Runtime, log: RunLog, parameters: dict[str, Any],
                  channel: Channel[Record] | None) -> None:
@@ -104,6 +105,9 @@ class Run:
         self.cancel_reason = "cancelled"
         self.started_at = time.perf_counter()
         self.recorded = False
+        #: Set by stop_run when the run was ended from outside; finished once _finish ran.
+        self.ended = False
+        self.finished = False
         self.pending_create: asyncio.Future[None] | None = None
         self.max_event_bytes = runtime.config.limits.max_event_bytes
 
@@ -279,44 +283,59 @@ async def run_step(run: Run, task: Task, path: str) -> None:
 
 
 async def _run_task(run: Run, task: Task, ctx: TaskContext) -> Mapping[str, Any] | None:
-    """Run the task in a child task, so that its ``timeout`` can be enforced and a task that
-    ignores cancellation cannot keep the run from ending (``limits.cancel_grace_period``)."""
-    child = asyncio.create_task(run.runtime.executor.run_task(task, ctx),
-                                name=f"runstream-step-{run.run_id}-{ctx.step}")
+    """Run the task through the executor, within its ``timeout`` if it has one."""
+    if task.timeout is None:
+        return await run.runtime.executor.run_task(task, ctx)
+    deadline = asyncio.timeout(task.timeout)
     try:
-        done, _ = await asyncio.wait({child}, timeout=task.timeout)
-    except asyncio.CancelledError:
-        await _stop(run, child, ctx, "was cancelled")
-        raise
-    if not done:
-        await _stop(run, child, ctx, f"timed out after {task.timeout} s")
+        async with deadline:
+            return await run.runtime.executor.run_task(task, ctx)
+    except TimeoutError:
+        if not deadline.expired():
+            raise  # the task's own TimeoutError, not our deadline
         raise StepTimeoutError(
-            f"step '{ctx.step}' did not finish within its timeout of {task.timeout} s")
-    return child.result()
+            f"step '{ctx.step}' did not finish within its timeout of {task.timeout} s") from None
 
 
-async def _stop(run: Run, child: asyncio.Task[Any], ctx: TaskContext, why: str) -> None:
-    child.cancel()
-    grace = run.runtime.config.limits.cancel_grace_period
-    done, _ = await asyncio.wait({child}, timeout=grace)
-    if done:
-        if not child.cancelled():
-            child.exception()  # retrieved: an error raised while stopping is not news
+async def stop_run(run: Run, task: asyncio.Task[Any], reason: str) -> None:
+    """Cancel a run's task and wait for it, at most ``limits.cancel_grace_period``.
+
+    A task that ignores cancellation cannot be killed; past the grace period the run is ended
+    from here instead (``run.cancelled``, saved, reported in its warnings) and cut off: whatever
+    it emits later goes nowhere, and it stops at its next step."""
+    if task.done():
         return
-    # The task swallowed the cancellation. It cannot be killed; cut it off instead: its later
-    # events are dropped and the run ends without it.
-    ctx._detach()
-    child.add_done_callback(lambda t: t.cancelled() or t.exception())
-    message = (f"step '{ctx.step}' {why} but did not stop within {grace} s "
-               "(limits.cancel_grace_period); it was left running and its later events are "
-               "dropped")
-    run.log.warnings.append(message)
+    run.cancel_reason = reason
+    task.cancel()
+    grace = run.runtime.config.limits.cancel_grace_period
+    done, _ = await asyncio.wait({task}, timeout=grace)
+    if done or run.ended:
+        return
+    run.ended = True
+    log = run.log
+    message = (f"the run did not stop within {grace} s of being cancelled "
+               "(limits.cancel_grace_period): a task ignores cancellation; it was left running "
+               "and its later events are dropped")
+    log.warnings.append(message)
     logger.warning("run %s: %s", run.run_id, message)
+    for step_log in log.steps.values():
+        if step_log.status == "running":
+            step_log.status = "cancelled"
+    log.status = "cancelled"
+    log.ended = now()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    await _finish(run, ("run.cancelled", {
+        "reason": reason,
+        "duration_ms": round((time.perf_counter() - run.started_at) * 1000, 3)}))
+    run.channel = None  # the stuck task's later events go nowhere
+    run.sink_runners = []
 
 
 async def run_steps(run: Run, steps: Sequence[Step], prefix: str) -> None:
     """Run steps one after another; each step's path is ``prefix + step.name``."""
     for step in steps:
+        if run.ended:  # ended from outside (see stop_run): the next step must not start
+            raise asyncio.CancelledError
         if isinstance(step, Task):
             await run_step(run, step, prefix + step.name)
         else:
@@ -383,6 +402,9 @@ async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> Run
 
 
 async def _finish(run: Run, terminal: tuple[str, dict[str, Any]]) -> None:
+    if run.finished:
+        return  # stop_run already ended this run from outside
+    run.finished = True
     log = run.log
     await run.call_hook_reporting("after_run", run_log=log)
     # Saved before the terminal event: a client that reads run.completed and then asks for the

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._branch import Node, Step
 from ._channel import Channel
-from ._engine import Record, Run, drive
+from ._engine import Record, Run, drive, stop_run
 from ._errors import PipelineDefinitionError, RunCancelledError, RunFailedError
 from ._events import Event
 from ._owner import current_owner
@@ -95,10 +95,7 @@ class RunHandle:
         """
         if not self._reading:
             self._channel.detach()  # nobody reads: the run must not wait for room
-        if not self._task.done():
-            self._run.cancel_reason = reason
-            self._task.cancel()
-        await asyncio.wait({self._task})
+        await stop_run(self._run, self._task, reason)
         return self._run.log
 
     async def result(self) -> RunLog:
@@ -192,9 +189,7 @@ class AsyncPipeline:
         try:
             log = await asyncio.shield(task)
         except asyncio.CancelledError:
-            if not task.done():
-                task.cancel()
-                await asyncio.wait({task})
+            await stop_run(run, task, "cancelled")
             raise
         if log.status == "failed":
             raise RunFailedError(log)

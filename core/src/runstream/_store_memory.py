@@ -8,7 +8,7 @@ from pydantic import Field, PrivateAttr
 
 from ._errors import RunIdError, RunNotFoundError
 from ._runlog import RunLog, RunStatus, RunSummary
-from ._store import RunLogStore
+from ._store import RunLogStore, dump_run_log
 
 
 class MemoryStore(RunLogStore):
@@ -16,30 +16,37 @@ class MemoryStore(RunLogStore):
 
     max_runs: int = Field(default=10_000, ge=1,
                           description="Runs kept; beyond it the oldest ended runs are dropped.")
-    _runs: OrderedDict[str, RunLog] = PrivateAttr(default_factory=OrderedDict)
+    # Each run is kept as its summary plus its log serialised to JSON: a snapshot that later
+    # changes to the live RunLog cannot reach, and far cheaper to take than a deep copy of the
+    # models (pydantic's JSON encoder is native code; a run of 1,000 steps copies in ~1 ms).
+    _runs: OrderedDict[str, tuple[RunSummary, str]] = PrivateAttr(default_factory=OrderedDict)
+
+    def _put(self, run_log: RunLog) -> None:
+        summary = RunSummary(run_id=run_log.run_id, pipeline=run_log.pipeline,
+                             status=run_log.status, started=run_log.started, ended=run_log.ended)
+        self._runs[run_log.run_id] = (summary, dump_run_log(run_log))
 
     async def create(self, run_log: RunLog) -> None:
         if run_log.run_id in self._runs:
             raise RunIdError(f"run id '{run_log.run_id}' is already used; pick another or omit it")
-        self._runs[run_log.run_id] = run_log.model_copy(deep=True)
+        self._put(run_log)
         self._evict()
 
     async def save(self, run_log: RunLog) -> None:
-        self._runs[run_log.run_id] = run_log.model_copy(deep=True)
+        self._put(run_log)
 
     async def get(self, run_id: str) -> RunLog:
         try:
-            return self._runs[run_id].model_copy(deep=True)
+            return RunLog.model_validate_json(self._runs[run_id][1])
         except KeyError:
             raise RunNotFoundError(f"no run '{run_id}' in the memory run log store") from None
 
     async def list_runs(self, *, limit: int = 50, status: RunStatus | None = None
                         ) -> list[RunSummary]:
         out: list[RunSummary] = []
-        for log in reversed(self._runs.values()):
-            if status is None or log.status == status:
-                out.append(RunSummary(run_id=log.run_id, pipeline=log.pipeline,
-                                      status=log.status, started=log.started, ended=log.ended))
+        for summary, _ in reversed(self._runs.values()):
+            if status is None or summary.status == status:
+                out.append(summary.model_copy())
                 if len(out) >= limit:
                     break
         return out
@@ -48,7 +55,7 @@ class MemoryStore(RunLogStore):
         runs = self._runs
         if len(runs) <= self.max_runs:
             return
-        for run_id in [k for k, v in runs.items() if v.status != "running"]:
+        for run_id in [k for k, (s, _) in runs.items() if s.status != "running"]:
             del runs[run_id]
             if len(runs) <= self.max_runs:
                 return

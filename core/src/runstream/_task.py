@@ -172,11 +172,6 @@ class TaskContext:
                 raise self._missing(p.name)
         return kwargs
 
-    def _detach(self) -> None:
-        """Cut this step off its run (it outlived its cancellation): emits are dropped from now on,
-        parameters stay readable."""
-        self._run = _Detached(self._run)  # type: ignore[assignment]
-
     async def emit(self, data: dict[str, Any]) -> None:
         """Emit one event; ``data`` is delivered verbatim as a ``step.event``.
 
@@ -219,21 +214,6 @@ class TaskContext:
         except asyncio.CancelledError:
             sync_ctx._cancel()
             raise
-
-
-class _Detached:
-    """Stands in for the run of a step that was cut off: reads pass through, events vanish."""
-
-    __slots__ = ("_run",)
-
-    def __init__(self, run: Run) -> None:
-        self._run = run
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._run, name)
-
-    def publish_step_event(self, step: str, data: dict[str, Any]) -> None:
-        return None
 
 
 class SyncTaskContext:
