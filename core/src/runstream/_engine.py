@@ -130,11 +130,24 @@ class Run:
             self._check_size(step, data)
         seq = self.seq = self.seq + 1
         if self.sink_runners:
-            return self._publish_slow(seq, "step.event", step, data)
+            return self._publish_to_sinks(seq, "step.event", step, data)
         channel = self.channel
         if channel is None:
             return None
         return channel.push((seq, time.time(), "step.event", step, data))
+
+    def _publish_to_sinks(self, seq: int, type_: str, step: str | None,
+                          data: dict[str, Any]) -> Any:
+        # Sinks with room take the event without a coroutine; only a full queue makes the
+        # producer wait (bounded by the sink's send_timeout).
+        ts = time.time()
+        event = Event._fast(self.log.run_id, seq, ts, type_, step, data)
+        runners = self.sink_runners
+        for i, runner in enumerate(runners):
+            if not runner.offer(event):
+                return self._publish_slow(runners[i:], event, (seq, ts, type_, step, data))
+        channel = self.channel
+        return None if channel is None else channel.push((seq, ts, type_, step, data))
 
     def _check_size(self, step: str, data: dict[str, Any]) -> None:
         limit = self.max_event_bytes
@@ -148,21 +161,19 @@ class Run:
     def publish(self, type_: str, step: str | None, data: dict[str, Any]) -> Any:
         self.seq += 1
         if self.sink_runners:
-            return self._publish_slow(self.seq, type_, step, data)
+            return self._publish_to_sinks(self.seq, type_, step, data)
         channel = self.channel
         if channel is not None:
             return channel.push((self.seq, time.time(), type_, step, data))
         return None
 
-    async def _publish_slow(self, seq: int, type_: str, step: str | None,
-                            data: dict[str, Any]) -> None:
-        ts = time.time()
-        event = Event._fast(self.log.run_id, seq, ts, type_, step, data)
-        for runner in self.sink_runners:
+    async def _publish_slow(self, runners: list[SinkRunner], event: Event,
+                            record: Record) -> None:
+        for runner in runners:
             await runner.put(event)
         channel = self.channel
         if channel is not None:
-            waiter = channel.push((seq, ts, type_, step, data))
+            waiter = channel.push(record)
             if waiter is not None:
                 await waiter
 

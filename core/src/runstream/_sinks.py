@@ -86,16 +86,29 @@ class SinkRunner:
         queue = self._queue
         try:
             await sink.open(self.run_log)
-            while True:
-                item = await queue.get()
-                if item is _CLOSE:
-                    break
-                await sink.send(item)  # type: ignore[arg-type]
+            send = sink.send
+            item = await queue.get()
+            while item is not _CLOSE:
+                await send(item)  # type: ignore[arg-type]
+                try:  # take what is already queued without a round trip through the loop
+                    item = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    item = await queue.get()
             await sink.close(self.run_log, self.status)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._fail(exc)
+
+    def offer(self, event: Event) -> bool:
+        """Queue ``event`` if there is room (or the sink was dropped); False when full."""
+        if self.failed:
+            return True
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            return False
+        return True
 
     async def put(self, event: Event | object) -> None:
         if self.failed:
