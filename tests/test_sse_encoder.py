@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 import httpx
@@ -73,7 +75,8 @@ def test_a_stream_of_events_keeps_its_boundaries(datas: list[str], cuts: list[in
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | TEXT,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
     max_leaves=12)
 
@@ -89,6 +92,50 @@ def test_json_frames_round_trip_exactly(data: dict[str, Any], seq: int, event: s
     assert json.loads(events[0].data) == data
     assert events[0].id == str(seq)
     assert events[0].event == (event or "message")
+
+
+ANY_FLOATS = st.recursive(
+    st.none() | st.integers() | st.floats() | TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+    | st.dictionaries(TEXT, inner, max_size=4),
+    max_leaves=12)
+
+
+def _strict_json(text: str) -> Any:
+    """What JSON.parse accepts: no NaN, Infinity or -Infinity."""
+    def reject(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=reject)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.dictionaries(TEXT, ANY_FLOATS, max_size=6))
+def test_non_finite_floats_become_null_and_the_frame_is_always_json(data: dict[str, Any]
+                                                                     ) -> None:
+    events = parse(to_bytes(json_frame(data, id=1)), [])
+    assert _strict_json(events[0].data) == _finite(data)
+
+
+def test_nan_and_infinity_on_the_wire() -> None:
+    frame = json_frame({"score": math.nan, "hi": math.inf, "lo": -math.inf, "ok": 0.5,
+                        "nested": [{"x": math.nan}], "when": date(2026, 1, 2)}, id=4)
+    assert frame == ('id: 4\ndata: {"score": null, "hi": null, "lo": null, "ok": 0.5, '
+                     '"nested": [{"x": null}], "when": "2026-01-02"}\n\n')
+    assert json_dumps({math.inf: 1}) == '{"inf": 1}'
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    with pytest.raises(ValueError, match="Circular"):
+        json_dumps(cycle)
 
 
 def test_json_frame_is_one_data_line_with_the_plan_separators() -> None:

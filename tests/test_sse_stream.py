@@ -101,6 +101,35 @@ def test_transcript_data_lines_are_the_task_dicts(rt: Runtime) -> None:
         assert client.get(f"/runs/{run_id}").json()["status"] == "completed"
 
 
+def test_nan_and_infinity_arrive_as_null_so_every_data_line_is_json(rt: Runtime) -> None:
+    async def scores() -> AsyncGenerator[dict[str, Any], None]:
+        yield {"type": "score", "value": float("nan")}
+        yield {"type": "score", "value": float("inf"), "range": [float("-inf"), 1.5]}
+        yield {"type": "done", "value": 2.0}
+
+    app = FastAPI()
+    chat = pipeline(scores)
+
+    @app.get("/chat")
+    async def get_chat() -> Response:
+        return sse_response(chat, config=rt, lifecycle=True)
+
+    def strict(text: str) -> Any:  # what a browser's JSON.parse accepts
+        def reject(name: str) -> Any:
+            raise AssertionError(f"{name} on the wire: {text}")
+        return json.loads(text, parse_constant=reject)
+
+    with serve(app) as base, httpx.Client(base_url=base, timeout=10) as client:
+        _, events = data_events(client, "GET", "/chat")
+    parsed = [(event, strict(data)) for event, _, data in events]
+    assert [d for e, d in parsed if e == "message"] == [
+        {"type": "score", "value": None},
+        {"type": "score", "value": None, "range": [None, 1.5]},
+        {"type": "done", "value": 2.0},
+    ]
+    assert parsed[-1][0] == "run.completed"
+
+
 def test_failure_arrives_in_band_after_every_earlier_event(rt: Runtime) -> None:
     app = FastAPI()
     failing = pipeline(fail_after)

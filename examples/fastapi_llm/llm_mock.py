@@ -9,7 +9,9 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 
-async def mock_llm_stream(prompt: str) -> AsyncGenerator[dict[str, Any], None]:
+async def mock_llm_stream(
+    prompt: str, delay_scale: float = 1.0
+) -> AsyncGenerator[dict[str, Any], None]:
     """
     Mock LLM that streams responses token-by-token.
 
@@ -18,6 +20,7 @@ async def mock_llm_stream(prompt: str) -> AsyncGenerator[dict[str, Any], None]:
 
     Args:
         prompt: The user's input prompt (a run parameter, passed by argument name)
+        delay_scale: Multiplies every delay (0: as fast as possible, for tests)
 
     Yields:
         dict: Events in the format:
@@ -27,7 +30,7 @@ async def mock_llm_stream(prompt: str) -> AsyncGenerator[dict[str, Any], None]:
     """
     # Simulate initial "thinking" delay
     yield {"type": "status", "status": "thinking"}
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3 * delay_scale)
 
     # Build response based on prompt
     prompt_preview = prompt[:50] + ("..." if len(prompt) > 50 else "")
@@ -38,13 +41,13 @@ async def mock_llm_stream(prompt: str) -> AsyncGenerator[dict[str, Any], None]:
     )
 
     yield {"type": "status", "status": "generating"}
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1 * delay_scale)
 
     # Stream word by word
     words = response.split()
     for i, word in enumerate(words):
         text = word + (" " if i < len(words) - 1 else "")
         yield {"type": "chunk", "text": text}
-        await asyncio.sleep(0.05)  # 50ms per token
+        await asyncio.sleep(0.05 * delay_scale)  # 50ms per token
 
     yield {"type": "done", "full_text": response}

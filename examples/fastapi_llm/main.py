@@ -12,6 +12,9 @@ Test with curl:
         -d '{"prompt": "Hello, how are you?"}'
 
 Or open http://localhost:8000/ui in a browser.
+
+Stopping the server (Ctrl+C, SIGTERM) ends every open stream with ``run.cancelled`` (reason
+``shutdown``) and marks those runs cancelled in the run log store before the process exits.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from runstream import AsyncPipeline, Config, Runtime
-from runstream_sse import SSE
+from runstream_sse import SSE, SSEResponse, sse_openapi_response
 
+from examples.fastapi_llm.body_limit import BodyLimitMiddleware
 from examples.fastapi_llm.pipelines import (
     chat_pipeline,
     failing_chat_pipeline,
@@ -38,7 +42,28 @@ from examples.fastapi_llm.pipelines import (
 #: The longest prompt accepted by default, in characters.
 DEFAULT_MAX_PROMPT_CHARS = 8000
 
+#: The largest request body accepted by default, in bytes (413 beyond it): room for a prompt
+#: of DEFAULT_MAX_PROMPT_CHARS characters even when JSON escapes each one as ``\uXXXX``.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+
 _PAGE = Path(__file__).with_name("chat.html")
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}}}}
+
+
+#: The documented responses of the chat endpoints (the OpenAPI schema at /openapi.json).
+CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: sse_openapi_response("The answer as Server-Sent Events: one unnamed event per dict "
+                              "the model yields, then run.completed, run.failed or "
+                              "run.cancelled."),
+    400: _problem("The body could not be read as JSON text (e.g. it is not UTF-8)."),
+    413: _problem("The request body is larger than max_body_bytes."),
+    503: _problem("Too many chats in flight (limits.max_concurrent_runs) or shutting down; "
+                  "see Retry-After."),
+}
 
 
 class ChatRequest(BaseModel):
@@ -62,30 +87,55 @@ def create_app(
     *,
     max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
     config: Runtime | Config | str | os.PathLike[str] | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    send_timeout: float | None = 30.0,
+    shutdown_grace_period: float = 5.0,
+    delay_scale: float = 1.0,
 ) -> FastAPI:
     """Build the example app.
 
     ``config`` is a :class:`runstream.Runtime` (the caller closes it), a :class:`runstream.Config`
     or a config file path; ``None`` reads ``runstream.yaml`` if present, else keeps run logs in
-    ``.runstream/runstream.db``. Prompts longer than ``max_prompt_chars`` are rejected (422).
+    ``.runstream/runstream.db``. Its ``limits.max_concurrent_runs`` caps the chats in flight
+    (503 with ``Retry-After`` beyond it).
+
+    - ``max_prompt_chars``: longer prompts are rejected (422).
+    - ``max_body_bytes``: larger request bodies are rejected (413) without being read.
+    - ``send_timeout``: a client that reads nothing for this long loses its stream and its run
+      is cancelled (None: wait forever).
+    - ``shutdown_grace_period``: when the server stops, open streams are ended with
+      ``run.cancelled`` (reason ``shutdown``) within this many seconds.
+    - ``delay_scale``: multiplies the mock model's delays (0: as fast as possible, for tests).
     """
     if max_prompt_chars < 1:
         raise ValueError(f"max_prompt_chars must be at least 1, got {max_prompt_chars}")
+    if max_body_bytes < 1:
+        raise ValueError(f"max_body_bytes must be at least 1, got {max_body_bytes}")
+    if not delay_scale >= 0:
+        raise ValueError(f"delay_scale must be >= 0, got {delay_scale}")
     owns_runtime = not isinstance(config, Runtime)
     runtime = config if isinstance(config, Runtime) else Runtime(config)
-    python_pipeline = chat_pipeline()
-    yaml_pipeline = yaml_chat_pipeline(runtime)
+    python_pipeline = chat_pipeline(delay_scale)
+    yaml_pipeline = yaml_chat_pipeline(runtime, delay_scale)
     # One SSE object for the streams and the runs router: they share the runtime and its replay
     # buffer, so /runs/{id}/events replays (and resumes, Last-Event-ID) what /chat streamed.
-    sse = SSE(runtime)
+    sse = SSE(runtime, send_timeout=send_timeout, shutdown_grace_period=shutdown_grace_period)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        # Runs left `running` by a process that died (kill -9, a crash) are marked `abandoned`
+        # now, not at the first chat.
+        await runtime.recover_abandoned()
+        # sse.lifespan hears SIGTERM/Ctrl+C and ends the open streams (run.cancelled, reason
+        # "shutdown") so that the server can stop; the runs are recorded as cancelled before
+        # the store is closed below.
+        async with sse.lifespan(app):
+            yield
         if owns_runtime:
             await runtime.aclose()
 
     app = FastAPI(title="Async LLM Streaming Demo", lifespan=lifespan)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.include_router(sse.router())
 
     def stream(pipeline: AsyncPipeline, request: ChatRequest) -> Response:
@@ -98,7 +148,7 @@ def create_app(
                 f"prompt has {len(prompt)} characters; the limit is {max_prompt_chars}",
                 max_length=max_prompt_chars)
         if request.fail_after is not None:
-            pipeline = failing_chat_pipeline(request.fail_after)
+            pipeline = failing_chat_pipeline(request.fail_after, delay_scale=delay_scale)
         return sse.response(pipeline, parameters={"prompt": prompt})
 
     @app.get("/")
@@ -115,9 +165,10 @@ def create_app(
                                          "(Last-Event-ID resumes)",
             },
             "max_prompt_chars": max_prompt_chars,
+            "max_body_bytes": max_body_bytes,
         }
 
-    @app.post("/chat")
+    @app.post("/chat", response_class=SSEResponse, status_code=200, responses=CHAT_RESPONSES)
     async def chat(request: ChatRequest) -> Response:
         """Stream the LLM response of the Python pipeline via Server-Sent Events.
 
@@ -126,7 +177,8 @@ def create_app(
         """
         return stream(python_pipeline, request)
 
-    @app.post("/chat/yaml")
+    @app.post("/chat/yaml", response_class=SSEResponse, status_code=200,
+              responses=CHAT_RESPONSES)
     async def chat_yaml(request: ChatRequest) -> Response:
         """Like ``/chat``, with the pipeline of ``chat_pipeline.yaml`` (task type mock-llm)."""
         return stream(yaml_pipeline, request)

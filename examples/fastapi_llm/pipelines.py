@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -18,43 +19,64 @@ CHAT_PIPELINE_YAML = Path(__file__).with_name("chat_pipeline.yaml")
 DEMO_ERROR = "RuntimeError: upstream model overloaded"
 
 
-def chat_pipeline() -> AsyncPipeline:
+def chat_pipeline(delay_scale: float = 1.0) -> AsyncPipeline:
     """
     Single-task pipeline that streams LLM response.
 
     The mock_llm_stream function is an AsyncGenerator that yields
     events which flow through the pipeline to the SSE client. Its
     ``prompt`` argument is filled from the run's ``prompt`` parameter.
+    ``delay_scale`` multiplies the mock model's delays (0: no waiting).
     """
+    function = (mock_llm_stream if delay_scale == 1.0
+                else functools.partial(mock_llm_stream, delay_scale=delay_scale))
     return AsyncPipeline(
         name="chat",
         steps=[
             AsyncPythonTask(
                 name="llm_response",
-                function=mock_llm_stream,
+                function=function,
                 returns=["full_text"],
             )
         ],
     )
 
 
+def _scaled(task: MockLLMTask, delay_scale: float) -> MockLLMTask:
+    if delay_scale == 1.0:
+        return task
+    # tokens_per_second 0 means no delay between words.
+    rate = task.tokens_per_second / delay_scale if delay_scale > 0 else 0.0
+    return task.model_copy(update={"thinking_delay": task.thinking_delay * delay_scale,
+                                   "generating_delay": task.generating_delay * delay_scale,
+                                   "tokens_per_second": rate})
+
+
 def yaml_chat_pipeline(
     config: Runtime | Config | str | os.PathLike[str] | None = None,
+    delay_scale: float = 1.0,
 ) -> AsyncPipeline:
     """The same chat pipeline, loaded from ``chat_pipeline.yaml`` (task type ``mock-llm``)."""
-    return load_pipeline(CHAT_PIPELINE_YAML, config)
+    pipeline = load_pipeline(CHAT_PIPELINE_YAML, config)
+    if delay_scale == 1.0:
+        return pipeline
+    steps = [_scaled(step, delay_scale) if isinstance(step, MockLLMTask) else step
+             for step in pipeline.steps]
+    return AsyncPipeline(pipeline.name, steps=steps, on_failure=pipeline.on_failure,
+                         description=pipeline.description)
 
 
-def failing_chat_pipeline(fail_after: int, error: str = DEMO_ERROR) -> AsyncPipeline:
+def failing_chat_pipeline(fail_after: int, error: str = DEMO_ERROR,
+                          delay_scale: float = 1.0) -> AsyncPipeline:
     """A chat pipeline whose model fails after ``fail_after`` words (the failure demo)."""
     return AsyncPipeline(
         name="chat-failing",
         steps=[
-            MockLLMTask(
+            _scaled(MockLLMTask(
                 name="llm_response",
                 fail_after=fail_after,
                 fail_error=error,
                 returns=["full_text"],
-            )
+            ), delay_scale)
         ],
     )

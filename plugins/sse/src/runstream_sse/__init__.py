@@ -4,25 +4,33 @@
 - :func:`runs_router`: a FastAPI router with ``GET /runs/{run_id}`` and the replay endpoint
   ``GET /runs/{run_id}/events`` (``Last-Event-ID`` resumes).
 - :class:`ReplayBuffer`: the recent events of runs, shared by the two above.
-- :class:`SSE`: both, bound to one runtime and replay buffer.
+- :class:`SSE`: both, bound to one runtime and replay buffer, and a lifespan that ends every
+  stream cleanly when the server stops.
+- :class:`RunsInFlight`: the runs streamed for a runtime (``limits.max_concurrent_runs``: 503
+  beyond it) and their shutdown.
 - :class:`SSESink`: the ``sse`` sink, for runs started outside HTTP.
+- :func:`sse_openapi_response`: how an event stream endpoint is documented in OpenAPI.
 
 The protocol is described in docs/sse.md.
 """
 
 from ._facade import SSE
+from ._inflight import RunsInFlight
 from ._replay import ReplayBuffer
 from ._response import SSEResponse
 from ._router import runs_router
 from ._sink import SSESink
 from ._stream import OnDisconnect, sse_response
+from ._wire import sse_openapi_response
 
 __all__ = [
     "OnDisconnect",
     "ReplayBuffer",
+    "RunsInFlight",
     "SSE",
     "SSEResponse",
     "SSESink",
     "runs_router",
+    "sse_openapi_response",
     "sse_response",
 ]

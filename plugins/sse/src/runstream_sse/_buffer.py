@@ -64,6 +64,8 @@ class RunBuffer:
     def publish(self, seq: int, type_: str, text: str) -> asyncio.Future[None] | None:
         """Append a frame; returns a future to await before the next one if the primary reader
         is a full buffer behind."""
+        if self.ended:  # a run cut off at shutdown that still reports (see LiveRun.abandon)
+            return None
         frames = self._frames
         frames.append((seq, type_, is_default(type_), text))
         self.last_seq = seq

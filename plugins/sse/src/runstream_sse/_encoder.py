@@ -20,6 +20,7 @@ characters), so :func:`json_frame` writes its one ``data:`` line without scannin
 from __future__ import annotations
 
 import json
+import math
 from datetime import date, datetime, time
 from typing import Any, Final
 
@@ -74,16 +75,42 @@ def _fallback(value: object) -> Any:
     return str(value)
 
 
+def _finite(value: Any, path: set[int]) -> Any:
+    """``value`` with every NaN and infinity (which JSON cannot hold) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (dict, list, tuple)):
+        if id(value) in path:  # a cycle: leave it for the encoder to report
+            return value
+        path.add(id(value))
+        try:
+            if isinstance(value, dict):
+                return {(k if not isinstance(k, float) or math.isfinite(k) else str(k)):
+                        _finite(v, path) for k, v in value.items()}
+            return [_finite(v, path) for v in value]
+        finally:
+            path.discard(id(value))
+    return value
+
+
 # Default separators (", " and ": ") so that the wire reads like the dicts in Python;
 # ensure_ascii=False keeps non-ASCII text readable (lone surrogates are handled at encode time,
-# see ``to_bytes``). Stateless, so one shared instance is safe.
-_JSON = json.JSONEncoder(ensure_ascii=False, default=_fallback)
+# see ``to_bytes``). allow_nan=False: Python would write NaN and Infinity, which are not JSON
+# (JSON.parse rejects them); the rare event that holds them is encoded again through
+# ``_finite``, so the common case pays nothing. Stateless, so one shared instance is safe.
+_JSON = json.JSONEncoder(ensure_ascii=False, default=_fallback, allow_nan=False)
+_FINITE_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False,
+                                default=lambda value: _finite(_fallback(value), set()))
 
 
 def json_dumps(data: Any) -> str:
     """JSON text of an event's data: values JSON cannot hold are written as ``str(value)``
-    (pydantic models as their JSON dump, dates in ISO format)."""
-    return _JSON.encode(data)
+    (pydantic models as their JSON dump, dates in ISO format), and NaN and infinities as
+    ``null``: the text is always valid JSON."""
+    try:
+        return _JSON.encode(data)
+    except ValueError:  # NaN or an infinity somewhere (or a cycle, which raises again)
+        return _FINITE_JSON.encode(_finite(data, set()))
 
 
 def json_frame(data: Any, *, id: int, event: str | None = None) -> str:
@@ -92,8 +119,8 @@ def json_frame(data: Any, *, id: int, event: str | None = None) -> str:
     ``event`` comes from runstream's own event types (never CR or LF).
     """
     if event is None:
-        return f"id: {id}\ndata: {_JSON.encode(data)}\n\n"
-    return f"event: {event}\nid: {id}\ndata: {_JSON.encode(data)}\n\n"
+        return f"id: {id}\ndata: {json_dumps(data)}\n\n"
+    return f"event: {event}\nid: {id}\ndata: {json_dumps(data)}\n\n"
 
 
 def to_bytes(text: str) -> bytes:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter
 from runstream import AsyncPipeline, Config, Pipeline, Runtime
 
+from ._inflight import RunsInFlight
 from ._replay import ReplayBuffer, replay_for
-from ._response import SSEResponse
+from ._response import SSEResponse, check_send_timeout
 from ._router import runs_router
 from ._runtime import resolve_runtime
+from ._signals import on_exit_signal
 from ._stream import OnDisconnect, sse_response
 
 __all__ = ["SSE"]
@@ -20,13 +24,16 @@ __all__ = ["SSE"]
 
 class SSE:
     """Server-Sent Events for one app: ``.response(...)`` streams runs, ``.router()`` serves
-    their status and replay, both with the same runtime and :class:`ReplayBuffer`.
+    their status and replay, both with the same runtime and :class:`ReplayBuffer`;
+    ``.lifespan`` ends them all cleanly when the server stops.
 
     ``config`` is resolved once (a :class:`runstream.Config` becomes one Runtime, not one per
-    request). ``replay`` defaults to the runtime's replay buffer. ``ping_interval`` is the
-    default for every stream.
+    request). ``replay`` defaults to the runtime's replay buffer. ``ping_interval`` and
+    ``send_timeout`` are the defaults for every stream (see :func:`sse_response`).
+    ``shutdown_grace_period`` bounds :meth:`shutdown`.
 
     >>> sse = SSE(runtime)
+    >>> app = FastAPI(lifespan=sse.lifespan)
     >>> app.include_router(sse.router())
     >>> @app.post("/chat")
     ... async def chat(body: Body) -> Response:
@@ -34,22 +41,73 @@ class SSE:
     """
 
     def __init__(self, config: Runtime | Config | str | os.PathLike[str] | None = None, *,
-                 replay: ReplayBuffer | None = None, ping_interval: float | None = 15.0
+                 replay: ReplayBuffer | None = None, ping_interval: float | None = 15.0,
+                 send_timeout: float | None = 30.0, shutdown_grace_period: float = 5.0
                  ) -> None:
+        check_send_timeout(send_timeout)
+        if not 0 <= shutdown_grace_period < float("inf"):
+            raise ValueError(f"shutdown_grace_period must be a number of seconds >= 0, "
+                             f"got {shutdown_grace_period}")
         self.runtime = resolve_runtime(config)
         self.replay = replay_for(self.runtime, replay)
         self.ping_interval = ping_interval
+        self.send_timeout = send_timeout
+        self.shutdown_grace_period = shutdown_grace_period
+        self._shutdown: asyncio.Task[None] | None = None
+
+    @property
+    def runs(self) -> RunsInFlight:
+        """The runs in flight for this object's runtime (``runtime.sse_runs``)."""
+        return RunsInFlight.for_runtime(self.runtime)
 
     def response(self, pipeline: AsyncPipeline | Pipeline,
                  parameters: Mapping[str, Any] | None = None, *, run_id: str | None = None,
                  on_disconnect: OnDisconnect = "cancel", lifecycle: bool = False
                  ) -> SSEResponse:
-        """:func:`sse_response` with this object's runtime, replay buffer and ping interval."""
+        """:func:`sse_response` with this object's runtime, replay buffer, ping interval and
+        send timeout."""
         return sse_response(pipeline, parameters, config=self.runtime, run_id=run_id,
                             on_disconnect=on_disconnect, lifecycle=lifecycle,
-                            ping_interval=self.ping_interval, replay=self.replay)
+                            ping_interval=self.ping_interval, replay=self.replay,
+                            send_timeout=self.send_timeout)
 
     def router(self, *, prefix: str = "/runs") -> APIRouter:
         """:func:`runs_router` with this object's runtime and replay buffer."""
         return runs_router(self.runtime, replay=self.replay, prefix=prefix,
-                           ping_interval=self.ping_interval)
+                           ping_interval=self.ping_interval, send_timeout=self.send_timeout)
+
+    async def shutdown(self, reason: str = "shutdown") -> None:
+        """Refuse new runs (``503``), cancel every run in flight with ``reason`` (their clients
+        get ``run.cancelled``) and wait up to ``shutdown_grace_period`` for the streams to
+        end. Calling it again waits for the first call."""
+        await asyncio.shield(self._begin_shutdown(reason))
+
+    def _begin_shutdown(self, reason: str = "shutdown") -> asyncio.Task[None]:
+        if self._shutdown is None:
+            self._shutdown = asyncio.get_running_loop().create_task(
+                self.runs.shutdown(reason, self.shutdown_grace_period),
+                name="runstream-sse-shutdown")
+        return self._shutdown
+
+    @asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """The app's lifespan (``FastAPI(lifespan=sse.lifespan)``, or ``async with
+        sse.lifespan(app):`` inside your own): when the server is asked to stop (SIGTERM,
+        Ctrl+C), :meth:`shutdown` runs at once, so that the open streams end and the server
+        can stop; at the lifespan's end it runs in any case.
+
+        The signal is heard only where the server handles it in the main thread (uvicorn,
+        ``uvicorn.run``); elsewhere call :meth:`shutdown` yourself before the server waits
+        for open connections. A lifespan that starts again after a shutdown accepts runs
+        again.
+        """
+        # A server (or test client) may run the lifespan again after a shutdown: start afresh.
+        if self._shutdown is not None and self._shutdown.done():
+            self._shutdown = None
+            self.runs.closing = False
+        restore = on_exit_signal(self._begin_shutdown)
+        try:
+            yield
+        finally:
+            restore()
+            await self.shutdown()

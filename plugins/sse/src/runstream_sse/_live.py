@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from runstream import RunHandle
 
 from ._buffer import RunBuffer
 from ._wire import failure_data, frame_event
+
+if TYPE_CHECKING:
+    from ._inflight import RunsInFlight
 
 
 class LiveRun:
@@ -19,12 +23,17 @@ class LiveRun:
     relies on a generator's ``finally``.
     """
 
-    __slots__ = ("buffer", "cancel_reason", "handle", "task")
+    __slots__ = ("buffer", "cancel_reason", "handle", "runs", "task")
 
-    def __init__(self, handle: RunHandle, buffer: RunBuffer) -> None:
+    def __init__(self, handle: RunHandle, buffer: RunBuffer,
+                 runs: RunsInFlight | None = None) -> None:
         self.handle = handle
         self.buffer = buffer
         self.cancel_reason = "cancelled"
+        #: Where the run counts as in flight until its terminal event is out.
+        self.runs = runs
+        if runs is not None:
+            runs._add_run(self)
         buffer.live = self
         self.task = asyncio.get_running_loop().create_task(
             self._pump(), name=f"runstream-sse-pump-{handle.run_id}")
@@ -36,6 +45,10 @@ class LiveRun:
         try:
             async for event in events:
                 room = publish(event.seq, event.type, frame_event(event))
+                if buffer.terminal is not None:
+                    # The run has ended for its clients (its record is saved before its
+                    # terminal event): its slot is free before they can ask for another.
+                    self._release()
                 if room is not None:
                     await room
         except Exception as exc:
@@ -53,6 +66,7 @@ class LiveRun:
                 await aclose()
             if buffer.terminal is None:
                 self._publish_end()
+            self._release()
             buffer.end()
 
     def _publish_end(self) -> None:
@@ -68,6 +82,23 @@ class LiveRun:
                 "step": log.error.step})
         else:
             buffer.publish_terminal("run.cancelled", {"reason": self.cancel_reason})
+
+    def _release(self) -> None:
+        runs = self.runs
+        if runs is not None:
+            self.runs = None
+            runs._discard_run(self)
+
+    def abandon(self, reason: str) -> None:
+        """End the run for its clients now (``run.cancelled`` with ``reason``) even though it
+        has not stopped yet: for a shutdown whose grace period is over."""
+        if self.task.done():
+            return
+        buffer = self.buffer
+        if buffer.terminal is None:
+            buffer.publish_terminal("run.cancelled", {"reason": reason})
+        self._release()
+        buffer.end()
 
     async def cancel(self, reason: str = "cancelled") -> None:
         """Cancel the run and wait until it and the pump have ended."""

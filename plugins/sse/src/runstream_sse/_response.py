@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Final
+
 from starlette.background import BackgroundTask
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from ._buffer import RunBuffer
-from ._serve import stream_buffer
+from ._serve import Outcome, stream_buffer
 from ._wire import STREAM_HEADERS, parse_event_id
+
+if TYPE_CHECKING:
+    from ._inflight import RunsInFlight
+
+#: ``Retry-After`` of a ``503`` (too many runs in flight, or shutting down), in seconds.
+RETRY_AFTER: Final = 1
 
 __all__ = ["SSEResponse"]
 
@@ -25,13 +33,17 @@ class SSEResponse(Response):
     media_type = "text/event-stream"
 
     def __init__(self, run_id: str, *, lifecycle: bool = False,
-                 ping_interval: float | None = 15.0) -> None:
+                 ping_interval: float | None = 15.0, send_timeout: float | None = 30.0,
+                 runs: RunsInFlight | None = None) -> None:
         if ping_interval is not None and not ping_interval > 0:
             raise ValueError(f"ping_interval must be a number of seconds > 0 or None, "
                              f"got {ping_interval}")
+        check_send_timeout(send_timeout)
         self.run_id = run_id
         self.lifecycle = lifecycle
         self.ping_interval = ping_interval
+        self.send_timeout = send_timeout
+        self.runs = runs
         self.status_code = 200
         self.background: BackgroundTask | None = None
         self.init_headers({**STREAM_HEADERS, "X-Run-Id": run_id})
@@ -55,9 +67,16 @@ class SSEResponse(Response):
                     "headers": self.raw_headers})
 
     async def _follow(self, receive: Receive, send: Send, buffer: RunBuffer, cursor: int,
-                      primary: bool) -> bool:
+                      primary: bool) -> Outcome:
         return await stream_buffer(receive, send, buffer, cursor, lifecycle=self.lifecycle,
-                                   ping_interval=self.ping_interval, primary=primary)
+                                   ping_interval=self.ping_interval, primary=primary,
+                                   send_timeout=self.send_timeout, runs=self.runs)
+
+
+def check_send_timeout(send_timeout: float | None) -> None:
+    if send_timeout is not None and not 0 < send_timeout < float("inf"):
+        raise ValueError(f"send_timeout must be a number of seconds > 0 or None, "
+                         f"got {send_timeout}")
 
 
 def last_event_id(scope: Scope) -> int | None:
@@ -73,12 +92,20 @@ async def reject(scope: Scope, receive: Receive, send: Send, status: int, messag
     await JSONResponse({"detail": message}, status_code=status)(scope, receive, send)
 
 
+async def unavailable(scope: Scope, receive: Receive, send: Send, message: str) -> None:
+    """``503`` with ``Retry-After``: no run was started, try again in a moment."""
+    await JSONResponse({"detail": message}, status_code=503,
+                       headers={"Retry-After": str(RETRY_AFTER)})(scope, receive, send)
+
+
 class ReplayResponse(SSEResponse):
     """Follows a run's buffer from ``cursor`` on, without starting anything."""
 
     def __init__(self, buffer: RunBuffer, cursor: int, *, lifecycle: bool = False,
-                 ping_interval: float | None = 15.0) -> None:
-        super().__init__(buffer.run_id, lifecycle=lifecycle, ping_interval=ping_interval)
+                 ping_interval: float | None = 15.0, send_timeout: float | None = 30.0,
+                 runs: RunsInFlight | None = None) -> None:
+        super().__init__(buffer.run_id, lifecycle=lifecycle, ping_interval=ping_interval,
+                         send_timeout=send_timeout, runs=runs)
         self.buffer = buffer
         self.cursor = cursor
 

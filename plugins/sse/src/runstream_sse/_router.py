@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from runstream import Config, RunIdError, RunLog, RunNotFoundError, Runtime
 from starlette.responses import Response
 
+from ._inflight import RunsInFlight
 from ._replay import ReplayBuffer, replay_for
-from ._response import ReplayResponse
+from ._response import ReplayResponse, SSEResponse, check_send_timeout
 from ._runtime import resolve_runtime
-from ._wire import check_run_id, parse_event_id
+from ._wire import check_run_id, parse_event_id, sse_openapi_response
 
 __all__ = ["runs_router"]
 
@@ -22,6 +24,7 @@ def runs_router(
     replay: ReplayBuffer | None = None,
     prefix: str = "/runs",
     ping_interval: float | None = 15.0,
+    send_timeout: float | None = 30.0,
 ) -> APIRouter:
     """A FastAPI router with a run's status and the replay of its events.
 
@@ -36,10 +39,13 @@ def runs_router(
 
     ``replay`` must be the :class:`ReplayBuffer` that :func:`sse_response` publishes into;
     default: the runtime's (``runtime.sse_replay``), which ``sse_response`` with the same
-    runtime also uses.
+    runtime also uses. ``send_timeout`` ends a replay whose client stops reading (see
+    :func:`sse_response`); a shutdown (:meth:`RunsInFlight.shutdown`) ends replays too.
     """
+    check_send_timeout(send_timeout)
     runtime = resolve_runtime(config)
     buffers = replay_for(runtime, replay)
+    inflight = RunsInFlight.for_runtime(runtime)
     router = APIRouter(prefix=prefix, tags=["runs"])
 
     async def load(run_id: str) -> RunLog | None:
@@ -48,15 +54,15 @@ def runs_router(
         except (RunIdError, RunNotFoundError):
             return None
 
-    @router.get("/{run_id}", summary="A run's run log")
+    @router.get("/{run_id}", summary="A run's run log",
+                responses={200: {"model": RunLog, "description": "The run log."},
+                           404: problem("No such run.")})
     async def get_run(run_id: str) -> Response:
         log = await load(run_id)
         if log is None:
             raise HTTPException(404, f"no run '{run_id}' in the run log store")
         return Response(log.model_dump_json(fallback=repr), media_type="application/json")
 
-    @router.api_route("/{run_id}/events", methods=["GET", "HEAD"],
-                      summary="Replay and follow a run's events (Server-Sent Events)")
     async def run_events(
         request: Request,
         run_id: str,
@@ -86,6 +92,27 @@ def runs_router(
                                      f"are no longer kept; GET {prefix}/{run_id} has its run log")
         if buffer.ended and buffer.last_seq <= cursor:
             return Response(status_code=204)  # 204 also tells an EventSource to stop
-        return ReplayResponse(buffer, cursor, lifecycle=lifecycle, ping_interval=ping_interval)
+        return ReplayResponse(buffer, cursor, lifecycle=lifecycle, ping_interval=ping_interval,
+                              send_timeout=send_timeout, runs=inflight)
 
+    # GET is documented; HEAD (the headers only) is the same route, kept out of the schema so
+    # that the two do not share one operation id.
+    router.add_api_route(
+        "/{run_id}/events", run_events, methods=["GET"], response_class=SSEResponse,
+        status_code=200,
+        summary="Replay and follow a run's events (Server-Sent Events)",
+        responses={200: sse_openapi_response(),
+                   204: {"description": "The run has ended and nothing follows the given id."},
+                   400: problem("A malformed event id."),
+                   404: problem("No such run, or its events are not published here."),
+                   410: problem("The run's events are no longer kept.")})
+    router.add_api_route("/{run_id}/events", run_events, methods=["HEAD"], status_code=200,
+                         response_class=SSEResponse, include_in_schema=False)
     return router
+
+
+def problem(description: str) -> dict[str, Any]:
+    """OpenAPI of an error response, ``{"detail": "what went wrong and what to do"}``."""
+    return {"description": description, "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"detail": {"type": "string"}},
+        "required": ["detail"]}}}}

@@ -11,10 +11,12 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ._buffer import RunBuffer
+from ._inflight import RunsInFlight
 from ._live import LiveRun
 from ._replay import ReplayBuffer, replay_for
-from ._response import SSEResponse, last_event_id, reject
+from ._response import SSEResponse, check_send_timeout, last_event_id, reject, unavailable
 from ._runtime import resolve_runtime
+from ._serve import Outcome
 from ._wire import check_run_id
 
 __all__ = ["OnDisconnect", "sse_response"]
@@ -28,8 +30,12 @@ class RunResponse(SSEResponse):
 
     def __init__(self, pipeline: AsyncPipeline, parameters: Mapping[str, Any] | None,
                  runtime: Runtime, run_id: str, run_id_given: bool, on_disconnect: OnDisconnect,
-                 lifecycle: bool, ping_interval: float | None, replay: ReplayBuffer) -> None:
-        super().__init__(run_id, lifecycle=lifecycle, ping_interval=ping_interval)
+                 lifecycle: bool, ping_interval: float | None, replay: ReplayBuffer,
+                 send_timeout: float | None) -> None:
+        inflight = RunsInFlight.for_runtime(runtime)
+        super().__init__(run_id, lifecycle=lifecycle, ping_interval=ping_interval,
+                         send_timeout=send_timeout, runs=inflight)
+        self.inflight = inflight
         self.pipeline = pipeline
         self.parameters = parameters
         self.runtime = runtime
@@ -45,6 +51,11 @@ class RunResponse(SSEResponse):
             return
         if resume is not None:
             await self._resume(scope, receive, send, resume)
+            return
+        inflight = self.inflight
+        refusal = inflight.refusal()
+        if refusal is not None:  # before anything is started: nothing to undo
+            await unavailable(scope, receive, send, refusal)
             return
         try:
             buffer = self.replay._open(self.run_id)
@@ -62,15 +73,20 @@ class RunResponse(SSEResponse):
             await self._start(send)
             await self._follow(receive, send, buffer, 0, primary=True)
             return
-        live = LiveRun(handle, buffer)
-        finished = False
+        live = LiveRun(handle, buffer, inflight)
+        outcome = Outcome.GONE
         try:
             await self._start(send)
-            finished = await self._follow(receive, send, buffer, 0, primary=True)
+            outcome = await self._follow(receive, send, buffer, 0, primary=True)
         finally:
             # Also when this task is cancelled (server shutdown): stop the run explicitly.
-            if not finished and self.on_disconnect == "cancel":
-                await live.cancel("client disconnected")
+            if outcome is not Outcome.ENDED and self.on_disconnect == "cancel":
+                if outcome is Outcome.STALLED:
+                    reason = (f"send timeout: a write to the client did not complete within "
+                              f"{self.send_timeout} s")
+                else:
+                    reason = "client disconnected"
+                await live.cancel(reason)
 
     async def _resume(self, scope: Scope, receive: Receive, send: Send, cursor: int) -> None:
         # A reconnecting EventSource: follow the run it was reading, never start another one.
@@ -93,6 +109,7 @@ def sse_response(
     lifecycle: bool = False,
     ping_interval: float | None = 15.0,
     replay: ReplayBuffer | None = None,
+    send_timeout: float | None = 30.0,
 ) -> SSEResponse:
     """A response that runs ``pipeline`` and streams its events as Server-Sent Events.
 
@@ -110,12 +127,20 @@ def sse_response(
       away; ``"continue"`` lets it finish, its events kept for replay.
     - ``replay``: the :class:`ReplayBuffer` the run is published into (for
       ``/runs/{run_id}/events``); default: the runtime's (``runtime.sse_replay``).
+    - ``send_timeout``: seconds one write to the client may take (it waits while the client
+      does not read). Past it the response is cut and the run handled as on a disconnect
+      (cancelled, reason ``send timeout ...``). None: wait forever.
+
+    Beyond the runtime's ``limits.max_concurrent_runs`` runs in flight (see
+    :class:`RunsInFlight`), or once it is shutting down, the request gets ``503`` with
+    ``Retry-After`` and starts nothing.
 
     A request with a ``Last-Event-ID`` header resumes the run named by ``run_id`` instead of
     starting one (204 if there is nothing to resume); a malformed one gets a 400.
     """
     if on_disconnect not in ("cancel", "continue"):
         raise ValueError(f"on_disconnect must be 'cancel' or 'continue', got {on_disconnect!r}")
+    check_send_timeout(send_timeout)
     if isinstance(pipeline, Pipeline):
         pipeline = pipeline.as_async()
     runtime = resolve_runtime(config)
@@ -126,5 +151,5 @@ def sse_response(
     else:
         check_run_id(run_id)
     return RunResponse(pipeline, parameters, runtime, run_id, given, on_disconnect, lifecycle,
-                       ping_interval, replay)
+                       ping_interval, replay, send_timeout)
 

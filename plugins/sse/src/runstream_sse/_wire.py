@@ -1,9 +1,10 @@
-"""How runstream events look on the wire: frames, headers, resume ids (docs/sse.md)."""
+"""How runstream events look on the wire: frames, headers, resume ids, their OpenAPI
+(docs/sse.md)."""
 
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Any, Final
 
 from runstream import RUN_ID_PATTERN, TERMINAL_EVENT_TYPES, Event, RunIdError
 
@@ -68,3 +69,23 @@ def check_run_id(run_id: str) -> str:
             f"invalid run id {run_id!r}: use 1-128 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit (no '..')")
     return run_id
+
+
+def sse_openapi_response(description: str = "The run's events as Server-Sent Events.",
+                         ) -> dict[str, Any]:
+    """The OpenAPI response object of an event stream, for a route's ``responses={200: ...}``
+    (with ``response_class=SSEResponse``), as OpenAPI 3.1 describes a stream: the ``schema``
+    of ``text/event-stream`` is that of one event (``data`` is always a JSON object)."""
+    event = {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "event": {"type": "string", "description": "Absent for a task's dict; else a "
+                                                       "runstream event type, e.g. run.completed"},
+            "id": {"type": "string", "description": "The event's seq in its run."},
+            "data": {"type": "string", "contentMediaType": "application/json",
+                     "contentSchema": {"type": "object"}},
+            "retry": {"type": "integer"},
+        },
+    }
+    return {"description": description, "content": {"text/event-stream": {"schema": event}}}
