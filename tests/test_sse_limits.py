@@ -200,3 +200,53 @@ async def test_runs_in_flight_is_one_object_per_runtime(rt: Runtime) -> None:
         SSE(rt, send_timeout=0)
     with pytest.raises(ValueError, match="shutdown_grace_period"):
         SSE(rt, shutdown_grace_period=-1)
+
+
+async def test_shutdown_reports_a_run_that_ignores_its_cancellation_at_the_deadline() -> None:
+    runtime = Runtime(Config(run_log_store=ComponentConfig(type="memory"),
+                             limits=Limits(cancel_grace_period=10)))
+
+    async def stubborn() -> AsyncGenerator[dict[str, Any], None]:
+        yield {"type": "started"}
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await asyncio.sleep(1.5)  # swallows the cancellation for a while, then ends
+        yield {"type": "late"}
+
+    sse = SSE(runtime, shutdown_grace_period=0.3)
+    pipe = AsyncPipeline("stubborn", [AsyncPythonTask(name="llm", function=stubborn)])
+    app = FastAPI()
+
+    @app.get("/chat")
+    async def chat() -> Response:
+        return sse.response(pipe)
+
+    @app.post("/shutdown")
+    async def shutdown() -> None:
+        await sse.shutdown()
+
+    try:
+        with serve(app) as base:
+            async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+                events: list[tuple[str, Any]] = []
+                started = asyncio.Event()
+
+                async def read() -> None:
+                    async with aconnect_sse(client, "GET", "/chat") as source:
+                        async for event in source.aiter_sse():
+                            events.append((event.event, json.loads(event.data)))
+                            started.set()
+
+                reader = asyncio.create_task(read())
+                await asyncio.wait_for(started.wait(), 10)
+                begun = time.monotonic()
+                await client.post("/shutdown")
+                await asyncio.wait_for(reader, 10)
+                ended = time.monotonic() - begun
+            assert events[-1] == ("run.cancelled", {"reason": "shutdown"})
+            assert ("message", {"type": "late"}) not in events
+            assert ended < 1.2, ended  # the grace period, not the task's 1.5 s
+            await asyncio.sleep(1.5)  # let the stubborn task end before the server stops
+    finally:
+        await runtime.aclose()
