@@ -16,7 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 OUT = ROOT / "docs" / "img"
-LINE = re.compile(r"^  (?P<label>\S.*?)\s{2,}(?P<value>[\d,]+(?:\.\d+)?)\s*(?P<unit>ms|/s|%)(?=\s|$)")
+LINE = re.compile(
+    r"^  (?P<label>\S.*?)\s{2,}(?P<value>[\d,]+(?:\.\d+)?)\s*(?P<unit>ms|/s|%)(?=\s|$)")
 TITLES = {
     "execute": "Trivial one-step execute(): median latency (lower is better)",
     "streaming": "One step yielding 1M small dicts: events/s (higher is better)",

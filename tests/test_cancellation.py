@@ -173,3 +173,16 @@ async def test_reader_cancelling_inside_its_loop_does_not_deadlock(runtime: Runt
             break
     assert log.status == "cancelled"
     assert runstream_tasks() == set()
+
+
+async def test_the_run_log_keeps_the_cancel_reason(runtime: Runtime) -> None:
+    probe = Probe()
+    handle = probe.pipeline().stream(run_id="reason-1", config=runtime)
+    async for event in handle:
+        if event.type == "step.event":
+            break
+    await handle.cancel("client went away")
+    stored = await runtime.store.get("reason-1")
+    assert stored.status == "cancelled"
+    assert stored.error is not None
+    assert (stored.error.type, stored.error.message) == ("Cancelled", "client went away")

@@ -333,6 +333,7 @@ async def stop_run(run: Run, task: asyncio.Task[Any], reason: str) -> None:
         if step_log.status == "running":
             step_log.status = "cancelled"
     log.status = "cancelled"
+    log.error = ErrorInfo(type="Cancelled", message=reason, step=None)
     log.ended = now()
     task.add_done_callback(lambda t: t.cancelled() or t.exception())
     await _finish(run, ("run.cancelled", {
@@ -399,6 +400,7 @@ async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> Run
     except asyncio.CancelledError:
         cancelled = True
         log.status = "cancelled"
+        log.error = ErrorInfo(type="Cancelled", message=run.cancel_reason, step=None)
         terminal = ("run.cancelled", {"reason": run.cancel_reason})
     except Exception as exc:  # a before_run hook, or a bug: still end the run in-band
         log.status = "failed"
