@@ -358,6 +358,8 @@ def test_parallel_streams_through_sse_with_branch_paths(runtime: Runtime) -> Non
     chunks_seen = [data for kind, data in frames if kind == "message"]
     assert sorted((d["branch"], d["i"]) for d in chunks_seen) == sorted(
         [("a", i) for i in range(3)] * 2 + [("b", i) for i in range(6)])
+    # Each data frame of a branch says which step (so which branch) it came from.
+    assert all(d["step"] == f"fan.{d['branch']}.llm" for d in chunks_seen)
     # The branches' chunks interleave on the one stream.
     order = [d["branch"] for d in chunks_seen]
     assert order.index("b") < len(order) - 1 - order[::-1].index("a")

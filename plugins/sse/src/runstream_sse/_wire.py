@@ -31,12 +31,17 @@ def is_default(type_: str) -> bool:
 def frame_event(event: Event) -> str:
     """An event of a run as one SSE frame, ``id`` = its ``seq``.
 
-    ``step.event``: unnamed, data = the task's dict. Every other type is a named event whose
-    data is the event's data, plus ``step`` for ``step.*`` events and ``run_id`` for
-    ``run.started``.
+    ``step.event``: unnamed, data = the task's dict; a step inside a composite node (its path
+    has a dot, e.g. ``fan.a.llm``) gets a ``step`` field with that path added, unless its dict
+    has one, so that a client can tell interleaved branches apart. Every other type is a named
+    event whose data is the event's data, plus ``step`` for ``step.*`` events and ``run_id``
+    for ``run.started``.
     """
     type_ = event.type
     if type_ == "step.event":
+        step = event.step
+        if step is not None and "." in step and "step" not in event.data:
+            return json_frame({**event.data, "step": step}, id=event.seq)
         return json_frame(event.data, id=event.seq)
     data = event.data
     if type_.startswith("step.") and "step" not in data:
