@@ -43,6 +43,10 @@ class ReplayBuffer:
         self.max_runs = max_runs
         self._runs: dict[str, RunBuffer] = {}
         self._ended: dict[str, float] = {}  # run id -> when it ended, in end order
+        # One pending sweep timer at most (not one per ended run: at hundreds of runs/s and a
+        # 300 s ttl, those piled up as tens of thousands of TimerHandles).
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def for_runtime(cls, runtime: Runtime) -> ReplayBuffer:
@@ -124,13 +128,30 @@ class ReplayBuffer:
         if self.ttl == 0:
             self._drop(buffer.run_id)
             return
+        self._schedule_sweep()
+
+    def _schedule_sweep(self) -> None:
+        """Release the memory on time even if nobody touches this object again: one timer, due
+        when the oldest ended run expires. (A little late rather than early: a timer may fire a
+        hair before its time.)"""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # pragma: no cover - runs end inside a loop
             return
-        # Release the memory on time even if nobody touches this object again.
-        # (A little late rather than early: a timer may fire a hair before its time.)
-        loop.call_later(self.ttl + 0.01, self.sweep)
+        if (self._timer is not None and self._timer_loop is loop and not loop.is_closed()
+                and not self._timer.cancelled()):
+            return  # already due no later than the oldest ended run's expiry
+        if not self._ended:
+            return
+        oldest = next(iter(self._ended.values()))
+        delay = max(0.0, oldest + self.ttl - time.monotonic()) + 0.01
+        self._timer = loop.call_later(delay, self._on_timer)
+        self._timer_loop = loop
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.sweep()
+        self._schedule_sweep()
 
     def _drop(self, run_id: str) -> None:
         self._ended.pop(run_id, None)
