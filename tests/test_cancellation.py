@@ -186,3 +186,29 @@ async def test_the_run_log_keeps_the_cancel_reason(runtime: Runtime) -> None:
     assert stored.status == "cancelled"
     assert stored.error is not None
     assert (stored.error.type, stored.error.message) == ("Cancelled", "client went away")
+
+
+@pytest.mark.parametrize("store", ["sqlite", "memory"])
+async def test_runs_cancelled_at_once_are_still_recorded_cancelled(
+        store: str, tmp_path: Any) -> None:
+    from runstream import ComponentConfig, Config
+
+    options = {"path": str(tmp_path / "r.db")} if store == "sqlite" else {}
+    runtime = Runtime(Config(run_log_store=ComponentConfig(type=store, **options)))
+    try:
+        for ticks in range(6):  # cancelled before, while, and just after the start is recorded
+            for i in range(5):
+                probe = Probe()
+                run_id = f"early-{ticks}-{i}"
+                handle = probe.pipeline().stream(run_id=run_id, config=runtime)
+                for _ in range(ticks):
+                    await asyncio.sleep(0)
+                log = await handle.cancel("client left early")
+                assert log.status == "cancelled"
+                stored = await runtime.store.get(run_id)
+                assert stored.status == "cancelled", (ticks, i)
+                assert stored.error is not None
+                assert stored.error.message == "client left early"
+        assert runstream_tasks() == set()
+    finally:
+        await runtime.aclose()

@@ -320,6 +320,13 @@ async def stop_run(run: Run, task: asyncio.Task[Any], reason: str) -> None:
     task.cancel()
     grace = run.runtime.config.limits.cancel_grace_period
     done, _ = await asyncio.wait({task}, timeout=grace)
+    if done and task.cancelled() and not run.finished:
+        # Cancelled before its driver ran a line: the run still gets its record and its end.
+        run.log.status = "cancelled"
+        run.log.error = ErrorInfo(type="Cancelled", message=reason, step=None)
+        run.log.ended = now()
+        await _finish(run, ("run.cancelled", {"reason": reason, "duration_ms": 0.0}))
+        return
     if done or run.ended:
         return
     run.ended = True
@@ -361,8 +368,11 @@ async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> Run
     _param_scope.set(None)
     runtime = run.runtime
     log = run.log
+    cancelled_at_start = False
     try:
         run.recorded = await _record_start(run)
+    except asyncio.CancelledError:
+        cancelled_at_start = True  # still recorded below, as cancelled
     except BaseException:
         if run.channel is not None:
             run.channel.close()
@@ -375,6 +385,8 @@ async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> Run
     cancelled = False
     terminal: tuple[str, dict[str, Any]]
     try:
+        if cancelled_at_start:
+            raise asyncio.CancelledError
         try:
             await run.emit("run.started", None, {"pipeline": log.pipeline})
             for warning in log.warnings:  # the store could not record the start
@@ -446,7 +458,16 @@ async def _record_start(run: Run) -> bool:
     try:
         done, _ = await asyncio.wait({create}, timeout=runtime.config.limits.store_timeout)
     except asyncio.CancelledError:
-        create.cancel()
+        # Cancelled while the start is being recorded: let the record land (it may already be
+        # written in the store's thread), so that the end can be recorded over it.
+        await asyncio.wait({create}, timeout=runtime.config.limits.store_timeout)
+        if create.done() and not create.cancelled():
+            exc = create.exception()
+            if isinstance(exc, RunIdError):
+                raise exc from None  # not our run to record
+            run.recorded = exc is None
+        else:
+            run.pending_create = create
         raise
     if not done:
         run.pending_create = create
