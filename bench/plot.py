@@ -9,9 +9,11 @@ value is plotted, one chart per benchmark, ratios (``x``) left out.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -67,13 +69,42 @@ def main() -> int:
         ax.set_xlabel({"ms": "milliseconds", "/s": "events per second", "%": "percent"}[unit])
         ax.set_title(TITLES.get(path.stem, path.stem), fontsize=11)
         for y, v in enumerate(values[::-1]):
-            ax.text(v, y, f" {v:,.3g}", va="center", fontsize=8)
+            ax.text(v, y, f" {v:,.0f}" if v >= 1000 else f" {v:.3g}", va="center", fontsize=8)
         fig.tight_layout()
         target = OUT / f"bench_{path.stem}.svg"
         fig.savefig(target, format="svg", metadata={"Date": None})
         plt.close(fig)
         print(f"wrote {target.relative_to(ROOT)}")
+    soak = RESULTS / "soak_sse.json"
+    if soak.exists():
+        plot_soak(plt, json.loads(soak.read_text(encoding="utf-8")))
     return 0
+
+
+def plot_soak(plt: Any, result: dict[str, Any]) -> None:
+    """Server RSS over each soak phase, runstream against the bare baseline app."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for ax, phase in zip(axes, ("steady", "disconnects"), strict=True):
+        for server, colour in (("runstream", "#3f51b5"), ("baseline", "#9e9e9e")):
+            data = result["servers"].get(server, {}).get("phases", {}).get(phase)
+            if not data:
+                continue
+            series = data["rss_series"]
+            ys = [p[1] if isinstance(p, (list, tuple)) else p for p in series]
+            xs = [p[0] if isinstance(p, (list, tuple)) else i for i, p in enumerate(series)]
+            ax.plot(xs, ys, color=colour, label=server)
+        ax.set_title(f"{result['streams']} streams, {phase}", fontsize=10)
+        ax.set_xlabel("seconds")
+    axes[0].set_ylabel("server RSS, MB")
+    axes[0].set_ylim(bottom=0)
+    axes[0].legend()
+    fig.suptitle("SSE soak: server memory over time (flat = no growth run over run)",
+                 fontsize=11)
+    fig.tight_layout()
+    target = OUT / "bench_soak_rss.svg"
+    fig.savefig(target, format="svg", metadata={"Date": None})
+    plt.close(fig)
+    print(f"wrote {target.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
