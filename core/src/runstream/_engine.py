@@ -227,13 +227,16 @@ def pick_returns(task: Task, step: str, output: Mapping[str, Any] | None) -> dic
 async def run_step(run: Run, task: Task, path: str) -> None:
     """Run one task step: events, hooks, run log, retries (``task.retry``). Raises StepFailed or
     CancelledError."""
-    step_log = StepLog(name=path)
+    # Every field given explicitly: pydantic's default factories cost more than the values (a
+    # Map runs this once per item).
+    step_log = StepLog(name=path, attempts=[])
     run.log.steps[path] = step_log
     retry = task.retry
     n = 1
     started = time.perf_counter()
     while True:
-        attempt = StepAttempt(n=n, input_parameters=recorded_inputs(run))
+        attempt = StepAttempt(n=n, start=now(), input_parameters=recorded_inputs(run),
+                              output_parameters={})
         step_log.attempts.append(attempt)
         # `publish` + await only when needed, and hooks only when some plugin implements them:
         # a Map runs this once per item, where a coroutine per call is measurable.
@@ -248,9 +251,10 @@ async def run_step(run: Run, task: Task, path: str) -> None:
                                     parameters=ctx.parameters)
             output = await _run_task(run, task, ctx)
             outputs = pick_returns(task, path, output)
-            attempt.output_parameters = outputs
-            attempt.status = step_log.status = "completed"
-            attempt.end = now()
+            # One dict update instead of three pydantic __setattr__ calls (no validation is
+            # configured on assignment, so this is the same thing, ~1 us cheaper per step).
+            attempt.__dict__.update(output_parameters=outputs, status="completed", end=now())
+            step_log.status = "completed"
             if run.runtime.has_hook("after_node_run"):
                 await run.call_hook("after_node_run", run_log=run.log, step=path,
                                     step_log=step_log)

@@ -155,21 +155,22 @@ class TaskContext:
         """
         params = self._run.parameters
         kwargs: dict[str, Any] = {}
-        for p in _signature(function).parameters.values():
-            if p.kind is p.VAR_KEYWORD:
+        for name, kind, required in _argument_plan(function):
+            if kind == _BY_NAME:
+                if name in params:
+                    kwargs[name] = params[name]
+                elif required:
+                    raise self._missing(name)
+            elif kind == _ALL:
                 for key, value in params.items():
                     kwargs.setdefault(key, value)
-            elif p.kind is p.VAR_POSITIONAL:
-                continue
-            elif p.name in params:
-                if p.kind is p.POSITIONAL_ONLY:
-                    raise TaskError(
-                        f"step '{self.step}': argument '{p.name}' of {function.__qualname__} is "
-                        "positional-only; parameters are passed by name"
-                    )
-                kwargs[p.name] = params[p.name]
-            elif p.default is p.empty:
-                raise self._missing(p.name)
+            elif name in params:  # positional-only
+                raise TaskError(
+                    f"step '{self.step}': argument '{name}' of {function.__qualname__} is "
+                    "positional-only; parameters are passed by name"
+                )
+            elif required:
+                raise self._missing(name)
         return kwargs
 
     async def emit(self, data: dict[str, Any]) -> None:
@@ -274,14 +275,27 @@ class SyncTaskContext:
                 return  # the loop or the run went away: the event has nowhere to go
 
 
-@functools.lru_cache(maxsize=4096)
-def _cached_signature(function: Callable[..., Any]) -> inspect.Signature:
-    return inspect.signature(function)
+_BY_NAME, _ALL, _POSITIONAL_ONLY = 0, 1, 2
+_Plan = tuple[tuple[str, int, bool], ...]
 
 
-def _signature(function: Callable[..., Any]) -> inspect.Signature:
-    # inspect.signature costs ~10 us and task functions are long-lived: cache by function.
+def _plan(function: Callable[..., Any]) -> _Plan:
+    plan = []
+    for p in inspect.signature(function).parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            continue
+        kind = (_ALL if p.kind is p.VAR_KEYWORD
+                else _POSITIONAL_ONLY if p.kind is p.POSITIONAL_ONLY else _BY_NAME)
+        plan.append((p.name, kind, p.default is p.empty and kind != _ALL))
+    return tuple(plan)
+
+
+_cached_plan = functools.lru_cache(maxsize=4096)(_plan)
+
+
+def _argument_plan(function: Callable[..., Any]) -> _Plan:
+    # inspect.signature costs ~10 us and task functions are long-lived: plan once per function.
     try:
-        return _cached_signature(function)
+        return _cached_plan(function)
     except TypeError:  # unhashable callable
-        return inspect.signature(function)
+        return _plan(function)
