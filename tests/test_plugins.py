@@ -365,3 +365,39 @@ async def test_custom_executor_and_store_from_a_plugin_are_used_by_config() -> N
     assert isinstance(runtime.store, TaggedStore)
     assert runtime.store.tag == "t1"
     assert stored.status == "completed"
+
+
+def test_a_plugin_whose_registration_fails_is_taken_out_entirely() -> None:
+    from types import SimpleNamespace
+
+    import runstream
+    from runstream import Task, load_plugins
+
+    class Half(Task):
+        async def execute(self, ctx: Any) -> None:
+            return None
+
+    calls: list[str] = []
+
+    def register_task_types(register: Any) -> None:
+        register("half", Half)
+
+    def register_sinks(register: Any) -> None:
+        raise RuntimeError("broken sink import")
+
+    def before_run(run_log: Any) -> None:
+        calls.append("before_run")
+
+    half = SimpleNamespace(
+        __name__="half",
+        register_task_types=runstream.hookimpl(register_task_types),
+        register_sinks=runstream.hookimpl(register_sinks),
+        before_run=runstream.hookimpl(before_run),
+    )
+    plugins = load_plugins([half], entry_points=False)
+    info = next(i for i in plugins.infos if i.name == "half")
+    assert info.status == "failed" and "broken sink import" in (info.error or "")
+    assert info.registered == {}
+    assert "half" not in plugins.task_types  # nothing half-registered stays behind
+    assert not plugins.manager.has_plugin("half")
+    assert not plugins.has_impls("before_run")

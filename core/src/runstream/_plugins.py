@@ -232,9 +232,22 @@ def _register_components(plugins: Plugins, strict: bool) -> None:
                 if strict:
                     raise PluginError(f"plugin '{impl.plugin_name}': {message}") from exc
                 logger.warning("runstream plugin '%s': %s", impl.plugin_name, message)
+                _drop(plugins, impl.plugin_name)
                 if info is not None:
                     info.status = "failed"
                     info.error = message
+                    info.registered.clear()
+
+
+def _drop(plugins: Plugins, name: str) -> None:
+    """Take a plugin whose registration failed out entirely: a half-registered plugin (some
+    names in, its lifecycle hooks active) is worse than none. Built-ins are never dropped."""
+    if name == "runstream":
+        return
+    for key in REGISTRATION_HOOKS.values():
+        plugins.registry(key).remove_owner(name)
+    if plugins.manager.has_plugin(name):
+        plugins.manager.unregister(name=name)
 
 
 def _version() -> str | None:

@@ -51,6 +51,12 @@ class Registry(Generic[T]):
         except UnknownNameError as exc:
             raise UnknownNameError(f"{where}: {exc}") from None
 
+    def remove_owner(self, owner: str) -> None:
+        """Forget every name that ``owner`` registered."""
+        for name in [n for n, o in self._owners.items() if o == owner]:
+            del self._classes[name]
+            del self._owners[name]
+
     def owner(self, name: str) -> str:
         return self._owners[name]
 
