@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._channel import Channel
-from ._errors import RunIdError, RunstreamError, StepTimeoutError, TaskError
+from ._errors import RunstreamError, StepTimeoutError, TaskError
 from ._events import Event
+from ._recording import record_end, record_start
 from ._runlog import ErrorInfo, RunLog, StepAttempt, StepLog, now
 from ._sinks import SinkRunner
 from ._task import Task, TaskContext, _current_task
@@ -374,7 +375,7 @@ async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> Run
     log = run.log
     cancelled_at_start = False
     try:
-        run.recorded = await _record_start(run)
+        run.recorded = await record_start(run)
     except asyncio.CancelledError:
         cancelled_at_start = True  # still recorded below, as cancelled
     except BaseException:
@@ -438,7 +439,7 @@ async def _finish(run: Run, terminal: tuple[str, dict[str, Any]]) -> None:
     await run.call_hook_reporting("after_run", run_log=log)
     # Saved before the terminal event: a client that reads run.completed and then asks for the
     # run log sees the final record, and a failed save is reported on the stream.
-    await _record_end(run)
+    await record_end(run)
     if log.warnings:
         terminal[1]["warnings"] = list(log.warnings)
     if run.channel is not None:
@@ -450,71 +451,3 @@ async def _finish(run: Run, terminal: tuple[str, dict[str, Any]]) -> None:
             run.channel.close()
     for runner in run.sink_runners:
         await runner.finish(log.status)
-
-
-async def _record_start(run: Run) -> bool:
-    """Record the run in the store before it starts. A duplicate run id stops the run; a store
-    that fails or is slower than ``limits.store_timeout`` does not: the run goes on, says so in
-    its warnings and on its stream, and :func:`_record_end` writes the record at the end."""
-    runtime = run.runtime
-    await runtime.ensure_recovered()
-    create = asyncio.ensure_future(runtime.store.create(run.log))
-    try:
-        done, _ = await asyncio.wait({create}, timeout=runtime.config.limits.store_timeout)
-    except asyncio.CancelledError:
-        # Cancelled while the start is being recorded: let the record land (it may already be
-        # written in the store's thread), so that the end can be recorded over it.
-        await asyncio.wait({create}, timeout=runtime.config.limits.store_timeout)
-        if create.done() and not create.cancelled():
-            exc = create.exception()
-            if isinstance(exc, RunIdError):
-                raise exc from None  # not our run to record
-            run.recorded = exc is None
-        else:
-            run.pending_create = create
-        raise
-    if not done:
-        run.pending_create = create
-        problem = (f"the run log store did not record the run's start within "
-                   f"{runtime.config.limits.store_timeout} s")
-    else:
-        exc = create.exception()
-        if exc is None:
-            return True
-        if isinstance(exc, RunIdError) or not isinstance(exc, Exception):
-            raise exc
-        problem = f"the run log store failed to record the run's start: {type(exc).__name__}: {exc}"
-    message = f"{problem}; the run goes on and its log is written again when it ends"
-    run.log.warnings.append(message)
-    logger.error("run %s: %s", run.run_id, message)
-    return False
-
-
-async def _record_end(run: Run) -> None:
-    log = run.log
-    store = run.runtime.store
-    pending, run.pending_create = run.pending_create, None
-    if pending is not None:
-        await asyncio.wait({pending}, timeout=run.runtime.config.limits.store_timeout)
-        if pending.done() and not pending.cancelled() and pending.exception() is None:
-            run.recorded = True
-        elif not pending.done():
-            pending.cancel()
-    try:
-        async with asyncio.timeout(run.runtime.config.limits.store_save_timeout):
-            if run.recorded:
-                await store.save(log)
-            else:
-                # Exclusive create, never an overwrite: if the id turned out to be taken, the
-                # other run's record stays as it is.
-                await store.create(log)
-        return
-    except TimeoutError:
-        message = (f"the run log store did not save this run within "
-                   f"{run.runtime.config.limits.store_save_timeout} s")
-    except Exception as exc:
-        message = f"the run log store failed to save this run: {type(exc).__name__}: {exc}"
-    log.warnings.append(message)
-    # Not silently lost: the whole record goes to the error log.
-    logger.error("run %s: %s; run log: %s", run.run_id, message, log.model_dump_json(
-        fallback=repr))
