@@ -16,7 +16,7 @@ stime before/after), medians over interleaved repetitions, and their ratio to th
 every ``--pace-ms`` (5 ms), like a token stream; server CPU per stream for both apps.
 
     uv run python bench/bench_sse.py [--events 100000] [--reps 5] [--streams 200]
-                                     [--paced-events 25] [--pace-ms 5] [--rounds 3]
+                                     [--paced-events 25] [--pace-ms 5] [--rounds 5]
                                      [--store memory|sqlite]
 
 Every process started here is stopped on exit (its process group), on Ctrl-C or error.
@@ -277,7 +277,7 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=200, help="concurrent paced streams")
     parser.add_argument("--paced-events", type=int, default=25)
     parser.add_argument("--pace-ms", type=float, default=5.0)
-    parser.add_argument("--rounds", type=int, default=3, help="many-streams rounds per app")
+    parser.add_argument("--rounds", type=int, default=5, help="many-streams rounds per app")
     parser.add_argument("--store", choices=("memory", "sqlite"), default="memory")
     args = parser.parse_args()
 
@@ -321,7 +321,8 @@ def main() -> int:
     for kind, label in (("plain", "plain StreamingResponse (baseline)"),
                         ("sse", "sse_response")):
         row(f"{label} server CPU ms/stream", f"{per[kind]:.3f}",
-            f"(range {spread(paced[kind]['cpu_ms'])}; round wall {median(paced[kind]['wall']):.2f} s)")
+            f"(range {spread(paced[kind]['cpu_ms'])}; "
+            f"round wall {median(paced[kind]['wall']):.2f} s)")
     row("  ratio sse / plain", ratio(per["sse"], per["plain"]),
         f"(overhead {per['sse'] - per['plain']:.3f} ms/stream, "
         f"{(per['sse'] - per['plain']) * 1e3 / args.paced_events:.1f} us/event)")

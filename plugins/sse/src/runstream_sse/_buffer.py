@@ -30,11 +30,11 @@ class RunBuffer:
 
     __slots__ = (
         "__weakref__",
-        "_changed",
         "_frames",
         "_hold",
         "_on_end",
         "_room",
+        "_waiters",
         "ended",
         "last_seq",
         "live",
@@ -53,7 +53,8 @@ class RunBuffer:
         #: The run this process drives for it, while it runs (see ``_live``).
         self.live: LiveRun | None = None
         self._on_end = on_end
-        self._changed: asyncio.Future[None] | None = None
+        #: The futures of the readers waiting for the next frame (one each; see ``waiter``).
+        self._waiters: list[asyncio.Future[bool]] = []
         self._hold: int | None = None
         self._room: asyncio.Future[None] | None = None
 
@@ -67,11 +68,15 @@ class RunBuffer:
         if self.ended:  # a run cut off at shutdown that still reports (see LiveRun.abandon)
             return None
         frames = self._frames
-        frames.append((seq, type_, is_default(type_), text))
+        if type_ == "step.event":  # the common case, without a call (see ``is_default``)
+            frames.append((seq, type_, True, text))
+        else:
+            frames.append((seq, type_, is_default(type_), text))
+            if type_ in TERMINAL_EVENT_TYPES:
+                self.terminal = type_
         self.last_seq = seq
-        if type_ in TERMINAL_EVENT_TYPES:
-            self.terminal = type_
-        self._wake()
+        if self._waiters:
+            self._wake()
         hold = self._hold
         if hold is not None and seq - hold >= frames.maxlen:  # type: ignore[operator]
             room = self._room = asyncio.get_running_loop().create_future()
@@ -125,16 +130,34 @@ class RunBuffer:
             return [frames[i] for i in range(start, n)], 0
         return list(frames)[start:], 0
 
+    def waiter(self) -> asyncio.Future[bool]:
+        """A future of the calling reader that the next frame (or the end) completes with
+        ``False``. The reader may complete it itself (with ``True``, e.g. for a ping); a reader
+        that leaves just cancels it. No task and no timer per wait: a reader that keeps up
+        with a token stream waits once per event."""
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self.ended:
+            waiter.set_result(False)
+            return waiter
+        waiters = self._waiters
+        if waiters:  # drop the futures of readers that left or were woken by something else
+            waiters[:] = [w for w in waiters if not w.done()]
+        waiters.append(waiter)
+        return waiter
+
     async def wait(self, patience: float | None) -> bool:
         """Wait until something is published or the run ends; False after ``patience`` s."""
         if self.ended:
             return True
-        changed = self._changed
-        if changed is None:
-            changed = self._changed = asyncio.get_running_loop().create_future()
-        # asyncio.wait never cancels the future it waits for: other readers share it.
-        done, _ = await asyncio.wait((changed,), timeout=patience)
-        return bool(done)
+        waiter = self.waiter()
+        if patience is None:
+            await waiter
+            return True
+        try:
+            await asyncio.wait_for(waiter, patience)
+        except TimeoutError:
+            return False
+        return True
 
     def hold(self, cursor: int) -> None:
         """A primary reader is at ``cursor``: don't drop frames after it."""
@@ -149,11 +172,12 @@ class RunBuffer:
         self._release_room()
 
     def _wake(self) -> None:
-        changed = self._changed
-        if changed is not None:
-            self._changed = None
-            if not changed.done():
-                changed.set_result(None)
+        waiters = self._waiters
+        if waiters:
+            self._waiters = []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(False)
 
     def _release_room(self) -> None:
         room = self._room

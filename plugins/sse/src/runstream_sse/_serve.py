@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import Message, Receive, Send
 
@@ -35,13 +36,68 @@ async def _send(send: Send, message: Message, within: float | None) -> None:
     if within is None:
         await send(message)
         return
-    # The ASGI server's send waits while the socket's buffers are full (its flow control):
-    # bound that wait, so a client that stops reading cannot hold the run forever.
+    pending = _start_send(send, message, within)
+    if pending is not None:
+        await pending
+
+
+def _start_send(send: Send, message: Message, within: float) -> Awaitable[None] | None:
+    """Start ``send(message)``; None if it completed at once, else an awaitable that finishes
+    it, bounded by ``within`` seconds.
+
+    The ASGI server's send waits only while the socket's buffers are full (its flow control),
+    so nearly every send completes without suspending: it is run up to its first suspension
+    here, and only a send that does suspend pays for a timeout (a timer). A client that stops
+    reading cannot hold the run forever.
+    """
+    sending = send(message)
+    if not isinstance(sending, Coroutine):  # any other awaitable: the general way
+        return _bounded(sending, within)
+    try:
+        yielded = sending.send(None)
+    except StopIteration:
+        return None
+    return _bounded(_Resume(sending, yielded), within)
+
+
+async def _bounded(sending: Awaitable[None], within: float) -> None:
     try:
         async with asyncio.timeout(within):
-            await send(message)
+            await sending
     except TimeoutError:
         raise SendTimeout(f"a write to the client did not complete within {within} s") from None
+
+
+class _Resume:
+    """Awaits a coroutine already run up to its first suspension (``yielded``: what it yielded
+    then), as the task driving it would have: ``yield from`` by hand."""
+
+    __slots__ = ("coro", "yielded")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+        self.coro = coro
+        self.yielded = yielded
+
+    def __await__(self) -> Generator[Any, None, None]:
+        coro = self.coro
+        yielded = self.yielded
+        self.yielded = None
+        while True:
+            try:
+                yield yielded
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation (the timeout), thrown in by the task
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    yielded = coro.send(None)
+                except StopIteration:
+                    return
 
 
 def _gap_frame(cursor: int, first: int, missed: int) -> str:
@@ -50,14 +106,55 @@ def _gap_frame(cursor: int, first: int, missed: int) -> str:
                         event="replay.gap")
 
 
+class _Pinger:
+    """Completes a waiting writer's future with ``True`` once the stream has been idle for
+    ``interval`` seconds. One timer per interval, re-armed from the time of the last write: a
+    busy stream never creates one per event."""
+
+    __slots__ = ("interval", "last", "loop", "timer", "waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+        self.loop = loop
+        self.interval = interval
+        #: When the stream last wrote (loop time).
+        self.last = loop.time()
+        self.timer: asyncio.TimerHandle | None = None
+        self.waiter: asyncio.Future[bool] | None = None
+
+    def wait(self, waiter: asyncio.Future[bool]) -> None:
+        self.waiter = waiter
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.last + self.interval, self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        due = self.last + self.interval
+        if self.loop.time() + 0.001 < due:  # written since the timer was set: wait the rest
+            self.timer = self.loop.call_at(due, self._fire)
+            return
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
+        # Else the writer is busy writing; it sets a new timer when it waits again.
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
 async def _follow(send: Send, buffer: RunBuffer, cursor: int, lifecycle: bool,
                   ping_interval: float | None, primary: bool, send_timeout: float | None
                   ) -> None:
     """Send the frames after ``cursor`` until the run's end, pinging while idle.
 
     Everything queued since the last write goes out in one write: a fast producer costs one
-    ``send`` per batch, not per event.
+    ``send`` per batch, not per event. A writer that waits has one future, which the buffer
+    completes when it publishes; no task, timer or ``asyncio.wait`` per event.
     """
+    loop = asyncio.get_running_loop()
+    pinger = _Pinger(loop, ping_interval) if ping_interval is not None else None
+    ping = False
     if primary:
         buffer.hold(cursor)
     try:
@@ -72,16 +169,35 @@ async def _follow(send: Send, buffer: RunBuffer, cursor: int, lifecycle: bool,
                     text = _gap_frame(cursor, frames[0][0], missed) + text
                 cursor = frames[-1][0]
                 if text:
-                    await _send(send, {"type": "http.response.body", "body": to_bytes(text),
-                                       "more_body": True}, send_timeout)
+                    message = {"type": "http.response.body", "body": to_bytes(text),
+                               "more_body": True}
+                    if send_timeout is None:
+                        await send(message)
+                    else:
+                        pending = _start_send(send, message, send_timeout)
+                        if pending is not None:
+                            await pending
+                    if pinger is not None:
+                        pinger.last = loop.time()
+                    ping = False
                 if primary:
                     buffer.hold(cursor)
             elif buffer.ended:
                 return
-            elif not await buffer.wait(ping_interval):
+            elif ping:
+                ping = False
                 await _send(send, {"type": "http.response.body", "body": PING,
                                    "more_body": True}, send_timeout)
+                if pinger is not None:
+                    pinger.last = loop.time()
+            else:
+                waiter = buffer.waiter()
+                if pinger is not None:
+                    pinger.wait(waiter)
+                ping = await waiter
     finally:
+        if pinger is not None:
+            pinger.close()
         if primary:
             buffer.release()
 
