@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from runstream import RunHandle
 
 from ._buffer import RunBuffer
-from ._wire import failure_data, frame_event
+from ._wire import failure_data, frame_record
 
 if TYPE_CHECKING:
     from ._inflight import RunsInFlight
@@ -41,16 +41,20 @@ class LiveRun:
     async def _pump(self) -> None:
         buffer = self.buffer
         publish = buffer.publish
-        events = self.handle.__aiter__()
+        run_id = self.handle.run_id
+        # The run's records a batch at a time (RunHandle iterates them so, see _pipeline.py):
+        # no Event envelope and no async-generator hop per event.
+        events = self.handle._batches()
         try:
-            async for event in events:
-                room = publish(event.seq, event.type, frame_event(event))
-                if buffer.terminal is not None:
-                    # The run has ended for its clients (its record is saved before its
-                    # terminal event): its slot is free before they can ask for another.
-                    self._release()
-                if room is not None:
-                    await room
+            async for batch in events:
+                for seq, _ts, type_, step, data in batch:
+                    room = publish(seq, type_, frame_record(run_id, seq, type_, step, data))
+                    if buffer.terminal is not None:
+                        # The run has ended for its clients (its record is saved before its
+                        # terminal event): its slot is free before they can ask for another.
+                        self._release()
+                    if room is not None:
+                        await room
         except Exception as exc:
             if self.handle.done():  # the run could not start (e.g. its run id is taken)
                 buffer.publish_terminal("run.failed", failure_data(exc))
@@ -61,9 +65,7 @@ class LiveRun:
             # room), then close the iterator so that its own clean-up runs now, not at GC.
             if not self.handle.done():
                 await self.handle.cancel(self.cancel_reason)
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await events.aclose()
             if buffer.terminal is None:
                 self._publish_end()
             self._release()

@@ -94,11 +94,15 @@ class ReplayBuffer:
 
     def sweep(self) -> None:
         """Drop the runs that ended more than ``ttl`` seconds ago (also done on a timer)."""
-        if not self._ended:
+        ended = self._ended
+        if not ended:
             return
         deadline = time.monotonic() - self.ttl
-        for run_id, ended in list(self._ended.items()):
-            if ended > deadline:
+        # Oldest first: look at the head only (no copy of up to ``max_runs`` entries per call;
+        # every request calls this).
+        while ended:
+            run_id = next(iter(ended))
+            if ended[run_id] > deadline:
                 break
             self._drop(run_id)
 
@@ -113,10 +117,8 @@ class ReplayBuffer:
         if run_id in self._runs:
             raise RunIdError(f"run id '{run_id}' is already used by a run in the replay buffer; "
                              "pick another or omit it")
-        for old in list(self._ended):
-            if len(self._runs) < self.max_runs:
-                break
-            self._drop(old)
+        while len(self._runs) >= self.max_runs and self._ended:
+            self._drop(next(iter(self._ended)))
         buffer = RunBuffer(run_id, self.max_events, self._on_end)
         self._runs[run_id] = buffer
         return buffer

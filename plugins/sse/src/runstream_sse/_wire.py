@@ -37,18 +37,21 @@ def frame_event(event: Event) -> str:
     event whose data is the event's data, plus ``step`` for ``step.*`` events and ``run_id``
     for ``run.started``.
     """
-    type_ = event.type
+    return frame_record(event.run_id, event.seq, event.type, event.step, event.data)
+
+
+def frame_record(run_id: str, seq: int, type_: str, step: str | None,
+                 data: dict[str, Any]) -> str:
+    """:func:`frame_event` of an event's fields, without the :class:`runstream.Event`."""
     if type_ == "step.event":
-        step = event.step
-        if step is not None and "." in step and "step" not in event.data:
-            return json_frame({**event.data, "step": step}, id=event.seq)
-        return json_frame(event.data, id=event.seq)
-    data = event.data
+        if step is not None and "." in step and "step" not in data:
+            return json_frame({**data, "step": step}, id=seq)
+        return json_frame(data, id=seq)
     if type_.startswith("step.") and "step" not in data:
-        data = {"step": event.step, **data}
+        data = {"step": step, **data}
     elif type_ == "run.started":
-        data = {**data, "run_id": event.run_id}
-    return json_frame(data, id=event.seq, event=type_)
+        data = {**data, "run_id": run_id}
+    return json_frame(data, id=seq, event=type_)
 
 
 def failure_data(error: BaseException, step: str | None = None) -> dict[str, object]:
