@@ -41,9 +41,10 @@ async def _send(send: Send, message: Message, within: float | None) -> None:
         await pending
 
 
-def _start_send(send: Send, message: Message, within: float) -> Awaitable[None] | None:
+def _start_send(send: Send, message: Message, within: float | None
+                ) -> Awaitable[None] | None:
     """Start ``send(message)``; None if it completed at once, else an awaitable that finishes
-    it, bounded by ``within`` seconds.
+    it, bounded by ``within`` seconds (None: unbounded).
 
     The ASGI server's send waits only while the socket's buffers are full (its flow control),
     so nearly every send completes without suspending: it is run up to its first suspension
@@ -52,12 +53,13 @@ def _start_send(send: Send, message: Message, within: float) -> Awaitable[None] 
     """
     sending = send(message)
     if not isinstance(sending, Coroutine):  # any other awaitable: the general way
-        return _bounded(sending, within)
+        return sending if within is None else _bounded(sending, within)
     try:
         yielded = sending.send(None)
     except StopIteration:
         return None
-    return _bounded(_Resume(sending, yielded), within)
+    resume = _Resume(sending, yielded)
+    return resume if within is None else _bounded(resume, within)
 
 
 async def _bounded(sending: Awaitable[None], within: float) -> None:
@@ -168,20 +170,22 @@ async def _follow(send: Send, buffer: RunBuffer, cursor: int, lifecycle: bool,
                 if missed:
                     text = _gap_frame(cursor, frames[0][0], missed) + text
                 cursor = frames[-1][0]
+                pending = None
                 if text:
-                    message = {"type": "http.response.body", "body": to_bytes(text),
-                               "more_body": True}
-                    if send_timeout is None:
-                        await send(message)
-                    else:
-                        pending = _start_send(send, message, send_timeout)
-                        if pending is not None:
-                            await pending
+                    pending = _start_send(send, {"type": "http.response.body",
+                                                 "body": to_bytes(text), "more_body": True},
+                                          send_timeout)
+                    if pending is not None:
+                        await pending
                     if pinger is not None:
                         pinger.last = loop.time()
                     ping = False
                 if primary:
                     buffer.hold(cursor)
+                if pending is not None or ping:
+                    continue
+                # The send completed without yielding to the loop: nothing can have been
+                # published or ended since ``since()``, so wait at once.
             elif buffer.ended:
                 return
             elif ping:
@@ -190,11 +194,11 @@ async def _follow(send: Send, buffer: RunBuffer, cursor: int, lifecycle: bool,
                                    "more_body": True}, send_timeout)
                 if pinger is not None:
                     pinger.last = loop.time()
-            else:
-                waiter = buffer.waiter()
-                if pinger is not None:
-                    pinger.wait(waiter)
-                ping = await waiter
+                continue
+            waiter = buffer.waiter()
+            if pinger is not None:
+                pinger.wait(waiter)
+            ping = await waiter
     finally:
         if pinger is not None:
             pinger.close()
