@@ -46,6 +46,24 @@ def _from_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+_PREFIX_BYTES = ENV_PREFIX.encode()
+
+
+def _prefixed(environ: Mapping[str, str] | None) -> list[tuple[str, str]]:
+    """The ``RUNSTREAM_PRM_*`` entries of ``environ`` (default: the process environment now)."""
+    if environ is None:
+        # os.environ decodes every entry it yields (~1 us each, per run); its raw bytes mapping
+        # is filtered first, so only our own variables are decoded.
+        raw = getattr(os.environ, "_data", None)
+        if isinstance(raw, dict):
+            return [(os.fsdecode(k), os.fsdecode(v)) for k, v in raw.items()
+                    if isinstance(k, bytes) and k.startswith(_PREFIX_BYTES)
+                    and len(k) > len(_PREFIX_BYTES)]
+        environ = os.environ
+    return [(k, v) for k, v in environ.items()
+            if k.startswith(ENV_PREFIX) and len(k) > len(ENV_PREFIX)]
+
+
 def resolve_parameters(
     explicit: Mapping[str, Any] | None = None,
     parameters_file: str | os.PathLike[str] | None = None,
@@ -55,10 +73,8 @@ def resolve_parameters(
     params: dict[str, Any] = {}
     if parameters_file is not None:
         params.update(_from_file(parameters_file))
-    env = os.environ if environ is None else environ
-    for key, value in env.items():
-        if key.startswith(ENV_PREFIX) and len(key) > len(ENV_PREFIX):
-            params[key[len(ENV_PREFIX):]] = parse_value(value)
+    for key, value in _prefixed(environ):
+        params[key[len(ENV_PREFIX):]] = parse_value(value)
     if explicit is not None:
         if not isinstance(explicit, Mapping):
             raise ParameterError(
