@@ -25,6 +25,7 @@ from ._engine import (
     StepFailed,
     _error_info,
     _param_scope,
+    end_attempt,
     recorded_inputs,
     run_step,
     run_steps,
@@ -133,19 +134,16 @@ class Node:
             attempt.end = now()
             await run.call_hook("after_node_run", run_log=run.log, step=path, step_log=step_log)
         except asyncio.CancelledError:
-            attempt.status = step_log.status = "cancelled"
-            attempt.end = now()
-            attempt.message = "cancelled"
+            end_attempt(attempt, step_log, "cancelled", "cancelled")
             raise
         except Exception as exc:
-            attempt.status = step_log.status = "failed"
-            attempt.end = now()
             # A failure inside a branch is reported (run.failed, the run log's error) at the
             # step where it happened; the node fails with it.
             failed = exc if isinstance(exc, StepFailed) else StepFailed(path, exc)
-            attempt.message = (f"{failed.error_type}: {failed.message}" if failed.step == path
-                               else f"step '{failed.step}' failed: {failed.error_type}: "
-                                    f"{failed.message}")
+            end_attempt(attempt, step_log, "failed",
+                        f"{failed.error_type}: {failed.message}" if failed.step == path
+                        else f"step '{failed.step}' failed: {failed.error_type}: "
+                             f"{failed.message}")
             await run.call_hook_reporting("on_node_error", run_log=run.log, step=path,
                                           error=failed.error)
             await run.emit("step.failed", path, _error_info(failed.step, failed.error))

@@ -15,7 +15,7 @@ from ._channel import Channel
 from ._errors import RunstreamError, StepTimeoutError, TaskError
 from ._events import Event
 from ._recording import record_end, record_start
-from ._runlog import ErrorInfo, RunLog, StepAttempt, StepLog, now
+from ._runlog import ErrorInfo, RunLog, StepAttempt, StepLog, StepStatus, now
 from ._sinks import SinkRunner
 from ._task import Task, TaskContext, _current_task
 
@@ -225,6 +225,14 @@ def pick_returns(task: Task, step: str, output: Mapping[str, Any] | None) -> dic
     return {name: output[name] for name in task.returns}
 
 
+def end_attempt(attempt: StepAttempt, step_log: StepLog, status: StepStatus,
+                message: str | None) -> None:
+    """Close a step's attempt in the run log (a task step's or a composite node's)."""
+    attempt.status = step_log.status = status
+    attempt.end = now()
+    attempt.message = message
+
+
 async def run_step(run: Run, task: Task, path: str) -> None:
     """Run one task step: events, hooks, run log, retries (``task.retry``). Raises StepFailed or
     CancelledError."""
@@ -261,14 +269,10 @@ async def run_step(run: Run, task: Task, path: str) -> None:
                                     step_log=step_log)
             break
         except asyncio.CancelledError:
-            attempt.status = step_log.status = "cancelled"
-            attempt.end = now()
-            attempt.message = "cancelled"
+            end_attempt(attempt, step_log, "cancelled", "cancelled")
             raise
         except Exception as exc:
-            attempt.status = step_log.status = "failed"
-            attempt.end = now()
-            attempt.message = f"{type(exc).__name__}: {exc}"
+            end_attempt(attempt, step_log, "failed", f"{type(exc).__name__}: {exc}")
             if retry is None or not retry.should_retry(exc, n):
                 await run.call_hook_reporting("on_node_error", run_log=run.log, step=path,
                                               error=exc)

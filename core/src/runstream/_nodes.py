@@ -29,6 +29,15 @@ __all__ = ["Conditional", "Map", "Parallel"]
 Reducer: TypeAlias = Callable[[dict[str, dict[str, Any]]], Mapping[str, Any]]
 
 
+
+def _required(parent: Mapping[str, Any], name: str, what: str) -> Any:
+    """``parent[name]``, or a ParameterError: "<what> parameter 'x', which is not set"."""
+    if name not in parent:
+        known = ", ".join(sorted(parent)) or "none"
+        raise ParameterError(f"{what} parameter '{name}', which is not set "
+                             f"(parameters set: {known})")
+    return parent[name]
+
 class Parallel(Node):
     """Runs its branches concurrently; their events interleave in the run's stream, each with
     its step path (``<name>.<branch>.<step>``).
@@ -172,12 +181,7 @@ class Map(Node):
 
     async def _body(self, run: Run, path: str) -> dict[str, Any]:
         parent = run.parameters
-        if self.over not in parent:
-            known = ", ".join(sorted(parent)) or "none"
-            raise ParameterError(
-                f"map step '{path}' iterates over parameter '{self.over}', which is not set "
-                f"(parameters set: {known})")
-        items = parent[self.over]
+        items = _required(parent, self.over, f"map step '{path}' iterates over")
         if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
             raise ParameterError(
                 f"map step '{path}': parameter '{self.over}' must be a list, got "
@@ -253,12 +257,7 @@ class Conditional(Node):
 
     async def _body(self, run: Run, path: str) -> dict[str, Any]:
         parent = run.parameters
-        if self.parameter not in parent:
-            known = ", ".join(sorted(parent)) or "none"
-            raise ParameterError(
-                f"conditional step '{path}' needs parameter '{self.parameter}', which is not "
-                f"set (parameters set: {known})")
-        value = parent[self.parameter]
+        value = _required(parent, self.parameter, f"conditional step '{path}' needs")
         key = str(value)
         branch = self.branches.get(key)
         if branch is None:
