@@ -167,7 +167,7 @@ class AsyncPipeline:
         params = resolve_parameters(parameters, parameters_file)
         rid = new_run_id() if run_id is None else validate_run_id(run_id)
         log = RunLog(run_id=rid, pipeline=self.name, parameters=dict(params),
-                     owner=current_owner())
+                     process=current_owner())
         return Run(runtime, log, params, channel)
 
     async def execute(

@@ -102,7 +102,7 @@ class RunLog(BaseModel):
         default_factory=list,
         description="Problems that did not fail the run, e.g. a sink that raised and was dropped.",
     )
-    owner: str | None = Field(
+    process: str | None = Field(
         default=None,
         description="host:pid:start of the process that ran it; lets a restarted process mark "
                     "runs whose process died as `abandoned`.",

@@ -105,11 +105,11 @@ class Runtime:
                 log = await self.store.get(summary.run_id)
             except RunstreamError:
                 continue
-            if owner_is_alive(log.owner) is not False:
+            if owner_is_alive(log.process) is not False:
                 continue
             log.status = "abandoned"
             log.ended = log.ended or now()
-            log.warnings.append(f"the process that ran it ({log.owner}) ended without "
+            log.warnings.append(f"the process that ran it ({log.process}) ended without "
                                 "finishing the run; marked abandoned on the next start")
             await self.store.save(log)
             marked.append(log.run_id)
