@@ -207,7 +207,7 @@ async def _runs(args: argparse.Namespace, out: TextIO) -> int:
     try:
         if args.runs_command == "show":
             log = await runtime.store.get(args.run_id)
-            out.write(log.model_dump_json(indent=2) + "\n")
+            out.write(log.to_json(indent=2) + "\n")
             return 0
         if args.limit < 1:
             raise RunstreamError("--limit must be at least 1")
@@ -265,7 +265,7 @@ def _run_events(args: argparse.Namespace, out: TextIO) -> int:
     count = 0
     try:
         for event in read(run_id):
-            out.write(event.model_dump_json() + "\n")
+            out.write(event.to_json() + "\n")
             count += 1
     except OSError as exc:
         if isinstance(exc, BrokenPipeError):

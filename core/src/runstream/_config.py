@@ -53,8 +53,13 @@ class Limits(BaseModel):
                     "goes on without (the record is written again when the run ends).")
     store_save_timeout: float = Field(
         default=10.0, gt=0,
-        description="Seconds a run waits for the store to save its final record; past it the "
-                    "record goes to the error log (`runstream` logger) instead.")
+        description="Seconds a run waits for the store's first attempt to save its final "
+                    "record before it ends without; the record is then saved in the background.")
+    store_retry_period: float = Field(
+        default=600.0, gt=0,
+        description="Seconds runstream keeps retrying to save a run's final record that the "
+                    "store did not take (locked, failing), with growing pauses; past it the run "
+                    "id and status are logged as lost (never the parameters).")
 
 
 class Config(BaseModel):

@@ -91,9 +91,9 @@ class StepFailed(Exception):
 class Run:
     """The state of one run. Lives in its driver task's context, never in module globals."""
 
-    __slots__ = ("_parameters", "cancel_reason", "channel", "ended", "finished", "log",
-                 "max_event_bytes", "pending_create", "recorded", "runtime", "seq",
-                 "sink_runners", "started_at")
+    __slots__ = ("_parameters", "announced", "cancel_reason", "channel", "ended", "finished",
+                 "log", "max_event_bytes", "pending_create", "recorded", "runtime", "seq",
+                 "sink_runners", "started_at", "terminal")
 
     def __init__(self, runtime: Runtime, log: RunLog, parameters: dict[str, Any],
                  channel: Channel[Record] | None) -> None:
@@ -106,9 +106,12 @@ class Run:
         self.cancel_reason = "cancelled"
         self.started_at = time.perf_counter()
         self.recorded = False
-        #: Set by stop_run when the run was ended from outside; finished once _finish ran.
+        #: Set by stop_run when the run was ended from outside; finished once _finish started;
+        #: announced once the terminal event (``terminal``) was published.
         self.ended = False
         self.finished = False
+        self.announced = False
+        self.terminal: tuple[str, dict[str, Any]] | None = None
         self.pending_create: asyncio.Future[None] | None = None
         self.max_event_bytes = runtime.config.limits.max_event_bytes
 
@@ -321,7 +324,7 @@ async def stop_run(run: Run, task: asyncio.Task[Any], reason: str) -> None:
     """Cancel a run's task and wait for it, at most ``limits.cancel_grace_period``.
 
     A task that ignores cancellation cannot be killed; past the grace period the run is ended
-    from here instead (``run.cancelled``, saved, reported in its warnings) and cut off: whatever
+    from here instead (its terminal event, saved, reported in its warnings) and cut off: whatever
     it emits later goes nowhere, and it stops at its next step."""
     if task.done():
         return
@@ -336,25 +339,38 @@ async def stop_run(run: Run, task: asyncio.Task[Any], reason: str) -> None:
         run.log.ended = now()
         await _finish(run, ("run.cancelled", {"reason": reason, "duration_ms": 0.0}))
         return
-    if done or run.ended:
+    if not done and run.finished and not run.announced:
+        # It stopped its steps and is recording its end, which the store holds up: stop that
+        # wait (the record is saved in the background) rather than blame a task for it.
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=grace)
+    if done or run.announced:
         return
     run.ended = True
     log = run.log
+    terminal = run.terminal
+    if terminal is None:
+        culprit = "a task ignores cancellation"
+        for step_log in log.steps.values():
+            if step_log.status == "running":
+                step_log.status = "cancelled"
+        log.status = "cancelled"
+        log.error = ErrorInfo(type="Cancelled", message=reason, step=None)
+        log.ended = now()
+        terminal = ("run.cancelled", {"reason": reason, "duration_ms": round(
+            (time.perf_counter() - run.started_at) * 1000, 3)})
+    else:  # it was ending already: an after_run hook or a sink holds it (not the store)
+        culprit = "an after_run hook or a sink ignores cancellation"
     message = (f"the run did not stop within {grace} s of being cancelled "
-               "(limits.cancel_grace_period): a task ignores cancellation; it was left running "
-               "and its later events are dropped")
+               f"(limits.cancel_grace_period): {culprit}; it was left running and its later "
+               "events are dropped")
     log.warnings.append(message)
     logger.warning("run %s: %s", run.run_id, message)
-    for step_log in log.steps.values():
-        if step_log.status == "running":
-            step_log.status = "cancelled"
-    log.status = "cancelled"
-    log.error = ErrorInfo(type="Cancelled", message=reason, step=None)
-    log.ended = now()
     task.add_done_callback(lambda t: t.cancelled() or t.exception())
-    await _finish(run, ("run.cancelled", {
-        "reason": reason,
-        "duration_ms": round((time.perf_counter() - run.started_at) * 1000, 3)}))
+    if not run.finished:
+        run.finished = True
+        run.runtime.recorder.save_end(run)  # in the background: the task is stuck, we are not
+    await _announce(run, terminal)
     run.channel = None  # the stuck task's later events go nowhere
     run.sink_runners = []
 
@@ -387,7 +403,15 @@ async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> Run
             run.channel.close()
         raise
     for label, proto in runtime.sinks:
-        runner = SinkRunner(proto.for_run(), label, log)
+        try:
+            sink = proto.for_run()
+        except Exception as exc:  # the run goes on without it, as with a sink that fails later
+            message = (f"sink {label} failed and was dropped for this run: "
+                       f"{type(exc).__name__}: {exc}")
+            log.warnings.append(message)
+            logger.warning("run %s: %s", run.run_id, message)
+            continue
+        runner = SinkRunner(sink, label, log)
         runner.start()
         run.sink_runners.append(runner)
 
@@ -436,22 +460,62 @@ async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> Run
 
 
 async def _finish(run: Run, terminal: tuple[str, dict[str, Any]]) -> None:
+    """End the run: ``after_run`` hooks, the final record, then the terminal event.
+
+    The terminal event goes out and the channel closes whatever happens before (a hook or the
+    store that fails, a cancellation while the record is being saved): a consumer waiting for
+    the end always gets it. A record not saved in time is saved in the background."""
     if run.finished:
         return  # stop_run already ended this run from outside
     run.finished = True
+    run.terminal = terminal
     log = run.log
-    await run.call_hook_reporting("after_run", run_log=log)
-    # Saved before the terminal event: a client that reads run.completed and then asks for the
-    # run log sees the final record, and a failed save is reported on the stream.
-    await record_end(run)
+    cancelled = False
+    try:
+        await run.call_hook_reporting("after_run", run_log=log)
+    except asyncio.CancelledError:
+        cancelled = True
+    try:
+        if cancelled:
+            run.runtime.recorder.save_end(run)
+        else:
+            # Saved before the terminal event: a client that reads run.completed and then asks
+            # for the run log sees the final record, and a failed save is reported on the stream.
+            await record_end(run)
+    except asyncio.CancelledError:
+        # Stopped while the store had not yet saved the record: the save goes on in the
+        # background (see Recorder), and the run ends for its consumers now.
+        cancelled = True
+        message = ("the run log store had not saved the run's final record when the run was "
+                   "stopped; it is saved in the background")
+        log.warnings.append(message)
+        logger.warning("run %s: %s", run.run_id, message)
+    except Exception as exc:  # a bug: still end the run
+        logger.error("run %s: recording its end failed: %s: %s", run.run_id,
+                     type(exc).__name__, exc)
+    try:
+        await _announce(run, terminal)
+    finally:
+        if cancelled:
+            raise asyncio.CancelledError
+
+
+async def _announce(run: Run, terminal: tuple[str, dict[str, Any]]) -> None:
+    """Publish the terminal event once, close the channel and finish the sinks (each bounded by
+    its ``send_timeout``)."""
+    if run.announced:
+        return
+    run.announced = True
+    log = run.log
     if log.warnings:
         terminal[1]["warnings"] = list(log.warnings)
-    if run.channel is not None:
-        run.channel.release()
+    channel = run.channel
+    if channel is not None:
+        channel.release()  # the terminal event never waits for room
     try:
         await run.emit(terminal[0], None, terminal[1])
     finally:
-        if run.channel is not None:
-            run.channel.close()
-    for runner in run.sink_runners:
-        await runner.finish(log.status)
+        if channel is not None:
+            channel.close()
+        for runner in run.sink_runners:
+            await runner.finish(log.status)

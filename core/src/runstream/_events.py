@@ -6,6 +6,8 @@ from typing import Any, Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._json import model_json
+
 __all__ = ["EVENT_TYPES", "TERMINAL_EVENT_TYPES", "Event", "EventType"]
 
 EventType = Literal[
@@ -47,6 +49,11 @@ class Event(BaseModel):
     type: str
     step: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """The event as one line of JSON text, whatever ``data`` holds: values JSON cannot hold
+        are written as their ``repr``, NaN as ``null``, a lone surrogate as U+FFFD."""
+        return model_json(self)
 
     @classmethod
     def _fast(

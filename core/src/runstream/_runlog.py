@@ -11,6 +11,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._errors import RunIdError
+from ._json import model_json
 
 __all__ = [
     "ErrorInfo",
@@ -112,6 +113,11 @@ class RunLog(BaseModel):
     def message(self) -> str | None:
         """The failure message, if the run failed."""
         return self.error.message if self.error else None
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """The record as JSON text, whatever its parameters hold: values JSON cannot hold are
+        written as their ``repr``, NaN as ``null``, a lone surrogate as U+FFFD."""
+        return model_json(self, indent=indent)
 
 
 class RunSummary(BaseModel):

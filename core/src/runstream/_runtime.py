@@ -15,6 +15,7 @@ from ._config import Config, find_config_file
 from ._errors import ConfigError, RunstreamError
 from ._executor import Executor
 from ._plugins import BLOCK_ENV, LOAD_ENV, STRICT_ENV, Plugins, load_plugins
+from ._recording import Recorder
 from ._sinks import Sink
 from ._store import RunLogStore
 from ._validation import explain
@@ -86,6 +87,8 @@ class Runtime:
             if not isinstance(sink, Sink):
                 raise ConfigError(f"sinks= item {i} is a {type(sink).__name__}, not a Sink")
             self.sinks.append((f"{type(sink).__name__} (sinks= item {i})", sink))
+        #: Saves runs' final records, retrying in the background what the store did not take.
+        self.recorder = Recorder(self.store, self.config.limits)
         self._recovered = False
         self._hooks = {name: self.plugins.has_impls(name) for name in
                        ("before_run", "after_run", "before_node_run", "after_node_run",
@@ -127,7 +130,9 @@ class Runtime:
         return self._hooks[name]
 
     async def aclose(self) -> None:
-        """Close the run log store. Runs must not use the runtime afterwards."""
+        """Wait (at most ``limits.store_save_timeout``) for final records still being saved,
+        then close the run log store. Runs must not use the runtime afterwards."""
+        await self.recorder.aclose(self.config.limits.store_save_timeout)
         await self.store.close()
 
     # -- shared default runtimes -------------------------------------------------------------

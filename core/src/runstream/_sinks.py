@@ -143,4 +143,5 @@ class SinkRunner:
         if not done:
             self._fail(f"it did not finish within {self.sink.send_timeout} s of the run's end")
             task.cancel()
-            await asyncio.wait({task})
+            # Bounded too: a sink that ignores its cancellation is left behind, not waited for.
+            await asyncio.wait({task}, timeout=self.sink.send_timeout)

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ._json import model_json
+
 if TYPE_CHECKING:
     from ._runlog import RunLog, RunStatus, RunSummary
 
@@ -13,9 +15,9 @@ __all__ = ["RunLogStore"]
 
 
 def dump_run_log(run_log: RunLog) -> str:
-    # Parameters are user data: anything JSON cannot hold is stored as its repr, not lost silently
-    # and not a crash at the end of a run.
-    return run_log.model_dump_json(fallback=repr)
+    # Parameters are user data: anything JSON or UTF-8 cannot hold is stored as its repr (or
+    # U+FFFD for a lone surrogate), not lost silently and not a crash at the end of a run.
+    return model_json(run_log)
 
 
 class RunLogStore(BaseModel):

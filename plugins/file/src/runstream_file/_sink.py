@@ -23,7 +23,7 @@ __all__ = ["FileSink"]
 
 
 class FileSink(Sink):
-    """Writes each event envelope of a run as one JSON line (``event.model_dump_json()``).
+    """Writes each event envelope of a run as one JSON line (``event.to_json()``).
 
     Lines are appended with one ``os.write`` per flush on an ``O_APPEND`` descriptor, so runs
     may share a file. By default every event is flushed at once; ``flush_every`` and
@@ -98,7 +98,7 @@ class FileSink(Sink):
     async def send(self, event: Event) -> None:
         if self._error is not None:
             raise self._error
-        self._buffer.append(event.model_dump_json(fallback=repr).encode() + b"\n")
+        self._buffer.append(event.to_json().encode() + b"\n")
         if len(self._buffer) >= self.flush_every:
             self._flush()
         elif self.flush_interval is not None and self._timer is None:

@@ -61,7 +61,7 @@ def runs_router(
         log = await load(run_id)
         if log is None:
             raise HTTPException(404, f"no run '{run_id}' in the run log store")
-        return Response(log.model_dump_json(fallback=repr), media_type="application/json")
+        return Response(log.to_json(), media_type="application/json")
 
     async def run_events(
         request: Request,

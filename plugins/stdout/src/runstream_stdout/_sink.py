@@ -25,7 +25,7 @@ class StdoutSink(Sink):
     ``text`` of ``step.event`` dicts as it arrives (other dicts as one compact line), shows a
     live progress row for runs that take longer than a second, and ends with a summary. Runs
     of one configured sink share the terminal: while several are active, each line starts
-    with a short run id. ``jsonl`` writes ``event.model_dump_json()`` per line, flushed per
+    with a short run id. ``jsonl`` writes ``event.to_json()`` per line, flushed per
     event. ``auto`` (the default) is ``pretty`` when the stream is a terminal.
     """
 
@@ -68,7 +68,7 @@ class StdoutSink(Sink):
     async def send(self, event: Event) -> None:
         out = self._out
         if out is not None:
-            out.write(event.model_dump_json(fallback=repr) + "\n")
+            out.write(event.to_json() + "\n")
             out.flush()
             return
         view = self._view
