@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import re
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from runstream import ComponentConfig, Config
 from examples.fastapi_llm.main import create_app
 from tests._server import serve
 from tests.test_mock_llm import plan_answer
+from tests.test_sse_shutdown import _free_port, example_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -22,6 +25,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-component-update", "--disable-sync"]
 PROMPT = "Hello, how are you?"
 WAIT_MS = 15_000
+NO_RUN = "\u2013"  # what the page shows for the run before there is one (an en dash)
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +88,8 @@ def test_answer_appears_word_by_word(page: Page, base_url: str, pipeline: str,
                                      tmp_path: Path) -> None:
     status = page.locator("#status")
     record_changes(page)
+    expect(page.locator("#run-id")).to_have_text(NO_RUN)
+    expect(page.locator("#run-link")).not_to_have_attribute("href", re.compile(".*"))
     page.select_option("#pipeline", pipeline)
     page.fill("#prompt", PROMPT)
     page.click("#send")
@@ -104,6 +110,9 @@ def test_answer_appears_word_by_word(page: Page, base_url: str, pipeline: str,
 
     run_id = page.locator("#run-id").inner_text()
     assert run_status(base_url, run_id) == "completed"
+    # The run link appears with the run: it opens the run's status.
+    expect(page.locator("#run-link")).to_have_attribute("href", f"/runs/{run_id}")
+    expect(page.locator("#answer .marker")).to_have_count(0)
     page.screenshot(path=str(tmp_path / f"chat-{pipeline.strip('/').replace('/', '-')}.png"))
 
 
@@ -116,8 +125,12 @@ def test_stop_cancels_the_run(page: Page, base_url: str, tmp_path: Path) -> None
     page.click("#stop")
     expect(page.locator("#status")).to_have_text("stopped")
     expect(page.locator("#send")).to_be_enabled()
+    # A visible marker after the words that arrived, which stop short of the whole answer.
+    expect(page.locator("#answer .marker")).to_have_text("[stopped]", use_inner_text=True)
     shown = answer.inner_text()
-    assert shown != plan_answer(PROMPT)  # stopped before the end of the answer
+    assert shown.endswith(" [stopped]") and "  " not in shown
+    words = shown.removesuffix("[stopped]")
+    assert plan_answer(PROMPT).startswith(words) and words != plan_answer(PROMPT)
     run_id = page.locator("#run-id").inner_text()
     deadline = time.monotonic() + 10
     while run_status(base_url, run_id) == "running" and time.monotonic() < deadline:
@@ -141,10 +154,46 @@ def test_failing_run_shows_its_error(page: Page, base_url: str, tmp_path: Path) 
     page.screenshot(path=str(tmp_path / "chat-failed.png"))
 
 
-def test_rejected_prompt_shows_why(page: Page) -> None:
+def test_rejected_prompt_shows_why(page: Page, tmp_path: Path) -> None:
     page.fill("#prompt", "x" * 8001)
     page.click("#send")
     expect(page.locator("#error")).to_have_text(
         "Request rejected (HTTP 422): prompt: prompt has 8001 characters; the limit is 8000")
     expect(page.locator("#status")).to_have_text("error")
     expect(page.locator("#send")).to_be_enabled()
+    # No run was started, so there is nothing to link to.
+    expect(page.locator("#run-id")).to_have_text(NO_RUN)
+    expect(page.locator("#run-link")).not_to_have_attribute("href", re.compile(".*"))
+    page.screenshot(path=str(tmp_path / "chat-rejected.png"))
+
+
+@pytest.mark.slow
+def test_a_server_shutdown_shows_its_reason(browser: Browser, tmp_path: Path) -> None:
+    """SIGTERM to a real `uvicorn examples.fastapi_llm.main:app` mid-answer: the page says the
+    run was cancelled and why, and marks the answer as cut short."""
+    port = _free_port()
+    with example_server(tmp_path, port) as server:
+        context = browser.new_context(viewport={"width": 900, "height": 700})
+        try:
+            page = context.new_page()
+            page.set_default_timeout(WAIT_MS)
+            page.goto(f"http://127.0.0.1:{port}/ui")
+            page.fill("#prompt", PROMPT)
+            page.click("#send")
+            page.wait_for_function(
+                "document.getElementById('answer').textContent.includes('received')")
+            server.send_signal(signal.SIGTERM)
+            expect(page.locator("#status")).to_have_text("cancelled: shutdown")
+            marker = page.locator("#answer .marker")
+            expect(marker).to_have_text("[cancelled: shutdown]", use_inner_text=True)
+            shown = page.locator("#answer").inner_text()
+            assert shown.startswith("I received") and shown.endswith(" [cancelled: shutdown]")
+            assert "  " not in shown
+            expect(page.locator("#error")).to_be_hidden()
+            expect(page.locator("#send")).to_be_enabled()
+            run_id = page.locator("#run-id").inner_text()
+            expect(page.locator("#run-link")).to_have_attribute("href", f"/runs/{run_id}")
+            page.screenshot(path=str(tmp_path / "chat-shutdown.png"))
+        finally:
+            context.close()
+        assert server.wait(timeout=20) in (0, -signal.SIGTERM)

@@ -1,5 +1,5 @@
 """The example app's request body limit: 413 with a clear message, without reading the body
-(Content-Length) or past the limit (chunked)."""
+(Content-Length) or past the limit (chunked); and a 422, not a 500, for NaN and infinities."""
 
 from __future__ import annotations
 
@@ -125,3 +125,25 @@ def test_bodies_within_the_limit_still_stream(base_url: str) -> None:
     # Over max_prompt_chars but under the body limit: the prompt check (422) answers.
     too_long = httpx.post(base_url + "/chat", json={"prompt": "y" * 9000}, timeout=10)
     assert too_long.status_code == 422
+
+
+@pytest.mark.parametrize(("body", "field", "shown"), [
+    ('{"prompt": "x", "fail_after": NaN}', "fail_after", "NaN"),
+    ('{"prompt": NaN}', "prompt", "NaN"),
+    ('{"prompt": "x", "fail_after": 1e400}', "fail_after", "Infinity"),
+    ('{"prompt": "x", "fail_after": -Infinity}', "fail_after", "-Infinity"),
+    ('{"prompt": [Infinity, {"a": NaN}]}', "prompt", ["Infinity", {"a": "NaN"}]),
+])
+@pytest.mark.parametrize("path", ["/chat", "/chat/yaml"])
+def test_nan_and_infinity_in_the_body_are_a_422(base_url: str, path: str, body: str,
+                                                field: str, shown: Any) -> None:
+    """Python's JSON parser reads NaN, Infinity and 1e400 (as inf); FastAPI's own 422 handler
+    cannot send them back (a 500): the example's answers the 422, naming them as text."""
+    response = httpx.post(base_url + path, content=body, timeout=10,
+                          headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/json"
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", field]
+    assert error["input"] == shown
+    assert error["msg"]

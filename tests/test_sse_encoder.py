@@ -44,7 +44,8 @@ def sse_lines(text: str) -> str:
 # Any text, including every control character and the line breaks that SSE does (CR, LF) and
 # does not (U+2028, U+0085, VT, FF) treat as line ends.
 TEXT = st.text(st.characters(codec="utf-8"), max_size=200) | st.lists(
-    st.sampled_from(["\r", "\n", "\r\n", "\x00", "\u2028", "\x85", "\x0b", "\x0c", " ", ":",
+    st.sampled_from(["\r", "\n", "\r\n", "\x00", "\u2028", "\u2029", "\x85", "\x0b", "\x0c",
+                     "\x1c", "\x1d", "\x1e", " ", ":",
                      "data: x", "id: 9", "event: evil", "retry: 1", "é", "\U0001f600"]),
     max_size=30).map("".join)
 FIELD = st.text(st.characters(codec="utf-8", exclude_characters="\r\n\x00"), max_size=50)
@@ -126,6 +127,31 @@ def test_non_finite_floats_become_null_and_the_frame_is_always_json(data: dict[s
     assert _strict_json(events[0].data) == _finite(data)
 
 
+@settings(max_examples=300, deadline=None)
+@given(data=st.dictionaries(TEXT, ANY_FLOATS, max_size=6), seq=st.integers(1, 10**12),
+       event=st.none() | st.sampled_from(["run.failed", "step.started"]))
+def test_every_json_frame_survives_str_splitlines(data: dict[str, Any], seq: int,
+                                                  event: str | None) -> None:
+    """A reader that splits like str.splitlines (httpx iter_lines(), requests
+    iter_lines(decode_unicode=True)) sees the same lines as an SSE parser."""
+    text = to_bytes(json_frame(data, id=seq, event=event)).decode("utf-8")
+    lines = text.splitlines()
+    assert lines == text.split("\n")[:-1]
+    assert lines[-1] == "" and lines[-2].startswith("data: ")
+    assert _strict_json(lines[-2].removeprefix("data: ")) == _finite(data)
+
+
+def test_splitlines_separators_are_escaped_in_json() -> None:
+    text = "\x85\u2028\u2029\x0b\x0c\x1c\x1d\x1e\r\n"
+    dumped = json_dumps({"t": text, text: 1})
+    assert dumped == ('{"t": "\\u0085\\u2028\\u2029\\u000b\\f\\u001c\\u001d\\u001e\\r\\n", '
+                      '"\\u0085\\u2028\\u2029\\u000b\\f\\u001c\\u001d\\u001e\\r\\n": 1}')
+    assert dumped.splitlines() == [dumped]
+    assert json.loads(dumped) == {"t": text, text: 1}
+    # With NaN (the second encoder's path) too.
+    assert json_dumps({"t": "\u2028", "x": math.nan}) == '{"t": "\\u2028", "x": null}'
+
+
 def test_nan_and_infinity_on_the_wire() -> None:
     frame = json_frame({"score": math.nan, "hi": math.inf, "lo": -math.inf, "ok": 0.5,
                         "nested": [{"x": math.nan}], "when": date(2026, 1, 2)}, id=4)
@@ -148,6 +174,7 @@ def test_json_frame_is_one_data_line_with_the_plan_separators() -> None:
 def test_json_keeps_unicode_readable_and_escapes_line_breaks() -> None:
     frame = json_frame({"text": "é\n\r\u2028😀"}, id=1)
     assert frame.count("\n") == 3  # id line, data line, blank line: nothing raw inside
+    assert "\u2028" not in frame and "\\u2028" in frame
     assert "é" in frame and "😀" in frame
 
 

@@ -38,6 +38,7 @@ from examples.fastapi_llm.pipelines import (
     failing_chat_pipeline,
     yaml_chat_pipeline,
 )
+from examples.fastapi_llm.validation import validation_error_handler
 
 #: The longest prompt accepted by default, in characters.
 DEFAULT_MAX_PROMPT_CHARS = 8000
@@ -135,6 +136,8 @@ def create_app(
             await runtime.aclose()
 
     app = FastAPI(title="Async LLM Streaming Demo", lifespan=lifespan)
+    # A 422 even for NaN or 1e400 in the body (FastAPI's own handler cannot send those: 500).
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.include_router(sse.router())
 
