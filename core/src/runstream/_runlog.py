@@ -41,8 +41,13 @@ def now() -> datetime:
 
 
 def new_run_id() -> str:
-    """A fresh run id: sortable by start time, 12 random hex digits to keep it unique."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(6)
+    """A fresh run id, ``YYYYmmdd-HHMMSS-`` and 32 random hex digits: sortable by start time
+    (to the second), and its 128 random bits make it unique and impossible to guess.
+
+    An id is not a password: it shows up in logs, URLs and ``X-Run-Id`` headers. What a client
+    may read is decided by the run's owner (see docs/security.md), not by the id's secrecy.
+    """
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(16)
 
 
 def validate_run_id(run_id: str) -> str:
