@@ -107,6 +107,11 @@ class RunLog(BaseModel):
         default_factory=list,
         description="Problems that did not fail the run, e.g. a sink that raised and was dropped.",
     )
+    owner: str | None = Field(
+        default=None,
+        description="Who the run belongs to: the caller identity given as `owner=` when it was "
+                    "started (e.g. a user or session id). HTTP endpoints serve a run only to its "
+                    "owner (see docs/security.md). None: no owner (CLI and batch runs).")
     process: str | None = Field(
         default=None,
         description="host:pid:start of the process that ran it; lets a restarted process mark "
