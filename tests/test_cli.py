@@ -98,6 +98,20 @@ def test_run_prints_events_as_json_lines(capsys: pytest.CaptureFixture[str]) -> 
     assert re.fullmatch(r"run \S+ completed in \d+ ms", error_line(err))
 
 
+def test_run_reads_environment_parameters_and_records_the_owner(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The CLI is the caller asking for RUNSTREAM_PRM_* (a library run is not: test_params.py).
+    monkeypatch.setenv("RUNSTREAM_PRM_text", "from env")
+    code, out, _ = cli(capsys, "run", "words.yaml", "--run-id", "env-1", "--owner", "ada")
+    assert code == 0
+    assert json.loads(out.splitlines()[0]) == {"type": "word", "word": "from"}
+
+    code, out, _ = cli(capsys, "runs", "show", "env-1")
+    assert code == 0
+    shown = json.loads(out)
+    assert (shown["owner"], shown["parameters"]) == ("ada", {"text": "from env"})
+
+
 def test_run_quiet_prints_only_the_status(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, "run", "words.yaml", "-q", "--run-id", "quiet-1")
 
@@ -183,7 +197,8 @@ def test_unknown_config_key_names_it_and_the_allowed_keys(
 
     assert code == 2
     assert error_line(err) == ("runstream: error: runstream.yaml: unknown key 'sink'; "
-                               "allowed keys: executor, limits, run_log_store, sinks")
+                               "allowed keys: executor, limits, parameters, run_log_store, "
+                               "sinks")
 
 
 def test_unknown_sink_in_config_lists_installed_ones(capsys: pytest.CaptureFixture[str]) -> None:

@@ -29,7 +29,7 @@ def test_full_config_from_yaml() -> None:
 
 @pytest.mark.parametrize(("text", "message"), [
     ("execuotr: {type: local}\n", "unknown key 'execuotr'; allowed keys: executor, "
-                                 "limits, run_log_store, sinks"),
+                                 "limits, parameters, run_log_store, sinks"),
     ("limits: {max_event_byte: 10}\n", "unknown key 'limits.max_event_byte'; allowed keys: "
                                         "cancel_grace_period, max_concurrent_runs"),
     ("run_log_store: {path: x}\n", "missing required key 'run_log_store.type'"),

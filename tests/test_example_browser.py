@@ -76,8 +76,10 @@ def record_changes(page: Page) -> None:
     }""")
 
 
-def run_status(base_url: str, run_id: str) -> str:
-    response = httpx.get(f"{base_url}/runs/{run_id}", timeout=10)
+def run_status(page: Page, base_url: str, run_id: str) -> str:
+    # With the page's session cookie: the run is served to the browser that started it only.
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    response = httpx.get(f"{base_url}/runs/{run_id}", timeout=10, cookies=cookies)
     assert response.status_code == 200, response.text
     status: str = response.json()["status"]
     return status
@@ -109,7 +111,7 @@ def test_answer_appears_word_by_word(page: Page, base_url: str, pipeline: str,
     assert shown[-1] == plan_answer(PROMPT)
 
     run_id = page.locator("#run-id").inner_text()
-    assert run_status(base_url, run_id) == "completed"
+    assert run_status(page, base_url, run_id) == "completed"
     # The run link appears with the run: it opens the run's status.
     expect(page.locator("#run-link")).to_have_attribute("href", f"/runs/{run_id}")
     expect(page.locator("#answer .marker")).to_have_count(0)
@@ -133,9 +135,9 @@ def test_stop_cancels_the_run(page: Page, base_url: str, tmp_path: Path) -> None
     assert plan_answer(PROMPT).startswith(words) and words != plan_answer(PROMPT)
     run_id = page.locator("#run-id").inner_text()
     deadline = time.monotonic() + 10
-    while run_status(base_url, run_id) == "running" and time.monotonic() < deadline:
+    while run_status(page, base_url, run_id) == "running" and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert run_status(base_url, run_id) == "cancelled"
+    assert run_status(page, base_url, run_id) == "cancelled"
     page.screenshot(path=str(tmp_path / "chat-stopped.png"))
 
 
@@ -150,7 +152,7 @@ def test_failing_run_shows_its_error(page: Page, base_url: str, tmp_path: Path) 
     expect(page.locator("#status")).to_have_text("failed")
     expect(page.locator("#answer")).to_have_text("I received your prompt: 'Hello, ")
     run_id = page.locator("#run-id").inner_text()
-    assert run_status(base_url, run_id) == "failed"
+    assert run_status(page, base_url, run_id) == "failed"
     page.screenshot(path=str(tmp_path / "chat-failed.png"))
 
 

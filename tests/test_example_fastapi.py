@@ -116,6 +116,7 @@ def test_curl_transcript_streams_as_generated(base_url: str, path: str) -> None:
                 # Streamed, not buffered: the run is still generating the rest of the answer.
                 status_at_first_chunk = run_status(client, run_id)
         assert status_at_first_chunk == "running"
+        session = dict(client.cookies)  # the run belongs to this session (examples' sessions.py)
 
     data_events = [e for e in events if e.event == "message"]
     assert [e.json() for e in data_events] == plan_events(PROMPT)
@@ -127,7 +128,7 @@ def test_curl_transcript_streams_as_generated(base_url: str, path: str) -> None:
     assert events[-1].id is not None and int(events[-1].id) > ids[-1]
     arrivals = [e.arrived for e in events]
     assert arrivals == sorted(arrivals)
-    with httpx.Client(base_url=base_url, timeout=TIMEOUT) as client:
+    with httpx.Client(base_url=base_url, timeout=TIMEOUT, cookies=session) as client:
         assert run_status(client, run_id) == "completed"
 
 
@@ -288,10 +289,21 @@ def test_uvicorn_command_and_plan_curl(tmp_path: Path) -> None:
             assert server.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, "the example server did not start"
             time.sleep(0.1)
+        jar, headers = tmp_path / "cookies", tmp_path / "headers"
         result = subprocess.run(
-            [curl, "-N", "-sS", "-X", "POST", f"http://127.0.0.1:{port}/chat",
+            [curl, "-N", "-sS", "-c", str(jar), "-b", str(jar), "-D", str(headers),
+             "-X", "POST", f"http://127.0.0.1:{port}/chat",
              "-H", "Content-Type: application/json", "-d", json.dumps({"prompt": PROMPT})],
             capture_output=True, text=True, timeout=30, check=True)
+        # The README's next step: the run's log, with the session cookie curl kept...
+        run_id = next(line.split(":", 1)[1].strip() for line in headers.read_text().splitlines()
+                      if line.lower().startswith("x-run-id:"))
+        run_url = f"http://127.0.0.1:{port}/runs/{run_id}"
+        mine = subprocess.run([curl, "-sS", "-b", str(jar), run_url], capture_output=True,
+                              text=True, timeout=30, check=True)
+        # ...and without it (another client), as if the run did not exist.
+        theirs = subprocess.run([curl, "-sS", "-w", "\n%{http_code}", run_url],
+                                capture_output=True, text=True, timeout=30, check=True)
     finally:
         server.terminate()
         try:
@@ -304,5 +316,7 @@ def test_uvicorn_command_and_plan_curl(tmp_path: Path) -> None:
     assert data[:-1] == plan_events(PROMPT)
     assert "\nevent: run.completed\n" in result.stdout
     assert sum(line.startswith("id: ") for line in result.stdout.splitlines()) == len(data)
+    assert json.loads(mine.stdout)["status"] == "completed"
+    assert theirs.stdout.splitlines()[-1] == "404"
     # A fresh checkout keeps run logs in the default sqlite store under the working directory.
     assert (tmp_path / ".runstream" / "runstream.db").is_file()

@@ -32,13 +32,15 @@ def test_all_is_sorted_complete_and_documented() -> None:
 def test_sse_response_keeps_the_agreed_signature() -> None:
     params = inspect.signature(runstream_sse.sse_response).parameters
     assert list(params) == ["pipeline", "parameters", "config", "run_id", "on_disconnect",
-                            "lifecycle", "ping_interval", "replay", "send_timeout"]
+                            "lifecycle", "ping_interval", "replay", "send_timeout", "owner"]
+    assert params["owner"].default == runstream_sse.ANONYMOUS
     assert params["on_disconnect"].default == "cancel"
     assert params["ping_interval"].default == 15.0
     assert params["send_timeout"].default == 30.0
     router = inspect.signature(runstream_sse.runs_router).parameters
     assert list(router)[:4] == ["config", "replay", "prefix", "ping_interval"]
     assert router["prefix"].default == "/runs"
+    assert router["authorize"].default is None
 
 
 async def test_the_sse_sink_is_registered_through_the_entry_point(memory_config: Config) -> None:

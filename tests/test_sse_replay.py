@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from httpx_sse import connect_sse
 from runstream import AsyncPipeline, ComponentConfig, Config, Runtime
 from runstream_async_python import AsyncPythonTask
-from runstream_sse import SSE, ReplayBuffer, runs_router, sse_response
+from runstream_sse import ANONYMOUS, SSE, ReplayBuffer, runs_router, sse_response
 
 from tests._server import serve
 
@@ -333,10 +333,13 @@ async def test_sse_sink_makes_runs_started_elsewhere_followable() -> None:
         app = FastAPI()
         app.include_router(runs_router(runtime))  # attaches the runtime's replay buffer
         chat = pipeline(count)
-        log = await chat.execute({"n": 3}, config=runtime)  # no HTTP involved
+        # No HTTP involved; the owner a router without `authorize` serves (docs/security.md).
+        log = await chat.execute({"n": 3}, config=runtime, owner=ANONYMOUS)
         assert log.status == "completed" and log.warnings == []
+        private = await chat.execute({"n": 1}, config=runtime)  # no owner, like a CLI run
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://t") as client:
+            assert (await client.get(f"/runs/{private.run_id}/events")).status_code == 404
             replay = await client.get(f"/runs/{log.run_id}/events")
             assert messages(replay.text) == [{"type": "chunk", "i": i} for i in range(3)]
             assert "event: run.completed" in replay.text

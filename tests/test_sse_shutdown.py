@@ -136,11 +136,12 @@ async def test_after_sigkill_the_next_start_marks_the_run_abandoned(tmp_path: Pa
             await asyncio.to_thread(server.wait, 10)
             with pytest.raises(httpx.TransportError):
                 await asyncio.wait_for(reader, 10)
+            session = dict(client.cookies)  # the example's runs are served to their session
     killed = run_ids[0]
     assert [run["run_id"] for run in _runs_with_status(tmp_path, "running")] == [killed]
 
     with example_server(tmp_path, port) as server:
-        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=base, timeout=30, cookies=session) as client:
             new_ids: list[str] = []
             events = await _open_stream(client, "after the restart", asyncio.Event(), new_ids)
             assert events[-1][0] == "run.completed"

@@ -13,6 +13,10 @@ Test with curl:
 
 Or open http://localhost:8000/ui in a browser.
 
+Runs belong to the browser (or curl cookie jar) that started them: an anonymous session cookie
+(``sessions.py``) is set on the first visit or chat, and ``/runs/{run_id}`` answers 404 to
+anyone without it. With curl, keep the cookie: ``curl -c jar -b jar ...``.
+
 Stopping the server (Ctrl+C, SIGTERM) ends every open stream with ``run.cancelled`` (reason
 ``shutdown``) and marks those runs cancelled in the run log store before the process exits.
 """
@@ -38,6 +42,7 @@ from examples.fastapi_llm.pipelines import (
     failing_chat_pipeline,
     yaml_chat_pipeline,
 )
+from examples.fastapi_llm.sessions import CurrentSession, Session, session_owner
 from examples.fastapi_llm.validation import validation_error_handler
 
 #: The longest prompt accepted by default, in characters.
@@ -120,7 +125,10 @@ def create_app(
     yaml_pipeline = yaml_chat_pipeline(runtime, delay_scale)
     # One SSE object for the streams and the runs router: they share the runtime and its replay
     # buffer, so /runs/{id}/events replays (and resumes, Last-Event-ID) what /chat streamed.
-    sse = SSE(runtime, send_timeout=send_timeout, shutdown_grace_period=shutdown_grace_period)
+    # authorize: /runs/{id} and /runs/{id}/events serve a run only to the session that started
+    # it (its cookie); anyone else gets 404, as for a run that does not exist.
+    sse = SSE(runtime, send_timeout=send_timeout, shutdown_grace_period=shutdown_grace_period,
+              authorize=session_owner)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -141,7 +149,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.include_router(sse.router())
 
-    def stream(pipeline: AsyncPipeline, request: ChatRequest) -> Response:
+    def stream(pipeline: AsyncPipeline, request: ChatRequest, session: Session) -> Response:
         prompt = request.prompt
         if not prompt.strip():
             raise _rejected("string_too_short", "prompt must not be empty")
@@ -152,7 +160,8 @@ def create_app(
                 max_length=max_prompt_chars)
         if request.fail_after is not None:
             pipeline = failing_chat_pipeline(request.fail_after, delay_scale=delay_scale)
-        return sse.response(pipeline, parameters={"prompt": prompt})
+        return session.set_cookie(
+            sse.response(pipeline, parameters={"prompt": prompt}, owner=session.owner))
 
     @app.get("/")
     async def root() -> dict[str, Any]:
@@ -172,24 +181,25 @@ def create_app(
         }
 
     @app.post("/chat", response_class=SSEResponse, status_code=200, responses=CHAT_RESPONSES)
-    async def chat(request: ChatRequest) -> Response:
+    async def chat(request: ChatRequest, session: CurrentSession) -> Response:
         """Stream the LLM response of the Python pipeline via Server-Sent Events.
 
         Each dict the task yields is one ``data:`` event (with an ``id:``); the stream ends
         with a named ``run.completed`` or ``run.failed`` event. ``X-Run-Id`` names the run.
         """
-        return stream(python_pipeline, request)
+        return stream(python_pipeline, request, session)
 
     @app.post("/chat/yaml", response_class=SSEResponse, status_code=200,
               responses=CHAT_RESPONSES)
-    async def chat_yaml(request: ChatRequest) -> Response:
+    async def chat_yaml(request: ChatRequest, session: CurrentSession) -> Response:
         """Like ``/chat``, with the pipeline of ``chat_pipeline.yaml`` (task type mock-llm)."""
-        return stream(yaml_pipeline, request)
+        return stream(yaml_pipeline, request, session)
 
     @app.get("/ui", response_class=HTMLResponse)
-    async def ui() -> HTMLResponse:
-        """The chat page: a prompt box, the answer streaming in, Stop, errors."""
-        return HTMLResponse(_PAGE.read_text(encoding="utf-8"))
+    async def ui(session: CurrentSession) -> Response:
+        """The chat page: a prompt box, the answer streaming in, Stop, errors. The first visit
+        gets the session cookie that the page's runs will belong to."""
+        return session.set_cookie(HTMLResponse(_PAGE.read_text(encoding="utf-8")))
 
     return app
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._branch import Branch, Node
-    from ._config import ComponentConfig, Config, Limits
+    from ._config import ComponentConfig, Config, Limits, ParametersConfig
     from ._errors import (
         ConfigError,
         ParameterError,
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         validate_run_id,
     )
     from ._runtime import Runtime
+    from ._secrets import Secret
     from ._sinks import Sink
     from ._store import RunLogStore
     from ._task import SyncTaskContext, Task, TaskContext, current_task_context
@@ -75,6 +76,7 @@ __all__ = [
     "Node",
     "Parallel",
     "ParameterError",
+    "ParametersConfig",
     "Pipeline",
     "PipelineDefinitionError",
     "PluginError",
@@ -94,6 +96,7 @@ __all__ = [
     "RunSummary",
     "RunstreamError",
     "Runtime",
+    "Secret",
     "Sink",
     "StepAttempt",
     "StepLog",
@@ -120,6 +123,7 @@ __all__ = [
 
 _WHERE = {
     "ComponentConfig": "_config", "Config": "_config", "Limits": "_config",
+    "ParametersConfig": "_config",
     "ConfigError": "_errors", "ParameterError": "_errors", "PipelineDefinitionError": "_errors",
     "PluginError": "_errors", "RunCancelledError": "_errors", "RunError": "_errors",
     "RunFailedError": "_errors", "RunIdError": "_errors", "RunNotFoundError": "_errors",
@@ -141,6 +145,7 @@ _WHERE = {
     "validate_run_id": "_runlog", "StepAttempt": "_runlog", "StepLog": "_runlog",
     "new_run_id": "_runlog",
     "Runtime": "_runtime",
+    "Secret": "_secrets",
     "Sink": "_sinks",
     "RunLogStore": "_store",
     "SyncTaskContext": "_task", "Task": "_task", "TaskContext": "_task",

@@ -129,7 +129,7 @@ class Node:
             await run.call_hook("before_node_run", run_log=run.log, step=path,
                                 parameters=MappingProxyType(run.parameters))
             outputs = await self._body(run, path)
-            attempt.output_parameters = outputs
+            attempt.output_parameters = run.secrets.mask(outputs)
             attempt.status = step_log.status = "completed"
             attempt.end = now()
             await run.call_hook("after_node_run", run_log=run.log, step=path, step_log=step_log)

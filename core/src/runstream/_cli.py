@@ -40,11 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "(or module:attribute holding one)")
     run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                      help="a parameter; VALUE is JSON-decoded (text that is not JSON stays a "
-                          "string). Repeatable.")
+                          "string). Repeatable. RUNSTREAM_PRM_<name> environment variables "
+                          "are read too (below --param, above --parameters-file).")
     run.add_argument("--parameters-file", metavar="FILE", help="a YAML file of parameters")
     run.add_argument("--config", metavar="FILE", help="the config file (default: "
                      "$RUNSTREAM_CONFIGURATION_FILE or ./runstream.yaml)")
     run.add_argument("--run-id", metavar="ID", help="the run id (default: generated)")
+    run.add_argument("--owner", metavar="NAME",
+                     help="record the run as NAME's (RunLog.owner): HTTP endpoints with an "
+                          "authorize hook serve it only to NAME (default: no owner)")
     run.add_argument("-q", "--quiet", action="store_true",
                      help="do not print events; only the final status line on stderr")
 
@@ -133,8 +137,10 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
     pipeline = _load_target(args.target, args.config)
     # A configured stdout sink already prints the events: don't print them twice.
     quiet = args.quiet or any(entry.type == "stdout" for entry in runtime.config.sinks)
+    # The CLI's user is the caller asking for the environment: RUNSTREAM_PRM_* are read.
     handle = pipeline.stream(params, run_id=args.run_id, config=runtime,
-                             parameters_file=args.parameters_file)
+                             parameters_file=args.parameters_file, environment=True,
+                             owner=args.owner or None)
     try:
         async for event in handle:
             if event.type == "step.event" and not quiet:

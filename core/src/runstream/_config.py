@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ._errors import ConfigError
 from ._validation import explain
 
-__all__ = ["ComponentConfig", "Config", "Limits"]
+__all__ = ["ComponentConfig", "Config", "Limits", "ParametersConfig"]
 
 CONFIG_ENV = "RUNSTREAM_CONFIGURATION_FILE"
 DEFAULT_CONFIG_FILE = "runstream.yaml"
@@ -62,6 +62,22 @@ class Limits(BaseModel):
                     "id and status are logged as lost (never the parameters).")
 
 
+class ParametersConfig(BaseModel):
+    """Where runs read parameters from, and which are secret (``parameters:`` in the config)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    environment: bool | list[str] = Field(
+        default_factory=list,
+        description="`RUNSTREAM_PRM_<name>` variables every run reads: a list of names, or "
+                    "`true` for all. Default: none (a run asks with `environment=`; "
+                    "`runstream run` reads them all).")
+    secret: list[str] = Field(
+        default_factory=list,
+        description="Parameter names whose values tasks receive but runstream never records "
+                    "or emits (shown as `**********`); see docs/security.md.")
+
+
 class Config(BaseModel):
     """Contents of ``runstream.yaml``."""
 
@@ -82,6 +98,9 @@ class Config(BaseModel):
     )
     limits: Limits = Field(default_factory=Limits,
                            description="Bounds for load and faults; see the Limits table.")
+    parameters: ParametersConfig = Field(
+        default_factory=ParametersConfig,
+        description="Environment parameters every run reads, and secret parameter names.")
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "<config>") -> Config:

@@ -16,6 +16,7 @@ from ._errors import RunstreamError, StepTimeoutError, TaskError
 from ._events import Event
 from ._recording import record_end, record_start
 from ._runlog import ErrorInfo, RunLog, StepAttempt, StepLog, StepStatus, now
+from ._secrets import RunSecrets
 from ._sinks import SinkRunner
 from ._task import Task, TaskContext, _current_task
 
@@ -71,7 +72,8 @@ def recorded_inputs(run: Run) -> dict[str, Any]:
     once per item, which grows with the square of its length.
     """
     scope = _param_scope.get()
-    return dict(run._parameters if scope is None else scope.local)
+    inputs = dict(run._parameters if scope is None else scope.local)
+    return run.secrets.mask(inputs) if run.secrets else inputs
 
 #: Items in a run's consumer channel: (seq, ts, type, step, data).
 Record = tuple[int, float, str, "str | None", dict[str, Any]]
@@ -85,15 +87,15 @@ class StepFailed(Exception):
         self.step = step
         self.error = error
         self.error_type = type(error).__name__
-        self.message = str(error) or repr(error)
+        self.message = redact(str(error) or repr(error))
 
 
 class Run:
     """The state of one run. Lives in its driver task's context, never in module globals."""
 
     __slots__ = ("_parameters", "announced", "cancel_reason", "channel", "ended", "finished",
-                 "log", "max_event_bytes", "pending_create", "recorded", "runtime", "seq",
-                 "sink_runners", "started_at", "terminal")
+                 "log", "max_event_bytes", "pending_create", "recorded", "runtime", "secrets",
+                 "seq", "sink_runners", "started_at", "terminal")
 
     def __init__(self, runtime: Runtime, log: RunLog, parameters: dict[str, Any],
                  channel: Channel[Record] | None) -> None:
@@ -114,6 +116,8 @@ class Run:
         self.terminal: tuple[str, dict[str, Any]] | None = None
         self.pending_create: asyncio.Future[None] | None = None
         self.max_event_bytes = runtime.config.limits.max_event_bytes
+        #: The run's secret parameters: masked in its record, redacted from its messages.
+        self.secrets = RunSecrets()
 
     @property
     def run_id(self) -> str:
@@ -200,13 +204,19 @@ class Run:
         try:
             await self.call_hook(name, **kwargs)
         except Exception as exc:
-            message = f"hook {name} raised {type(exc).__name__}: {exc}"
+            message = redact(f"hook {name} raised {type(exc).__name__}: {exc}")
             self.log.warnings.append(message)
             logger.warning("run %s: %s", self.run_id, message)
 
 
+def redact(text: str) -> str:
+    """``text`` without the secret values of the run this asyncio task belongs to."""
+    run = _current_run.get(None)
+    return run.secrets.redact(text) if run is not None and run.secrets.texts else text
+
+
 def _error_info(step: str | None, error: BaseException) -> dict[str, Any]:
-    return {"error_type": type(error).__name__, "message": str(error) or repr(error),
+    return {"error_type": type(error).__name__, "message": redact(str(error) or repr(error)),
             "step": step}
 
 
@@ -233,7 +243,7 @@ def end_attempt(attempt: StepAttempt, step_log: StepLog, status: StepStatus,
     """Close a step's attempt in the run log (a task step's or a composite node's)."""
     attempt.status = step_log.status = status
     attempt.end = now()
-    attempt.message = message
+    attempt.message = None if message is None else redact(message)
 
 
 async def run_step(run: Run, task: Task, path: str) -> None:
@@ -262,10 +272,11 @@ async def run_step(run: Run, task: Task, path: str) -> None:
                 await run.call_hook("before_node_run", run_log=run.log, step=path,
                                     parameters=ctx.parameters)
             output = await _run_task(run, task, ctx)
-            outputs = pick_returns(task, path, output)
+            outputs = run.secrets.absorb(pick_returns(task, path, output))
             # One dict update instead of three pydantic __setattr__ calls (no validation is
             # configured on assignment, so this is the same thing, ~1 us cheaper per step).
-            attempt.__dict__.update(output_parameters=outputs, status="completed", end=now())
+            attempt.__dict__.update(output_parameters=run.secrets.mask(outputs),
+                                    status="completed", end=now())
             step_log.status = "completed"
             if run.runtime.has_hook("after_node_run"):
                 await run.call_hook("after_node_run", run_log=run.log, step=path,
@@ -283,7 +294,8 @@ async def run_step(run: Run, task: Task, path: str) -> None:
                 raise StepFailed(path, exc) from exc
             delay = retry.pause(n)
             retrying = {"attempt": n, "next_attempt": n + 1, "delay": round(delay, 3),
-                        "error_type": type(exc).__name__, "message": str(exc) or repr(exc)}
+                        "error_type": type(exc).__name__,
+                        "message": redact(str(exc) or repr(exc))}
         finally:
             _current_task.reset(token)
         # The attempt failed and will be run again: say so, so that a client can drop the
@@ -449,7 +461,8 @@ async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> Run
         terminal = ("run.cancelled", {"reason": run.cancel_reason})
     except Exception as exc:  # a before_run hook, or a bug: still end the run in-band
         log.status = "failed"
-        log.error = ErrorInfo(type=type(exc).__name__, message=str(exc) or repr(exc), step=None)
+        log.error = ErrorInfo(type=type(exc).__name__, message=redact(str(exc) or repr(exc)),
+                              step=None)
         terminal = ("run.failed", _error_info(None, exc))
     log.ended = now()
     terminal[1]["duration_ms"] = round((time.perf_counter() - run.started_at) * 1000, 3)

@@ -1,10 +1,15 @@
-"""Parameter resolution: explicit dict > ``RUNSTREAM_PRM_<name>`` > parameters file."""
+"""Parameter resolution: explicit dict > ``RUNSTREAM_PRM_<name>`` > parameters file.
+
+The environment is read only when the caller asks (``environment=``, or names listed in the
+config's ``parameters.environment``): a server's environment holds its own secrets, which must not
+land in the recorded parameters of every run.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +20,10 @@ from ._errors import ParameterError
 __all__ = ["resolve_parameters"]
 
 ENV_PREFIX = "RUNSTREAM_PRM_"
+
+#: Which ``RUNSTREAM_PRM_<name>`` variables a run reads: ``True`` (all of them), ``False``
+#: (none) or a collection of names.
+EnvironmentArg = bool | Collection[str]
 
 
 def parse_value(text: str) -> Any:
@@ -64,16 +73,56 @@ def _prefixed(environ: Mapping[str, str] | None) -> list[tuple[str, str]]:
             if k.startswith(ENV_PREFIX) and len(k) > len(ENV_PREFIX)]
 
 
+def _named(names: Collection[str], environ: Mapping[str, str] | None) -> list[tuple[str, str]]:
+    source: Mapping[str, str] = os.environ if environ is None else environ
+    found = []
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ParameterError(f"environment parameter names must be non-empty strings, "
+                                 f"got {name!r}")
+        value = source.get(ENV_PREFIX + name)
+        if value is not None:
+            found.append((ENV_PREFIX + name, value))
+    return found
+
+
+def merge_environment(*choices: EnvironmentArg) -> EnvironmentArg:
+    """One choice of environment variables from several (the config's and the caller's)."""
+    names: set[str] = set()
+    for choice in choices:
+        if choice is True:
+            return True
+        if choice is False or choice is None:
+            continue
+        if isinstance(choice, str):
+            raise ParameterError(f"environment must be True, False or a list of names, "
+                                 f"got the string {choice!r} (write [{choice!r}])")
+        names.update(choice)
+    return names
+
+
 def resolve_parameters(
     explicit: Mapping[str, Any] | None = None,
     parameters_file: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    *,
+    environment: EnvironmentArg = False,
 ) -> dict[str, Any]:
-    """Merge the three parameter sources; the environment is read now, at call time."""
+    """Merge the three parameter sources.
+
+    ``environment`` says which ``RUNSTREAM_PRM_<name>`` variables are read (now, at call time):
+    ``False`` (default) none, ``True`` all, or a collection of names. ``environ`` replaces
+    ``os.environ`` (for tests).
+    """
     params: dict[str, Any] = {}
     if parameters_file is not None:
         params.update(_from_file(parameters_file))
-    for key, value in _prefixed(environ):
+    environment = merge_environment(environment)
+    if environment is True:
+        found = _prefixed(environ)
+    else:
+        found = _named(sorted(environment), environ) if environment else []
+    for key, value in found:
         params[key[len(ENV_PREFIX):]] = parse_value(value)
     if explicit is not None:
         if not isinstance(explicit, Mapping):

@@ -13,9 +13,10 @@ from ._engine import Record, Run, drive, stop_run
 from ._errors import PipelineDefinitionError, RunCancelledError, RunFailedError
 from ._events import Event
 from ._owner import current_owner
-from ._params import resolve_parameters
+from ._params import EnvironmentArg, merge_environment, resolve_parameters
 from ._runlog import RunLog, new_run_id, validate_run_id
 from ._runtime import Runtime, resolve_runtime
+from ._secrets import RunSecrets
 from ._task import Task
 
 if TYPE_CHECKING:
@@ -162,13 +163,23 @@ class AsyncPipeline:
     def _prepare(self, parameters: Mapping[str, Any] | None, run_id: str | None,
                  config: Runtime | Config | str | os.PathLike[str] | None,
                  parameters_file: str | os.PathLike[str] | None,
-                 channel: Channel[Record] | None) -> Run:
+                 channel: Channel[Record] | None, environment: EnvironmentArg,
+                 owner: str | None) -> Run:
         runtime = resolve_runtime(config)
-        params = resolve_parameters(parameters, parameters_file)
+        if owner is not None and (not isinstance(owner, str) or not owner):
+            raise TypeError(f"owner must be a non-empty string or None, got {owner!r}")
+        settings = runtime.config.parameters
+        params = resolve_parameters(
+            parameters, parameters_file,
+            environment=merge_environment(settings.environment, environment))
+        secrets = RunSecrets()
+        params = secrets.unwrap(params, settings.secret)
         rid = new_run_id() if run_id is None else validate_run_id(run_id)
-        log = RunLog(run_id=rid, pipeline=self.name, parameters=dict(params),
-                     process=current_owner())
-        return Run(runtime, log, params, channel)
+        log = RunLog(run_id=rid, pipeline=self.name, parameters=dict(secrets.mask(params)),
+                     owner=owner, process=current_owner())
+        run = Run(runtime, log, params, channel)
+        run.secrets = secrets
+        return run
 
     async def execute(
         self,
@@ -176,13 +187,24 @@ class AsyncPipeline:
         run_id: str | None = None,
         config: Runtime | Config | str | os.PathLike[str] | None = None,
         parameters_file: str | os.PathLike[str] | None = None,
+        *,
+        environment: EnvironmentArg = False,
+        owner: str | None = None,
     ) -> RunLog:
         """Run the pipeline to its end and return its run log.
+
+        ``environment``: which ``RUNSTREAM_PRM_<name>`` variables to read as parameters:
+        ``True`` (all), ``False`` (default: none, besides the config's
+        ``parameters.environment``) or a list of names. ``owner``: the caller identity the run
+        belongs to (``RunLog.owner``; HTTP endpoints serve a run only to its owner).
+        Parameters wrapped in :class:`Secret` (or named in the config's ``parameters.secret``)
+        reach the tasks but are never recorded or emitted.
 
         Raises :class:`RunFailedError` (with ``.run_log``) if a step failed. Cancelling the
         calling task cancels the run (recorded as ``cancelled``) and re-raises.
         """
-        run = self._prepare(parameters, run_id, config, parameters_file, None)
+        run = self._prepare(parameters, run_id, config, parameters_file, None, environment,
+                            owner)
         # Run in a child task: the run's context (contextvars) stays out of the caller's.
         task = asyncio.create_task(drive(run, self.steps, self.on_failure),
                                    name=f"runstream-run-{run.run_id}")
@@ -201,13 +223,19 @@ class AsyncPipeline:
         run_id: str | None = None,
         config: Runtime | Config | str | os.PathLike[str] | None = None,
         parameters_file: str | os.PathLike[str] | None = None,
+        *,
+        environment: EnvironmentArg = False,
+        owner: str | None = None,
     ) -> RunHandle:
         """Start the run now and return its handle (see :class:`RunHandle`).
+
+        ``environment`` and ``owner``: see :meth:`execute`.
 
         Must be called with an event loop running.
         """
         channel: Channel[Record] = Channel(CHANNEL_CAPACITY)
-        run = self._prepare(parameters, run_id, config, parameters_file, channel)
+        run = self._prepare(parameters, run_id, config, parameters_file, channel, environment,
+                            owner)
         task = asyncio.get_running_loop().create_task(
             drive(run, self.steps, self.on_failure), name=f"runstream-run-{run.run_id}")
         return RunHandle(run, task, channel)
@@ -218,14 +246,20 @@ class AsyncPipeline:
         run_id: str | None = None,
         config: Runtime | Config | str | os.PathLike[str] | None = None,
         parameters_file: str | os.PathLike[str] | None = None,
+        *,
+        environment: EnvironmentArg = False,
+        owner: str | None = None,
     ) -> AsyncGenerator[dict[str, Any], None]:
         """Run the pipeline and yield the dicts its tasks emit, exactly as emitted.
+
+        ``environment`` and ``owner``: see :meth:`execute`.
 
         If a step fails, every event it emitted first is yielded, then
         :class:`RunFailedError` is raised. Closing the generator, or cancelling the task that
         iterates it, cancels the run.
         """
-        handle = self.stream(parameters, run_id, config, parameters_file)
+        handle = self.stream(parameters, run_id, config, parameters_file,
+                             environment=environment, owner=owner)
         batches = handle._batches()
         try:
             async for batch in batches:
@@ -272,6 +306,9 @@ class Pipeline:
         run_id: str | None = None,
         config: Runtime | Config | str | os.PathLike[str] | None = None,
         parameters_file: str | os.PathLike[str] | None = None,
+        *,
+        environment: EnvironmentArg = False,
+        owner: str | None = None,
     ) -> RunLog:
         """Run to the end in a new event loop; see :meth:`AsyncPipeline.execute`."""
         try:
@@ -281,4 +318,5 @@ class Pipeline:
         else:
             raise RuntimeError("Pipeline.execute() cannot run inside an event loop; "
                                "use AsyncPipeline and `await pipeline.execute()` there")
-        return asyncio.run(self._pipeline.execute(parameters, run_id, config, parameters_file))
+        return asyncio.run(self._pipeline.execute(parameters, run_id, config, parameters_file,
+                                                  environment=environment, owner=owner))

@@ -42,8 +42,13 @@ def now() -> datetime:
 
 
 def new_run_id() -> str:
-    """A fresh run id: sortable by start time, 12 random hex digits to keep it unique."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(6)
+    """A fresh run id, ``YYYYmmdd-HHMMSS-`` and 32 random hex digits: sortable by start time
+    (to the second), and its 128 random bits make it unique and impossible to guess.
+
+    An id is not a password: it shows up in logs, URLs and ``X-Run-Id`` headers. What a client
+    may read is decided by the run's owner (see docs/security.md), not by the id's secrecy.
+    """
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(16)
 
 
 def validate_run_id(run_id: str) -> str:
@@ -103,6 +108,11 @@ class RunLog(BaseModel):
         default_factory=list,
         description="Problems that did not fail the run, e.g. a sink that raised and was dropped.",
     )
+    owner: str | None = Field(
+        default=None,
+        description="Who the run belongs to: the caller identity given as `owner=` when it was "
+                    "started (e.g. a user or session id). HTTP endpoints serve a run only to its "
+                    "owner (see docs/security.md). None: no owner (CLI and batch runs).")
     process: str | None = Field(
         default=None,
         description="host:pid:start of the process that ran it; lets a restarted process mark "

@@ -144,8 +144,9 @@ class TaskContext:
         known = ", ".join(sorted(self._run.parameters)) or "none"
         return ParameterError(
             f"step '{self.step}' needs parameter '{name}', which is not set; pass it with "
-            f"parameters={{'{name}': ...}}, RUNSTREAM_PRM_{name}, a parameters file, or a "
-            f"'returns' of an earlier step (parameters set: {known})"
+            f"parameters={{'{name}': ...}}, RUNSTREAM_PRM_{name} (read when the run asks: "
+            f"environment=['{name}'] or the config's parameters.environment), a parameters "
+            f"file, or a 'returns' of an earlier step (parameters set: {known})"
         )
 
     def arguments_for(self, function: Callable[..., Any]) -> dict[str, Any]:

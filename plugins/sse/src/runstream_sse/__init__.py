@@ -9,6 +9,8 @@
 - :class:`RunsInFlight`: the runs streamed for a runtime (``limits.max_concurrent_runs``: 503
   beyond it) and their shutdown.
 - :class:`SSESink`: the ``sse`` sink, for runs started outside HTTP.
+- :data:`ANONYMOUS`, :data:`Authorize`: who may read a run (its ``owner``, the router's
+  ``authorize`` dependency; docs/security.md).
 - :func:`sse_openapi_response`: how an event stream endpoint is documented in OpenAPI.
 
 The protocol is described in docs/sse.md.
@@ -16,6 +18,7 @@ The protocol is described in docs/sse.md.
 
 from ._facade import SSE
 from ._inflight import RunsInFlight
+from ._owners import ANONYMOUS, Authorize
 from ._replay import ReplayBuffer
 from ._response import SSEResponse
 from ._router import runs_router
@@ -24,6 +27,8 @@ from ._stream import OnDisconnect, sse_response
 from ._wire import sse_openapi_response
 
 __all__ = [
+    "ANONYMOUS",
+    "Authorize",
     "OnDisconnect",
     "ReplayBuffer",
     "RunsInFlight",

@@ -38,13 +38,17 @@ class RunBuffer:
         "ended",
         "last_seq",
         "live",
+        "owner",
         "run_id",
         "terminal",
     )
 
     def __init__(self, run_id: str, max_events: int,
-                 on_end: Callable[[RunBuffer], None] | None = None) -> None:
+                 on_end: Callable[[RunBuffer], None] | None = None,
+                 owner: str | None = None) -> None:
         self.run_id = run_id
+        #: The run's owner (``RunLog.owner``): the runs router serves its events to it only.
+        self.owner = owner
         self._frames: deque[Frame] = deque(maxlen=max_events)
         self.last_seq = 0
         #: The terminal event type once published (run.completed / run.failed / run.cancelled).

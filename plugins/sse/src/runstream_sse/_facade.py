@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from runstream import AsyncPipeline, Config, Pipeline, Runtime
 
 from ._inflight import RunsInFlight
+from ._owners import ANONYMOUS, Authorize
 from ._replay import ReplayBuffer, replay_for
 from ._response import SSEResponse, check_send_timeout
 from ._router import runs_router
@@ -30,7 +31,9 @@ class SSE:
     ``config`` is resolved once (a :class:`runstream.Config` becomes one Runtime, not one per
     request). ``replay`` defaults to the runtime's replay buffer. ``ping_interval`` and
     ``send_timeout`` are the defaults for every stream (see :func:`sse_response`).
-    ``shutdown_grace_period`` bounds :meth:`shutdown`.
+    ``shutdown_grace_period`` bounds :meth:`shutdown`. ``authorize`` is the runs router's
+    (see :func:`runs_router`): pass each run's ``owner`` to :meth:`response` and the router
+    serves a run only to the caller whose identity is its owner.
 
     >>> sse = SSE(runtime)
     >>> app = FastAPI(lifespan=sse.lifespan)
@@ -42,8 +45,8 @@ class SSE:
 
     def __init__(self, config: Runtime | Config | str | os.PathLike[str] | None = None, *,
                  replay: ReplayBuffer | None = None, ping_interval: float | None = 15.0,
-                 send_timeout: float | None = 30.0, shutdown_grace_period: float = 5.0
-                 ) -> None:
+                 send_timeout: float | None = 30.0, shutdown_grace_period: float = 5.0,
+                 authorize: Authorize | None = None) -> None:
         check_send_timeout(send_timeout)
         if not 0 <= shutdown_grace_period < float("inf"):
             raise ValueError(f"shutdown_grace_period must be a number of seconds >= 0, "
@@ -53,6 +56,7 @@ class SSE:
         self.ping_interval = ping_interval
         self.send_timeout = send_timeout
         self.shutdown_grace_period = shutdown_grace_period
+        self.authorize = authorize
         self._shutdown: asyncio.Task[None] | None = None
 
     @property
@@ -62,19 +66,21 @@ class SSE:
 
     def response(self, pipeline: AsyncPipeline | Pipeline,
                  parameters: Mapping[str, Any] | None = None, *, run_id: str | None = None,
-                 on_disconnect: OnDisconnect = "cancel", lifecycle: bool = False
-                 ) -> SSEResponse:
+                 on_disconnect: OnDisconnect = "cancel", lifecycle: bool = False,
+                 owner: str | None = ANONYMOUS) -> SSEResponse:
         """:func:`sse_response` with this object's runtime, replay buffer, ping interval and
-        send timeout."""
+        send timeout. ``owner``: the caller identity the run belongs to (see
+        :func:`sse_response`)."""
         return sse_response(pipeline, parameters, config=self.runtime, run_id=run_id,
                             on_disconnect=on_disconnect, lifecycle=lifecycle,
                             ping_interval=self.ping_interval, replay=self.replay,
-                            send_timeout=self.send_timeout)
+                            send_timeout=self.send_timeout, owner=owner)
 
     def router(self, *, prefix: str = "/runs") -> APIRouter:
         """:func:`runs_router` with this object's runtime and replay buffer."""
         return runs_router(self.runtime, replay=self.replay, prefix=prefix,
-                           ping_interval=self.ping_interval, send_timeout=self.send_timeout)
+                           ping_interval=self.ping_interval, send_timeout=self.send_timeout,
+                           authorize=self.authorize)
 
     async def shutdown(self, reason: str = "shutdown") -> None:
         """Refuse new runs (``503``), cancel every run in flight with ``reason`` (their clients

@@ -111,15 +111,15 @@ class ReplayBuffer:
         self.sweep()
         return self._runs.get(run_id)
 
-    def _open(self, run_id: str) -> RunBuffer:
-        """A new run's buffer; RunIdError if the run is already here."""
+    def _open(self, run_id: str, owner: str | None = None) -> RunBuffer:
+        """A new run's buffer (of ``owner``); RunIdError if the run is already here."""
         self.sweep()
         if run_id in self._runs:
             raise RunIdError(f"run id '{run_id}' is already used by a run in the replay buffer; "
                              "pick another or omit it")
         while len(self._runs) >= self.max_runs and self._ended:
             self._drop(next(iter(self._ended)))
-        buffer = RunBuffer(run_id, self.max_events, self._on_end)
+        buffer = RunBuffer(run_id, self.max_events, self._on_end, owner)
         self._runs[run_id] = buffer
         return buffer
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from runstream import Config, RunIdError, RunLog, RunNotFoundError, Runtime
 from starlette.responses import Response
 
 from ._inflight import RunsInFlight
+from ._owners import Authorize, may_read, no_authorize
 from ._replay import ReplayBuffer, replay_for
 from ._response import ReplayResponse, SSEResponse, check_send_timeout
 from ._runtime import resolve_runtime
@@ -25,8 +26,18 @@ def runs_router(
     prefix: str = "/runs",
     ping_interval: float | None = 15.0,
     send_timeout: float | None = 30.0,
+    authorize: Authorize | None = None,
 ) -> APIRouter:
     """A FastAPI router with a run's status and the replay of its events.
+
+    A run is served only to its owner: ``authorize`` is a FastAPI dependency that returns the
+    caller's identity (``def who(request: Request) -> str | None``; it may use ``Cookie``,
+    ``Header``, ``Depends``..., or raise ``HTTPException(401)`` itself), which must equal the
+    run's ``owner`` (the ``owner=`` it was started with). For a run of another owner, a run
+    without an owner (the CLI, batch jobs) or a caller without an identity (``None``), both
+    routes answer ``404`` exactly as for an unknown run. Without ``authorize`` the router can
+    tell nobody apart: it serves only the runs :func:`sse_response` started without an
+    ``owner`` (owner :data:`ANONYMOUS`), to anyone who has their id. See docs/security.md.
 
     - ``GET {prefix}/{run_id}``: the run log as JSON, from the run log store of the runtime
       for ``config`` (404 for an unknown run).
@@ -47,18 +58,21 @@ def runs_router(
     buffers = replay_for(runtime, replay)
     inflight = RunsInFlight.for_runtime(runtime)
     router = APIRouter(prefix=prefix, tags=["runs"])
+    caller_of = Depends(no_authorize if authorize is None else authorize)
 
-    async def load(run_id: str) -> RunLog | None:
+    async def load(run_id: str, caller: object) -> RunLog | None:
+        """The run's log if the caller may read it, else None (as for an unknown run)."""
         try:
-            return await runtime.store.get(check_run_id(run_id))
+            log = await runtime.store.get(check_run_id(run_id))
         except (RunIdError, RunNotFoundError):
             return None
+        return log if may_read(log.owner, caller) else None
 
     @router.get("/{run_id}", summary="A run's run log",
                 responses={200: {"model": RunLog, "description": "The run log."},
                            404: problem("No such run.")})
-    async def get_run(run_id: str) -> Response:
-        log = await load(run_id)
+    async def get_run(run_id: str, caller: object = caller_of) -> Response:
+        log = await load(run_id, caller)
         if log is None:
             raise HTTPException(404, f"no run '{run_id}' in the run log store")
         return Response(log.to_json(), media_type="application/json")
@@ -68,6 +82,7 @@ def runs_router(
         run_id: str,
         after: str | None = Query(None, description="Send the events after this id."),
         lifecycle: bool = Query(False, description="Include the lifecycle events."),
+        caller: object = caller_of,
     ) -> Response:
         try:
             header = request.headers.get("last-event-id")
@@ -80,8 +95,10 @@ def runs_router(
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
         buffer = buffers._get(run_id)
+        if buffer is not None and not may_read(buffer.owner, caller):
+            raise HTTPException(404, f"no run '{run_id}'")
         if buffer is None:
-            log = await load(run_id)
+            log = await load(run_id, caller)
             if log is None:
                 raise HTTPException(404, f"no run '{run_id}'")
             if log.status == "running":

@@ -40,7 +40,7 @@ class SSESink(Sink):
                 "sse_response(), SSE() or ReplayBuffer.for_runtime() with this runtime before "
                 "starting runs")
         if run.run_id not in replay:  # else sse_response streams it and publishes it itself
-            self._buffer = replay._open(run.run_id)
+            self._buffer = replay._open(run.run_id, run.owner)
 
     async def send(self, event: Event) -> None:
         """Publish one event; never waits."""

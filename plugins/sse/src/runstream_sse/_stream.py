@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 from ._buffer import RunBuffer
 from ._inflight import RunsInFlight
 from ._live import LiveRun
+from ._owners import ANONYMOUS, check_owner
 from ._replay import ReplayBuffer, replay_for
 from ._response import SSEResponse, check_send_timeout, last_event_id, reject, unavailable
 from ._runtime import resolve_runtime
@@ -31,7 +32,7 @@ class RunResponse(SSEResponse):
     def __init__(self, pipeline: AsyncPipeline, parameters: Mapping[str, Any] | None,
                  runtime: Runtime, run_id: str, run_id_given: bool, on_disconnect: OnDisconnect,
                  lifecycle: bool, ping_interval: float | None, replay: ReplayBuffer,
-                 send_timeout: float | None) -> None:
+                 send_timeout: float | None, owner: str | None) -> None:
         inflight = RunsInFlight.for_runtime(runtime)
         super().__init__(run_id, lifecycle=lifecycle, ping_interval=ping_interval,
                          send_timeout=send_timeout, runs=inflight)
@@ -42,6 +43,7 @@ class RunResponse(SSEResponse):
         self.run_id_given = run_id_given
         self.on_disconnect = on_disconnect
         self.replay = replay
+        self.owner = owner
 
     async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -58,7 +60,7 @@ class RunResponse(SSEResponse):
             await unavailable(scope, receive, send, refusal)
             return
         try:
-            buffer = self.replay._open(self.run_id)
+            buffer = self.replay._open(self.run_id, self.owner)
         except RunIdError as exc:  # nothing to publish into: report it on a buffer of its own
             buffer = RunBuffer(self.run_id, 1)
             buffer.fail(exc)
@@ -67,7 +69,7 @@ class RunResponse(SSEResponse):
             return
         try:
             handle = self.pipeline.stream(self.parameters, run_id=self.run_id,
-                                          config=self.runtime)
+                                          config=self.runtime, owner=self.owner)
         except Exception as exc:  # e.g. a parameter from the environment is not JSON
             buffer.fail(exc)
             await self._start(send)
@@ -92,6 +94,8 @@ class RunResponse(SSEResponse):
         # A reconnecting EventSource: follow the run it was reading, never start another one.
         # 204 tells an EventSource to stop reconnecting.
         buffer = self.replay._get(self.run_id) if self.run_id_given else None
+        if buffer is not None and buffer.owner != self.owner:
+            buffer = None  # another owner's run: as if there were nothing to resume
         if buffer is None or (buffer.ended and buffer.last_seq <= cursor):
             await Response(status_code=204)(scope, receive, send)
             return
@@ -110,6 +114,7 @@ def sse_response(
     ping_interval: float | None = 15.0,
     replay: ReplayBuffer | None = None,
     send_timeout: float | None = 30.0,
+    owner: str | None = ANONYMOUS,
 ) -> SSEResponse:
     """A response that runs ``pipeline`` and streams its events as Server-Sent Events.
 
@@ -123,6 +128,11 @@ def sse_response(
     - ``config``: passed to ``pipeline.stream(config=...)``: a :class:`runstream.Runtime`
       (best: built once per app), a :class:`runstream.Config`, a config file path, or None.
     - ``run_id``: the run's id (default: a new one).
+    - ``owner``: who the run belongs to (``RunLog.owner``), e.g. the user or session id your
+      endpoint authenticated. A :func:`runs_router` serves the run's log and events only to a
+      caller whose ``authorize`` identity is this owner. The default, :data:`ANONYMOUS`, is
+      the one owner that a router *without* ``authorize`` serves (to anyone who has the run
+      id); ``None``: no owner, no router serves it. See docs/security.md.
     - ``on_disconnect``: ``"cancel"`` (default) cancels the run as soon as its client goes
       away; ``"continue"`` lets it finish, its events kept for replay.
     - ``replay``: the :class:`ReplayBuffer` the run is published into (for
@@ -136,7 +146,8 @@ def sse_response(
     ``Retry-After`` and starts nothing.
 
     A request with a ``Last-Event-ID`` header resumes the run named by ``run_id`` instead of
-    starting one (204 if there is nothing to resume); a malformed one gets a 400.
+    starting one (204 if there is nothing to resume, or if that run has another owner); a
+    malformed one gets a 400.
     """
     if on_disconnect not in ("cancel", "continue"):
         raise ValueError(f"on_disconnect must be 'cancel' or 'continue', got {on_disconnect!r}")
@@ -145,11 +156,12 @@ def sse_response(
         pipeline = pipeline.as_async()
     runtime = resolve_runtime(config)
     replay = replay_for(runtime, replay)
+    check_owner(owner)
     given = run_id is not None
     if run_id is None:
         run_id = new_run_id()
     else:
         check_run_id(run_id)
     return RunResponse(pipeline, parameters, runtime, run_id, given, on_disconnect, lifecycle,
-                       ping_interval, replay, send_timeout)
+                       ping_interval, replay, send_timeout, owner)
 
