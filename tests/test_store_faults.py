@@ -43,8 +43,9 @@ async def test_locked_sqlite_store_the_run_streams_and_reports(
     locker.execute("BEGIN EXCLUSIVE")
     try:
         with caplog.at_level(logging.INFO, logger="runstream"):
-            handle = PIPELINE.stream(parameters={"prompt": "private words"}, run_id="locked-1",
-                                     config=runtime)
+            # No run id given: a fresh random one needs no confirmation from the store (a given
+            # one would be refused while the store cannot confirm it, see test_run_ids.py).
+            handle = PIPELINE.stream(parameters={"prompt": "private words"}, config=runtime)
             events = [e async for e in handle]
         data = [e.data for e in events if e.type == "step.event"]
         assert [d["text"] for d in data] == ["a", "b", "c"]
@@ -54,7 +55,8 @@ async def test_locked_sqlite_store_the_run_streams_and_reports(
         assert any("failed to save" in w for w in events[-1].data["warnings"])
         # What the client reads names no server path; the server log has the details.
         assert not any(str(tmp_path) in e.model_dump_json() for e in events)
-        logged = [r.getMessage() for r in caplog.records if "locked-1" in r.getMessage()]
+        run_id = handle.run_id
+        logged = [r.getMessage() for r in caplog.records if run_id in r.getMessage()]
         assert any("database is locked" in m for m in logged)
         # ... and never the run's parameters (issue 10, item 7).
         assert not any("private words" in r.getMessage() for r in caplog.records)
@@ -66,7 +68,7 @@ async def test_locked_sqlite_store_the_run_streams_and_reports(
     await runtime.aclose()
     check = Runtime(cfg)
     try:
-        stored = await check.store.get("locked-1")
+        stored = await check.store.get(run_id)
         assert stored.status == "completed"
         assert stored.parameters == {"prompt": "private words"}
     finally:
@@ -88,9 +90,9 @@ async def test_store_that_recovers_gets_the_record_at_the_end(tmp_path: Path) ->
 
     pipeline = AsyncPipeline("p", [AsyncPythonTask(name="llm", function=unlock_then_work)])
     try:
-        log = await pipeline.execute(run_id="recovers-1", config=runtime)
+        log = await pipeline.execute(config=runtime)
         assert log.status == "completed"
-        stored = await runtime.store.get("recovers-1")
+        stored = await runtime.store.get(log.run_id)
         assert stored.status == "completed"
         assert "failed to record the run's start (StoreError" in stored.warnings[0]
     finally:
@@ -127,7 +129,7 @@ async def test_slow_store_does_not_hold_the_run_back() -> None:
     cfg = Config(run_log_store=ComponentConfig(type="slow"),
                  limits=Limits(store_timeout=0.05, store_save_timeout=0.1))
     runtime = Runtime(cfg, plugins=[_Plugin()], entry_points=False)
-    handle = PIPELINE.stream(run_id="slow-1", config=runtime)
+    handle = PIPELINE.stream(config=runtime)
     events = [e async for e in handle]
     assert [e.data["text"] for e in events if e.type == "step.event"] == ["a", "b", "c"]
     warning = next(e for e in events if e.type == "run.warning")

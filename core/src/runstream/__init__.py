@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         StoreError,
         TaskError,
         UnknownNameError,
+        public_error_message,
     )
     from ._events import EVENT_TYPES, TERMINAL_EVENT_TYPES, Event, EventType
     from ._executor import Executor, LocalExecutor
@@ -117,6 +118,7 @@ __all__ = [
     "load_plugins",
     "new_run_id",
     "pipeline_from_dict",
+    "public_error_message",
     "resolve_parameters",
     "validate_run_id",
 ]
@@ -129,7 +131,7 @@ _WHERE = {
     "RunFailedError": "_errors", "RunIdError": "_errors", "RunNotFoundError": "_errors",
     "RunstreamError": "_errors", "StepTimeoutError": "_errors",
     "StoreError": "_errors", "TaskError": "_errors",
-    "UnknownNameError": "_errors",
+    "UnknownNameError": "_errors", "public_error_message": "_errors",
     "EVENT_TYPES": "_events", "TERMINAL_EVENT_TYPES": "_events", "Event": "_events",
     "EventType": "_events",
     "Executor": "_executor", "LocalExecutor": "_executor",

@@ -12,7 +12,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._channel import Channel
-from ._errors import RunstreamError, StepTimeoutError, TaskError
+from ._errors import (
+    RunIdError,
+    RunstreamError,
+    StepTimeoutError,
+    TaskError,
+    public_error_message,
+)
 from ._events import Event
 from ._recording import record_end, record_start
 from ._runlog import ErrorInfo, RunLog, StepAttempt, StepLog, StepStatus, now
@@ -94,8 +100,8 @@ class Run:
     """The state of one run. Lives in its driver task's context, never in module globals."""
 
     __slots__ = ("_parameters", "announced", "cancel_reason", "channel", "ended", "finished",
-                 "log", "max_event_bytes", "pending_create", "recorded", "runtime", "secrets",
-                 "seq", "sink_runners", "started_at", "terminal")
+                 "id_given", "log", "max_event_bytes", "pending_create", "recorded", "runtime",
+                 "secrets", "seq", "sink_runners", "started_at", "terminal")
 
     def __init__(self, runtime: Runtime, log: RunLog, parameters: dict[str, Any],
                  channel: Channel[Record] | None) -> None:
@@ -113,6 +119,8 @@ class Run:
         self.ended = False
         self.finished = False
         self.announced = False
+        #: Whether the caller chose the run id (else it is a fresh random one).
+        self.id_given = False
         self.terminal: tuple[str, dict[str, Any]] | None = None
         self.pending_create: asyncio.Future[None] | None = None
         self.max_event_bytes = runtime.config.limits.max_event_bytes
@@ -204,9 +212,11 @@ class Run:
         try:
             await self.call_hook(name, **kwargs)
         except Exception as exc:
-            message = redact(f"hook {name} raised {type(exc).__name__}: {exc}")
-            self.log.warnings.append(message)
-            logger.warning("run %s: %s", self.run_id, message)
+            # The run log (which clients may read) gets the error's type, the server log all.
+            self.log.warnings.append(
+                f"hook {name} raised {type(exc).__name__}: {public_error_message(exc)}")
+            logger.warning("run %s: %s", self.run_id,
+                           redact(f"hook {name} raised {type(exc).__name__}: {exc}"))
 
 
 def redact(text: str) -> str:
@@ -404,10 +414,26 @@ async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> Run
     _current_run.set(run)
     _param_scope.set(None)
     runtime = run.runtime
+    try:
+        runtime.claim_run_id(run.run_id)
+    except BaseException:
+        if run.channel is not None:
+            run.channel.close()
+        raise
+    try:
+        return await _drive(run, steps, on_failure)
+    finally:
+        runtime.release_run_id(run.run_id)
+
+
+async def _drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> RunLog:
+    runtime = run.runtime
     log = run.log
     cancelled_at_start = False
     try:
         run.recorded = await record_start(run)
+        if not run.recorded and run.id_given:
+            _refuse_unclaimed(run)
     except asyncio.CancelledError:
         cancelled_at_start = True  # still recorded below, as cancelled
     except BaseException:
@@ -418,10 +444,9 @@ async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> Run
         try:
             sink = proto.for_run()
         except Exception as exc:  # the run goes on without it, as with a sink that fails later
-            message = (f"sink {label} failed and was dropped for this run: "
-                       f"{type(exc).__name__}: {exc}")
-            log.warnings.append(message)
-            logger.warning("run %s: %s", run.run_id, message)
+            prefix = f"sink {label} failed and was dropped for this run"
+            log.warnings.append(f"{prefix}: {type(exc).__name__}: {public_error_message(exc)}")
+            logger.warning("run %s: %s: %s: %s", run.run_id, prefix, type(exc).__name__, exc)
             continue
         runner = SinkRunner(sink, label, log)
         runner.start()
@@ -470,6 +495,22 @@ async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> Run
     if cancelled:
         raise asyncio.CancelledError
     return log
+
+
+def _refuse_unclaimed(run: Run) -> None:
+    """A caller-given run id that the store could not confirm as this run's: another process
+    may have it, and sinks keyed on it (event files) would mix two runs. The run does not start;
+    its record (failed) is written in the background if the store comes back."""
+    log = run.log
+    message = (f"run id '{run.run_id}' could not be claimed: the run log store did not confirm "
+               "it (see the run's warnings); the run was not started. Retry, or omit run_id to "
+               "get a new unique id")
+    log.status = "failed"
+    log.error = ErrorInfo(type="RunIdError", message=message, step=None)
+    log.ended = now()
+    run.finished = run.announced = True
+    run.runtime.recorder.save_end(run)
+    raise RunIdError(message)
 
 
 async def _finish(run: Run, terminal: tuple[str, dict[str, Any]]) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "StoreError",
     "TaskError",
     "UnknownNameError",
+    "public_error_message",
 ]
 
 
@@ -118,3 +119,19 @@ class RunCancelledError(RunError):
     def __init__(self, run_log: RunLog) -> None:
         super().__init__(f"run {run_log.run_id} of pipeline '{run_log.pipeline}' was cancelled",
                          run_log)
+
+
+#: Errors whose messages are about what the caller sent, never about the server: they are safe to
+#: show to a client as they are.
+_CALLER_ERRORS = (RunIdError, ParameterError, TaskError)
+
+
+def public_error_message(error: BaseException) -> str:
+    """What a client may read about ``error``, which happened in runstream's own machinery (the
+    run log store, a sink, a hook) rather than in a task: its message for errors about the
+    caller's input (a run id, a parameter), else ``"details in the server log"``, because the
+    messages of stores and sinks name server paths and hosts. Log the full error on the server;
+    show it as ``f"{type(error).__name__}: {public_error_message(error)}"``."""
+    if isinstance(error, _CALLER_ERRORS):
+        return str(error) or repr(error)
+    return "details in the server log"

@@ -179,6 +179,7 @@ class AsyncPipeline:
                      owner=owner, process=current_owner())
         run = Run(runtime, log, params, channel)
         run.secrets = secrets
+        run.id_given = run_id is not None
         return run
 
     async def execute(

@@ -19,7 +19,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from ._errors import RunIdError
+from ._errors import RunIdError, public_error_message
 
 if TYPE_CHECKING:
     from ._config import Limits
@@ -36,7 +36,7 @@ _BACKOFF_MAX = 5.0
 
 def _problem(exc: BaseException) -> str:
     """What a client may read about a store error: its type, no message (that names paths)."""
-    return f"{type(exc).__name__}; details in the server log"
+    return f"{type(exc).__name__}: {public_error_message(exc)}"
 
 
 async def record_start(run: Run) -> bool:

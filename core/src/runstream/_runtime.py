@@ -12,7 +12,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ._config import Config, find_config_file
-from ._errors import ConfigError, RunstreamError
+from ._errors import ConfigError, RunIdError, RunstreamError
 from ._executor import Executor
 from ._plugins import BLOCK_ENV, LOAD_ENV, STRICT_ENV, Plugins, load_plugins
 from ._recording import Recorder
@@ -89,6 +89,9 @@ class Runtime:
             self.sinks.append((f"{type(sink).__name__} (sinks= item {i})", sink))
         #: Saves runs' final records, retrying in the background what the store did not take.
         self.recorder = Recorder(self.store, self.config.limits)
+        #: Ids of the runs in flight in this runtime: claimed before the store is asked, so a
+        #: reused id is refused even while the store is slow (see ``claim_run_id``).
+        self._claimed: set[str] = set()
         self._recovered = False
         self._hooks = {name: self.plugins.has_impls(name) for name in
                        ("before_run", "after_run", "before_node_run", "after_node_run",
@@ -125,6 +128,17 @@ class Runtime:
                 await self.recover_abandoned()
             except RunstreamError as exc:
                 logger.warning("could not check for abandoned runs: %s", exc)
+
+    def claim_run_id(self, run_id: str) -> None:
+        """Claim ``run_id`` for a run starting in this runtime; RunIdError if a run in flight
+        here has it. The run log store's exclusive create claims it across processes."""
+        if run_id in self._claimed:
+            raise RunIdError(f"run id '{run_id}' is already used by a run in flight; pick "
+                             "another or omit it")
+        self._claimed.add(run_id)
+
+    def release_run_id(self, run_id: str) -> None:
+        self._claimed.discard(run_id)
 
     def has_hook(self, name: str) -> bool:
         return self._hooks[name]

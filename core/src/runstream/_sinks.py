@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._errors import public_error_message
+
 if TYPE_CHECKING:
     from ._events import Event
     from ._runlog import RunLog
@@ -76,10 +78,14 @@ class SinkRunner:
         if self.failed:
             return
         self.failed = True
-        reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        message = f"sink {self.label} failed and was dropped for this run: {reason}"
-        self.run_log.warnings.append(message)
-        logger.warning("run %s: %s", self.run_log.run_id, message)
+        # The run log (which clients may read) gets the error's type; its message, which may
+        # name server paths, goes to the server log only.
+        reason = (error if isinstance(error, str)
+                  else f"{type(error).__name__}: {public_error_message(error)}")
+        detail = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        prefix = f"sink {self.label} failed and was dropped for this run"
+        self.run_log.warnings.append(f"{prefix}: {reason}")
+        logger.warning("run %s: %s: %s", self.run_log.run_id, prefix, detail)
 
     async def _consume(self) -> None:
         sink = self.sink

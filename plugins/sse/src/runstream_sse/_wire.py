@@ -3,12 +3,21 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, Final
 
-from runstream import RUN_ID_PATTERN, TERMINAL_EVENT_TYPES, Event, RunIdError
+from runstream import (
+    RUN_ID_PATTERN,
+    TERMINAL_EVENT_TYPES,
+    Event,
+    RunIdError,
+    public_error_message,
+)
 
 from ._encoder import json_frame
+
+logger = logging.getLogger("runstream.sse")
 
 #: Headers of every event stream. ``Content-Encoding: identity`` makes compression middleware
 #: (Starlette's GZipMiddleware of any version, and most others) leave the stream alone: a
@@ -55,8 +64,12 @@ def frame_record(run_id: str, seq: int, type_: str, step: str | None,
 
 
 def failure_data(error: BaseException, step: str | None = None) -> dict[str, object]:
-    """The data of a ``run.failed`` event for an error that happened outside any step."""
-    return {"error_type": type(error).__name__, "message": str(error) or repr(error),
+    """The data of a ``run.failed`` event for an error that happened outside any step (the run
+    could not start, an event could not be framed). The client gets a message without server
+    details (:func:`runstream.public_error_message`); the full error goes to the server log."""
+    if not isinstance(error, RunIdError):
+        logger.error("a run failed outside its steps: %s: %s", type(error).__name__, error)
+    return {"error_type": type(error).__name__, "message": public_error_message(error),
             "step": step}
 
 
