@@ -172,7 +172,7 @@ def test_invalid_yaml_config_exits_2(capsys: pytest.CaptureFixture[str]) -> None
     code, out, err = cli(capsys, "run", "words.yaml")
 
     assert (code, out) == (2, "")
-    assert err.startswith("runstream: error: runstream.yaml: not valid YAML:")
+    assert error_line(err).startswith("runstream: error: runstream.yaml:2:1: not valid YAML: ")
 
 
 def test_unknown_config_key_names_it_and_the_allowed_keys(
@@ -316,7 +316,7 @@ def test_runs_ls_bad_limit_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = cli(capsys, "runs", "ls", "--limit", "0")
 
     assert code == 2
-    assert error_line(err) == "runstream: error: --limit must be at least 1"
+    assert error_line(err) == "runstream: error: --limit must be between 1 and 1,000,000, got 0"
 
 
 # -- end to end, through the installed script ---------------------------------------------------

@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from ._errors import PipelineDefinitionError, RunstreamError
+from ._validation import printable, short_repr
 
 PROG = "runstream"
+#: Most runs `runs ls` lists (a bigger --limit overflows the stores' integer types).
+MAX_LIST_LIMIT = 1_000_000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,19 +86,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    # One line, whatever the message quotes from the user's input.
+    print(f"{PROG}: error: {printable(message)}", file=sys.stderr)
     return code
 
 
 def _parse_params(items: Sequence[str]) -> dict[str, Any]:
+    from ._errors import ParameterError
     from ._params import parse_value
+    from ._yaml_load import check_tree
 
     params: dict[str, Any] = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise RunstreamError(f"--param {item!r}: use NAME=VALUE, e.g. --param prompt=hello")
-        params[name.strip()] = parse_value(value)
+        where = f"--param '{name.strip()}'"
+        try:
+            params[name.strip()] = parsed = parse_value(value)
+        except ParameterError as exc:
+            raise ParameterError(f"{where}: {exc}") from None
+        check_tree(parsed, where, ParameterError)
     return params
 
 
@@ -209,8 +220,9 @@ async def _runs(args: argparse.Namespace, out: TextIO) -> int:
             log = await runtime.store.get(args.run_id)
             out.write(log.model_dump_json(indent=2) + "\n")
             return 0
-        if args.limit < 1:
-            raise RunstreamError("--limit must be at least 1")
+        if not 1 <= args.limit <= MAX_LIST_LIMIT:
+            raise RunstreamError(f"--limit must be between 1 and {MAX_LIST_LIMIT:,}, got "
+                                 f"{short_repr(args.limit)}")
         summaries = await runtime.store.list_runs(limit=args.limit, status=args.status)
         if args.json:
             out.write(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2)

@@ -51,7 +51,10 @@ class Task(BaseModel):
     mapping that holds at least the names in ``returns``, or ``None`` when ``returns`` is empty.
     """
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, defer_build=True)
+    # allow_inf_nan=False: `timeout: .inf` or a number too big for a float is a mistake, not "no
+    # limit" (that is null); every task type's float options inherit this.
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, defer_build=True,
+                              allow_inf_nan=False)
 
     name: str = Field(description="The step name: letters, digits, '_' and '-'.")
     returns: list[str] = Field(default_factory=list,
