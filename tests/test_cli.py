@@ -144,7 +144,9 @@ def test_failed_pipeline_exits_1_naming_the_step_and_error(
      "runstream: error: cannot read pipeline file missing.yaml: No such file or directory"),
     (["run", "no_such_module_xyz:build"],
      "runstream: error: cannot import module 'no_such_module_xyz' for "
-     "'no_such_module_xyz:build': No module named 'no_such_module_xyz'"),
+     "'no_such_module_xyz:build': No module named 'no_such_module_xyz' ('no_such_module_xyz' "
+     "is looked up relative to the current working directory, {cwd}, and PYTHONPATH: run from "
+     "the project root or add it to PYTHONPATH)"),
     (["run", "tests.test_cli:PLUGINS"],
      "runstream: error: tests.test_cli:PLUGINS is a str, not a pipeline (or a function "
      "returning one)"),
@@ -152,11 +154,11 @@ def test_failed_pipeline_exits_1_naming_the_step_and_error(
      "runstream: error: cannot read config file nowhere.yaml: No such file or directory"),
 ])
 def test_usage_and_definition_errors_exit_2_with_one_line(
-        capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+        capsys: pytest.CaptureFixture[str], args: list[str], message: str, cwd: Path) -> None:
     code, out, err = cli(capsys, *args)
 
     assert (code, out) == (2, "")
-    assert error_line(err) == message
+    assert error_line(err) == message.format(cwd=cwd)
 
 
 def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -304,7 +306,7 @@ def test_runs_ls_without_runs(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, "runs", "ls")
 
     assert (code, out) == (0, "")
-    assert err == "no runs\n"
+    assert err.splitlines()[1:] == ["no runs"]  # after the line that says where runs are kept
 
 
 def test_runs_show_unknown_run_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

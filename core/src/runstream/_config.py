@@ -110,7 +110,12 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | N
         return Path(explicit)
     env = os.environ.get(CONFIG_ENV)
     if env:
-        return Path(env)
+        path = Path(env)
+        if not path.is_file():
+            why = "is a directory" if path.is_dir() else "does not exist"
+            raise ConfigError(f"${CONFIG_ENV} names the config file {env}, which {why}; "
+                              "fix the path or unset the variable")
+        return path
     default = Path(DEFAULT_CONFIG_FILE)
     return default if default.is_file() else None
 

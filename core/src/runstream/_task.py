@@ -8,7 +8,7 @@ import functools
 import inspect
 import re
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -97,6 +97,13 @@ class Task(BaseModel):
     def run(self, ctx: SyncTaskContext) -> Mapping[str, Any] | None:
         """Sync implementation, run in a worker thread; see :meth:`execute`."""
         raise NotImplementedError
+
+    def reads_parameters(self) -> Collection[str] | None:
+        """The names of the parameters this step may read, or ``None`` when it cannot tell
+        (the default: any). Tools use it to spot a misspelt parameter (``runstream run
+        --param nme=Ada`` warns when no step reads ``nme``), so a task type that overrides it
+        must list every parameter it could read; when unsure, return ``None``."""
+        return None
 
 
 def _not_a_dict(step: str, data: object) -> TaskError:
