@@ -243,3 +243,9 @@ def test_documents_with_aliases_and_cycles_are_checked(doc: object, how: int) ->
                            "p.yaml")
     except (PipelineDefinitionError, ConfigError) as exc:
         assert "\n" not in str(exc)
+
+
+def test_an_environment_parameter_nested_too_deeply_is_named() -> None:
+    with pytest.raises(ParameterError, match=r"^\$RUNSTREAM_PRM_deep: the value is nested too "
+                                             r"deeply"):
+        resolve_parameters(environ={"RUNSTREAM_PRM_deep": "[" * 100_000})

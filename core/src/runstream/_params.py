@@ -78,7 +78,10 @@ def resolve_parameters(
     if parameters_file is not None:
         params.update(_from_file(parameters_file))
     for key, value in _prefixed(environ):
-        params[key[len(ENV_PREFIX):]] = parse_value(value)
+        try:
+            params[key[len(ENV_PREFIX):]] = parse_value(value)
+        except ParameterError as exc:
+            raise ParameterError(f"${key}: {exc}") from None
     if explicit is not None:
         if not isinstance(explicit, Mapping):
             raise ParameterError(
