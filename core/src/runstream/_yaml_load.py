@@ -32,7 +32,7 @@ def load_yaml(text: str, source: str, error: type[RunstreamError]) -> Any:
         raise error(f"{source}: not valid YAML: {_one_line(str(exc))}") from None
     except RecursionError:
         raise error(f"{source}: nested too deeply to read (at most {MAX_DEPTH} levels of lists "
-                    "and mappings)") from None
+                    "and mappings); flatten it") from None
     except ValueError as exc:  # e.g. int('9' * 5000): Python's int-from-text digit limit
         if "digits" in str(exc):
             raise error(f"{source}: a number has too many digits (at most 4300); quote it if "
