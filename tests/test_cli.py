@@ -158,7 +158,9 @@ def test_failed_pipeline_exits_1_naming_the_step_and_error(
      "runstream: error: cannot read pipeline file missing.yaml: No such file or directory"),
     (["run", "no_such_module_xyz:build"],
      "runstream: error: cannot import module 'no_such_module_xyz' for "
-     "'no_such_module_xyz:build': No module named 'no_such_module_xyz'"),
+     "'no_such_module_xyz:build': No module named 'no_such_module_xyz' ('no_such_module_xyz' "
+     "is looked up relative to the current working directory, {cwd}, and PYTHONPATH: run from "
+     "the project root or add it to PYTHONPATH)"),
     (["run", "tests.test_cli:PLUGINS"],
      "runstream: error: tests.test_cli:PLUGINS is a str, not a pipeline (or a function "
      "returning one)"),
@@ -166,11 +168,11 @@ def test_failed_pipeline_exits_1_naming_the_step_and_error(
      "runstream: error: cannot read config file nowhere.yaml: No such file or directory"),
 ])
 def test_usage_and_definition_errors_exit_2_with_one_line(
-        capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+        capsys: pytest.CaptureFixture[str], args: list[str], message: str, cwd: Path) -> None:
     code, out, err = cli(capsys, *args)
 
     assert (code, out) == (2, "")
-    assert error_line(err) == message
+    assert error_line(err) == message.format(cwd=cwd)
 
 
 def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -186,7 +188,7 @@ def test_invalid_yaml_config_exits_2(capsys: pytest.CaptureFixture[str]) -> None
     code, out, err = cli(capsys, "run", "words.yaml")
 
     assert (code, out) == (2, "")
-    assert err.startswith("runstream: error: runstream.yaml: not valid YAML:")
+    assert error_line(err).startswith("runstream: error: runstream.yaml:2:1: not valid YAML: ")
 
 
 def test_unknown_config_key_names_it_and_the_allowed_keys(
@@ -207,8 +209,9 @@ def test_unknown_sink_in_config_lists_installed_ones(capsys: pytest.CaptureFixtu
     code, _, err = cli(capsys, "run", "words.yaml")
 
     assert code == 2
-    assert error_line(err) == ("runstream: error: runstream.yaml: sinks[0]: unknown sink "
-                               "'nope'; installed sinks: none")
+    assert error_line(err).startswith(
+        "runstream: error: runstream.yaml: sinks[0]: unknown sink 'nope'; installed sinks: none "
+        "(RUNSTREAM_LOAD_PLUGINS does not list runstream-file, ")
 
 
 def test_unknown_task_type_lists_installed_ones(capsys: pytest.CaptureFixture[str]) -> None:
@@ -217,8 +220,9 @@ def test_unknown_task_type_lists_installed_ones(capsys: pytest.CaptureFixture[st
     code, _, err = cli(capsys, "run", "p.yaml")
 
     assert code == 2
-    assert error_line(err) == ("runstream: error: p.yaml: steps[0]: unknown task type "
-                               "'asyncpython'; installed task types: async-python, python")
+    assert error_line(err).startswith(
+        "runstream: error: p.yaml: steps[0]: unknown task type 'asyncpython'; installed task "
+        "types: async-python, python (RUNSTREAM_LOAD_PLUGINS does not list runstream-file, ")
 
 
 def test_step_function_that_does_not_import(capsys: pytest.CaptureFixture[str]) -> None:
@@ -317,7 +321,7 @@ def test_runs_ls_without_runs(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, "runs", "ls")
 
     assert (code, out) == (0, "")
-    assert err == "no runs\n"
+    assert err.splitlines()[1:] == ["no runs"]  # after the line that says where runs are kept
 
 
 def test_runs_show_unknown_run_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -331,7 +335,7 @@ def test_runs_ls_bad_limit_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = cli(capsys, "runs", "ls", "--limit", "0")
 
     assert code == 2
-    assert error_line(err) == "runstream: error: --limit must be at least 1"
+    assert error_line(err) == "runstream: error: --limit must be between 1 and 1,000,000, got 0"
 
 
 # -- end to end, through the installed script ---------------------------------------------------

@@ -93,7 +93,7 @@ def test_a_truncated_last_line_is_skipped(capsys: pytest.CaptureFixture[str]) ->
                "'.runstream/events/{run_id}.jsonl' inside '.runstream/events'"),
     (["../etc/passwd"], "runstream: error: invalid run id '../etc/passwd'"),
     (["r1", "--path", "../x/{run_id}.jsonl"],
-     "runstream: error: --path: 'path': Value error, path template '../x/{run_id}.jsonl' "
+     "runstream: error: --path: 'path': path template '../x/{run_id}.jsonl' "
      "leads outside its base directory '.'"),
     (["r1", "--config", "missing.yaml"], "runstream: error: cannot read config file "
                                          "missing.yaml"),

@@ -42,7 +42,8 @@ def test_errors_name_the_key(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         Config.from_yaml(text, "runstream.yaml")
     assert message in str(info.value)
-    assert str(info.value).startswith("runstream.yaml: ")
+    assert str(info.value).startswith("runstream.yaml:")
+    assert "\n" not in str(info.value)
 
 
 def test_unknown_component_lists_installed(in_tmp_cwd: Path) -> None:
@@ -86,20 +87,34 @@ def test_yaml_tags_cannot_construct_objects() -> None:
 
 
 yaml_like = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=10**300) | st.floats()
+    | st.text(max_size=10) | st.sampled_from(["sqlite", "file-system", "memory", "a\0b", "."]),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.sampled_from(["executor", "run_log_store", "sinks", "type", "path", "x"]) | st.text(
-            max_size=5), inner, max_size=4),
+        st.sampled_from(["executor", "run_log_store", "sinks", "type", "path", "x", "limits",
+                         "cancel_grace_period", "store_timeout", "max_event_bytes",
+                         "busy_timeout_ms"]) | st.text(max_size=5), inner, max_size=4),
     max_leaves=10)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(yaml_like)
 def test_any_document_is_a_config_or_a_config_error(doc: object) -> None:
+    """Also builds the runtime: the components' own options are validated there."""
     import yaml
 
     text = yaml.safe_dump(doc)
     try:
-        Config.from_yaml(text)
+        config = Config.from_yaml(text, "c.yaml")
+        if config.run_log_store.type != "sqlite" or "path" in config.run_log_store.options():
+            Runtime(config, entry_points=False)
     except ConfigError as exc:
-        assert str(exc)
+        assert str(exc) and "\n" not in str(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="{}[],:&*!-?'\"#|>%@`9.e \t\nab\0", max_size=60))
+def test_any_text_is_a_config_or_a_one_line_config_error(text: str) -> None:
+    try:
+        Config.from_yaml(text, "c.yaml")
+    except ConfigError as exc:
+        assert str(exc).startswith("c.yaml") and "\n" not in str(exc)

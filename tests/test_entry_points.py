@@ -24,6 +24,9 @@ import pytest
 GOOD_DIST = "rs-testplugin-good"
 BROKEN_DIST = "rs-testplugin-broken"
 TWIN_DIST = "rs-testplugin-twin"  # uses the same entry-point name as the good one: `good`
+#: Every distribution with a runstream entry point in these tests: the workspace's and ours.
+INSTALLED = {BROKEN_DIST, GOOD_DIST, "runstream-async-python", "runstream-file",
+             "runstream-mock-llm", "runstream-sse", "runstream-stdout"}
 
 TWIN_MODULE = '''
 import runstream
@@ -336,10 +339,48 @@ def test_unknown_task_type_lists_the_installed_ones(shell: Shell) -> None:
     result = shell.run("run", "p.yaml", RUNSTREAM_LOAD_PLUGINS=GOOD_DIST)
 
     assert result.code == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("runstream: error: p.yaml: steps[0]: unknown task type 'shoot'; "
+                           "installed task types: shout (RUNSTREAM_LOAD_PLUGINS does not list ")
+    assert line.endswith(": one of them may register it)")
+
+
+@pytest.mark.parametrize(("env", "why"), [
+    ({"RUNSTREAM_BLOCK_PLUGINS": f"{BROKEN_DIST},runstream-mock-llm"},
+     "RUNSTREAM_BLOCK_PLUGINS blocks"),
+    ({"RUNSTREAM_LOAD_PLUGINS": GOOD_DIST}, "RUNSTREAM_LOAD_PLUGINS does not list"),
+])
+def test_a_task_type_the_plugin_variables_keep_out_says_so(
+        shell: Shell, env: dict[str, str], why: str) -> None:
+    (shell.cwd / "p.yaml").write_text("name: p\nsteps:\n  - {name: s, type: mock-llm}\n")
+
+    result = shell.run("run", "p.yaml", **env)
+
+    assert result.code == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("runstream: error: p.yaml: steps[0]: unknown task type 'mock-llm'; ")
+    assert line.endswith(f"; 'mock-llm' belongs to runstream-mock-llm, which {why}")
+
+
+@pytest.mark.parametrize("var", ["RUNSTREAM_LOAD_PLUGINS", "RUNSTREAM_BLOCK_PLUGINS"])
+def test_a_misspelt_plugin_name_is_reported(shell: Shell, var: str) -> None:
+    names = f"{GOOD_DIST},rs-testplugin-godo"
+    if var == "RUNSTREAM_BLOCK_PLUGINS":
+        names = f"{BROKEN_DIST},rs-testplugin-godo"
+
+    result = shell.run("plugins", **{var: names})
+
+    assert result.code == 0
     assert result.stderr.splitlines() == [
-        "runstream: error: p.yaml: steps[0]: unknown task type 'shoot'; "
-        "installed task types: shout"
-    ]
+        f"runstream: warning: {var} names 'rs-testplugin-godo', which is not an installed "
+        f"runstream plugin; installed plugins: {', '.join(sorted(INSTALLED))}"]
+
+    strict = shell.run("plugins", RUNSTREAM_STRICT_PLUGINS="1", **{var: names})
+
+    assert (strict.code, strict.stdout) == (2, "")
+    assert strict.stderr.splitlines() == [
+        f"runstream: error: {var} names 'rs-testplugin-godo', which is not an installed "
+        f"runstream plugin; installed plugins: {', '.join(sorted(INSTALLED))}"]
 
 
 def test_two_distributions_may_use_the_same_entry_point_name(shell: Shell) -> None:

@@ -54,7 +54,7 @@ async def test_yaml_pipeline_runs(tmp_path: Path, runtime: Runtime) -> None:
     ("name: x\nsteps: [{name: a, type: python, function: os:getcwd, colour: red}]",
      "steps[0] (type: python): unknown key 'colour'; allowed keys: done_type, function"),
     ("name: x\nsteps: [{name: 'a.b', type: python, function: os:getcwd}]",
-     "steps[0] (type: python): 'name': Value error, step name 'a.b' must be"),
+     "steps[0] (type: python): 'name': step name 'a.b' must be"),
     ("name: x\nsteps: [{name: a, type: python, function: os:getcwd},"
      " {name: a, type: python, function: os:getcwd}]", "two steps are named 'a'"),
 ])

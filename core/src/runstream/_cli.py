@@ -1,7 +1,18 @@
 """The ``runstream`` command line: run pipelines, list plugins, read run logs.
 
 Exit codes: 0 success, 1 the pipeline failed or was cancelled, 2 a usage, config or definition
-error (one line on stderr, no traceback), 130 interrupted.
+error (one line on stderr, no traceback), 130 interrupted (Ctrl-C), 141 stdout was closed
+before the command finished.
+
+141 is 128 + SIGPIPE: what a shell reports for `cat`, `yes` or `git log` whose reader went
+away, so scripts that run with `set -o pipefail` treat every such command alike, and a run
+cut short is not mistaken for one that completed (0). `runstream run ... | head -2` cancels the
+run when `head` exits: its run log says `cancelled`, reason `stdout closed`, and stderr says
+`run <id> cancelled: stdout closed`.
+
+Output of `runstream run`: on a terminal, one readable line per event (`step  type key=value`,
+control characters escaped; `NO_COLOR` turns off the dimmed step name); piped or redirected,
+one JSON object per line. `--format pretty|jsonl` chooses either way.
 """
 
 from __future__ import annotations
@@ -9,15 +20,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from ._errors import PipelineDefinitionError, RunstreamError
+from ._cli_run import EXIT_STDOUT_CLOSED, STDOUT_CLOSED, StdoutClosed, run, stdout_gone
+from ._errors import RunstreamError
+from ._validation import printable, short_repr
 
 PROG = "runstream"
+#: Most runs `runs ls` lists (a bigger --limit overflows the stores' integer types).
+MAX_LIST_LIMIT = 1_000_000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,8 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a pipeline and stream its events",
                          description="Run a pipeline; each event a task emits is printed to "
-                                     "stdout as one JSON line while it runs (unless the config "
-                                     "has a `stdout` sink, which prints them itself).")
+                                     "stdout while it runs: a readable line on a terminal, a "
+                                     "JSON line when piped (see --format; nothing when the "
+                                     "config has a `stdout` sink, which prints them itself). "
+                                     "Closing stdout (`| head -2`) cancels the run.")
     run.add_argument("target", metavar="TARGET",
                      help="a YAML pipeline file, or module:function returning a pipeline "
                           "(or module:attribute holding one)")
@@ -51,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "authorize hook serve it only to NAME (default: no owner)")
     run.add_argument("-q", "--quiet", action="store_true",
                      help="do not print events; only the final status line on stderr")
+    run.add_argument("--format", choices=["pretty", "jsonl"],
+                     help="how events are printed: pretty (one readable line per event) or "
+                          "jsonl (one JSON object per line); default: pretty on a terminal, "
+                          "jsonl when stdout is a pipe or a file")
+    run.add_argument("--strict", action="store_true",
+                     help="exit 2 instead of warning when a --param names a parameter that "
+                          "no step of the pipeline reads")
 
     plugins = sub.add_parser("plugins", help="list installed plugins and what they register",
                              description="List each plugin: distribution, version, what it "
@@ -87,82 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    # One line, whatever the message quotes from the user's input.
+    print(f"{PROG}: error: {printable(message)}", file=sys.stderr)
     return code
-
-
-def _parse_params(items: Sequence[str]) -> dict[str, Any]:
-    from ._params import parse_value
-
-    params: dict[str, Any] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise RunstreamError(f"--param {item!r}: use NAME=VALUE, e.g. --param prompt=hello")
-        params[name.strip()] = parse_value(value)
-    return params
-
-
-def _load_target(target: str, config: str | None) -> Any:
-    from ._imports import import_object
-    from ._pipeline import AsyncPipeline, Pipeline
-    from ._yaml_pipeline import load_pipeline
-
-    # The target, and the `module:function` strings of a YAML pipeline's steps, are imported
-    # like `python -m` would: from the working directory.
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    path = Path(target)
-    if path.suffix in {".yaml", ".yml"} or (path.exists() and ":" not in target):
-        return load_pipeline(path, config)
-    obj = import_object(target)
-    if callable(obj) and not isinstance(obj, (AsyncPipeline, Pipeline)):
-        try:
-            obj = obj()
-        except TypeError as exc:
-            raise PipelineDefinitionError(f"calling {target}() failed: {exc}") from None
-    if isinstance(obj, Pipeline):
-        obj = obj.as_async()
-    if not isinstance(obj, AsyncPipeline):
-        raise PipelineDefinitionError(
-            f"{target} is a {type(obj).__name__}, not a pipeline (or a function returning one)")
-    return obj
-
-
-async def _run(args: argparse.Namespace, out: TextIO) -> int:
-    from ._runtime import Runtime
-
-    params = _parse_params(args.param)
-    runtime = Runtime(args.config) if args.config else Runtime.shared()
-    pipeline = _load_target(args.target, args.config)
-    # A configured stdout sink already prints the events: don't print them twice.
-    quiet = args.quiet or any(entry.type == "stdout" for entry in runtime.config.sinks)
-    # The CLI's user is the caller asking for the environment: RUNSTREAM_PRM_* are read.
-    handle = pipeline.stream(params, run_id=args.run_id, config=runtime,
-                             parameters_file=args.parameters_file, environment=True,
-                             owner=args.owner or None)
-    try:
-        async for event in handle:
-            if event.type == "step.event" and not quiet:
-                out.write(json.dumps(event.data, default=repr) + "\n")
-                out.flush()
-        log = await handle.result()
-    finally:
-        await handle.cancel("interrupted")
-        await runtime.aclose()
-    took = ""
-    if log.ended is not None:
-        took = f" in {(log.ended - log.started).total_seconds() * 1000:.0f} ms"
-    if log.status == "completed":
-        print(f"run {log.run_id} completed{took}", file=sys.stderr)
-        return 0
-    if log.status == "failed" and log.error is not None:
-        where = f" in step '{log.error.step}'" if log.error.step else ""
-        print(f"run {log.run_id} failed{where}: {log.error.type}: {log.error.message}",
-              file=sys.stderr)
-        return 1
-    print(f"run {log.run_id} {log.status}{took}", file=sys.stderr)
-    return 1
 
 
 def _plugins(args: argparse.Namespace, out: TextIO) -> int:
@@ -213,10 +163,13 @@ async def _runs(args: argparse.Namespace, out: TextIO) -> int:
     try:
         if args.runs_command == "show":
             log = await runtime.store.get(args.run_id)
-            out.write(log.to_json(indent=2) + "\n")
+            out.write(log.model_dump_json(indent=2) + "\n")
             return 0
-        if args.limit < 1:
-            raise RunstreamError("--limit must be at least 1")
+        if not 1 <= args.limit <= MAX_LIST_LIMIT:
+            raise RunstreamError(f"--limit must be between 1 and {MAX_LIST_LIMIT:,}, got "
+                                 f"{short_repr(args.limit)}")
+        # Each directory has its own default store: say which one this is.
+        print(_where_runs_are(runtime), file=sys.stderr)
         summaries = await runtime.store.list_runs(limit=args.limit, status=args.status)
         if args.json:
             out.write(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2)
@@ -230,6 +183,17 @@ async def _runs(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     finally:
         await runtime.aclose()
+
+
+def _where_runs_are(runtime: Any) -> str:
+    kind = runtime.config.run_log_store.type
+    path = getattr(runtime.store, "path", None)
+    where = f" at {Path(path).resolve()}" if isinstance(path, str) else ""
+    if kind == "memory":
+        where = " (each process has its own: a new command sees no runs)"
+    source = (f"config {Path(runtime.config_file).resolve()}" if runtime.config_file
+              else f"no config file: defaults for {Path.cwd()}")
+    return f"runs in the {kind} store{where} ({source})"
 
 
 def _run_events(args: argparse.Namespace, out: TextIO) -> int:
@@ -271,7 +235,7 @@ def _run_events(args: argparse.Namespace, out: TextIO) -> int:
     count = 0
     try:
         for event in read(run_id):
-            out.write(event.to_json() + "\n")
+            out.write(event.model_dump_json() + "\n")
             count += 1
     except OSError as exc:
         if isinstance(exc, BrokenPipeError):
@@ -294,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         if args.command == "run":
-            return asyncio.run(_run(args, out))
+            return asyncio.run(run(args, out))
         if args.command == "plugins":
             return _plugins(args, out)
         if args.command == "runs":
@@ -311,8 +275,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except StdoutClosed as exc:
+        stdout_gone()
+        log = exc.run_log
+        print(f"run {log.run_id} {log.status}: {STDOUT_CLOSED}", file=sys.stderr)
+        return EXIT_STDOUT_CLOSED
     except BrokenPipeError:
-        return 0
+        stdout_gone()
+        return EXIT_STDOUT_CLOSED
 
 
 def entry() -> NoReturn:

@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._errors import ConfigError
 from ._validation import explain
+from ._yaml_load import load_yaml
 
 __all__ = ["ComponentConfig", "Config", "Limits", "ParametersConfig"]
 
@@ -33,7 +33,7 @@ class ComponentConfig(BaseModel):
 class Limits(BaseModel):
     """Bounds that keep a process healthy under load and faults (``limits:`` in the config)."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, allow_inf_nan=False)
 
     max_event_bytes: int | None = Field(
         default=None, ge=1,
@@ -104,10 +104,7 @@ class Config(BaseModel):
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "<config>") -> Config:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        data = load_yaml(text, source, ConfigError)
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -137,7 +134,12 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | N
         return Path(explicit)
     env = os.environ.get(CONFIG_ENV)
     if env:
-        return Path(env)
+        path = Path(env)
+        if not path.is_file():
+            why = "is a directory" if path.is_dir() else "does not exist"
+            raise ConfigError(f"${CONFIG_ENV} names the config file {env}, which {why}; "
+                              "fix the path or unset the variable")
+        return path
     default = Path(DEFAULT_CONFIG_FILE)
     return default if default.is_file() else None
 

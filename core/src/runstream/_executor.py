@@ -21,7 +21,7 @@ class Executor(BaseModel):
     and returns its outputs.
     """
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, allow_inf_nan=False)
 
     async def run_task(self, task: Task, ctx: TaskContext) -> Mapping[str, Any] | None:
         raise NotImplementedError

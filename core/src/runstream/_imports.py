@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any
 
 from ._errors import PipelineDefinitionError
+
+
+def _where_hint(module_name: str, exc: ImportError) -> str:
+    """Why a top-level package is not found, when the working directory is the likely cause."""
+    top = module_name.partition(".")[0]
+    if not isinstance(exc, ModuleNotFoundError) or exc.name != top:
+        return ""  # the module exists; something it imports is missing
+    cwd = os.getcwd()
+    if cwd in sys.path or "" in sys.path:
+        return (f" ('{top}' is looked up relative to the current working directory, {cwd}, "
+                "and PYTHONPATH: run from the project root or add it to PYTHONPATH)")
+    return f" ('{top}' is not on sys.path: install it or add its directory to PYTHONPATH)"
 
 
 def import_object(path: str) -> Any:
@@ -21,7 +35,7 @@ def import_object(path: str) -> Any:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise PipelineDefinitionError(f"cannot import module '{module_name}' for '{path}': {exc}"
-                                      ) from None
+                                      f"{_where_hint(module_name, exc)}") from None
     except Exception as exc:
         raise PipelineDefinitionError(
             f"importing module '{module_name}' for '{path}' raised "

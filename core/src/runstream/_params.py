@@ -13,9 +13,8 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ._errors import ParameterError
+from ._yaml_load import MAX_DEPTH, load_yaml
 
 __all__ = ["resolve_parameters"]
 
@@ -35,16 +34,21 @@ def parse_value(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+    except RecursionError:  # e.g. "[" * 100_000: deeper than the JSON decoder can go
+        raise ParameterError(
+            f"the value is nested too deeply (at most {MAX_DEPTH} levels of lists and "
+            "mappings)") from None
 
 
 def _from_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ParameterError(f"cannot read parameters file {path}: {exc.strerror or exc}"
                              ) from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ParameterError(f"parameters file {path} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ParameterError(f"parameters file {path} is not UTF-8 text") from None
+    data = load_yaml(text, f"parameters file {path}", ParameterError)
     if data is None:
         return {}
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
@@ -123,7 +127,10 @@ def resolve_parameters(
     else:
         found = _named(sorted(environment), environ) if environment else []
     for key, value in found:
-        params[key[len(ENV_PREFIX):]] = parse_value(value)
+        try:
+            params[key[len(ENV_PREFIX):]] = parse_value(value)
+        except ParameterError as exc:
+            raise ParameterError(f"${key}: {exc}") from None
     if explicit is not None:
         if not isinstance(explicit, Mapping):
             raise ParameterError(

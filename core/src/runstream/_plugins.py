@@ -9,6 +9,7 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pluggy
@@ -138,6 +139,7 @@ def _load_entry_points(manager: pluggy.PluginManager, strict: bool, infos: list[
             raise PluginError(f"plugin '{info.name}' ({ep.value}) failed to load: {info.error}")
         logger.warning("runstream plugin '%s' failed to load: %s", info.name, info.error)
 
+    _check_names(found, allow, block, strict)
     extensions = _Manager(ENTRY_POINT_GROUP, invoke_on_load=False,
                           on_load_failure_callback=on_failure)
     for ext in extensions:
@@ -155,6 +157,30 @@ def _load_entry_points(manager: pluggy.PluginManager, strict: bool, infos: list[
             if strict:
                 raise PluginError(f"plugin '{info.name}': {info.error}") from None
             logger.warning("runstream plugin '%s' is invalid: %s", info.name, exc)
+
+
+def _check_names(found: Sequence[importlib.metadata.EntryPoint], allow: set[str] | None,
+                 block: set[str], strict: bool) -> None:
+    """A name in RUNSTREAM_LOAD_PLUGINS / RUNSTREAM_BLOCK_PLUGINS that matches no installed
+    plugin is a typo until shown otherwise: say so (strict mode: fail), naming the installed."""
+    known = {"runstream"}
+    installed: set[str] = set()
+    for ep in found:
+        dist = getattr(ep, "dist", None)
+        known.add(_norm(ep.name))
+        if dist is not None:
+            known.add(_norm(dist.name))
+            installed.add(dist.name)
+        else:
+            installed.add(ep.name)
+    listing = ", ".join(sorted(installed)) or "none"
+    for env, names in ((LOAD_ENV, allow or set()), (BLOCK_ENV, block)):
+        for name in sorted(names - known):
+            message = (f"{env} names '{name}', which is not an installed runstream plugin; "
+                       f"installed plugins: {listing}")
+            if strict:
+                raise PluginError(message)
+            logger.warning("runstream: warning: %s", message)
 
 
 def load_plugins(
@@ -196,8 +222,34 @@ def load_plugins(
         executors=Registry("executor", Executor),
         run_log_stores=Registry("run log store", RunLogStore),
     )
+    for key in REGISTRATION_HOOKS.values():
+        result.registry(key).unknown_hint = partial(_skipped_hint, infos)
     _register_components(result, strict)
     return result
+
+
+def _skipped_hint(infos: Sequence[PluginInfo], name: str) -> str:
+    """For an unknown name: the plugins RUNSTREAM_LOAD_PLUGINS / RUNSTREAM_BLOCK_PLUGINS kept
+    out, which may be where it comes from. Their code never ran, so what they register is
+    unknown; a plugin whose entry-point or distribution name is the name itself (runstream-x
+    registering `x`) is named as its owner."""
+    why = {"blocked": f"{BLOCK_ENV} blocks", "not allowed": f"{LOAD_ENV} does not list"}
+    skipped = [i for i in infos if i.status in why]
+    if not skipped:
+        return ""
+    target = _norm(name)
+    for info in skipped:
+        dist = info.distribution or info.name
+        if target in {_norm(info.name.rpartition(":")[2]), _norm(dist),
+                      _norm(dist).removeprefix("runstream-")}:
+            return f"; '{name}' belongs to {dist}, which {why[info.status]}"
+    parts = []
+    for status, label in why.items():
+        names = sorted({i.distribution or i.name for i in skipped if i.status == status})
+        if names:
+            parts.append(f"{label} {', '.join(names)}")
+    which = "it may register it" if len(skipped) == 1 else "one of them may register it"
+    return f" ({'; '.join(parts)}: {which})"
 
 
 def _register_components(plugins: Plugins, strict: bool) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from ._errors import PluginError, UnknownNameError
@@ -18,6 +18,9 @@ class Registry(Generic[T]):
         self.base = base
         self._classes: dict[str, type[T]] = {}
         self._owners: dict[str, str] = {}
+        #: Says where an unknown name may come from (set by load_plugins: the plugins that the
+        #: RUNSTREAM_*_PLUGINS variables kept out); appended to the unknown-name error.
+        self.unknown_hint: Callable[[str], str] = lambda name: ""
 
     def register(self, name: str, cls: type[T], owner: str = "?") -> None:
         if not isinstance(name, str) or not name:
@@ -42,6 +45,7 @@ class Registry(Generic[T]):
             installed = ", ".join(sorted(self._classes)) or "none"
             raise UnknownNameError(
                 f"unknown {self.kind} '{name}'; installed {self.kind}s: {installed}"
+                f"{self.unknown_hint(name)}"
             ) from None
 
     def get_for_config(self, name: str, where: str) -> type[T]:

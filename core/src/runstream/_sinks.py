@@ -31,7 +31,7 @@ class Sink(BaseModel):
     ``runstream.sinks`` logger) and dropped for that run, and the run goes on.
     """
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, allow_inf_nan=False)
 
     queue_size: int = Field(default=1000, ge=1, description="Events buffered for this sink.")
     send_timeout: float = Field(

@@ -27,7 +27,7 @@ class RunLogStore(BaseModel):
     must be safe to call from many runs at once.
     """
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid", defer_build=True, allow_inf_nan=False)
 
     async def create(self, run_log: RunLog) -> None:
         """Record a new run; raise :class:`runstream.RunIdError` if the id is already used."""

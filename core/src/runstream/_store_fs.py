@@ -6,19 +6,23 @@ import asyncio
 import contextlib
 import os
 import tempfile
+from functools import partial
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ._errors import RunIdError, RunNotFoundError, StoreError
 from ._runlog import RunLog, RunStatus, RunSummary, validate_run_id
 from ._store import RunLogStore, dump_run_log
+from ._validation import check_store_path
 
 
 class FileSystemStore(RunLogStore):
     """One ``<run_id>.json`` per run under ``path``; each write replaces the file atomically."""
 
     path: str = Field(default=".runstream/runs", description="Directory of the run files.")
+
+    _path_is_a_directory = field_validator("path")(partial(check_store_path, directory=True))
 
     def _dir(self) -> Path:
         return Path(self.path)
@@ -45,6 +49,9 @@ class FileSystemStore(RunLogStore):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
         except FileExistsError:
+            if not directory.is_dir():  # made a file since the config was read
+                raise StoreError(f"cannot write run log: {directory} is not a directory"
+                                 ) from None
             raise RunIdError(
                 f"run id '{run_log.run_id}' is already used; pick another or omit it") from None
         except OSError as exc:

@@ -6,14 +6,16 @@ import asyncio
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 
 from ._errors import RunIdError, RunNotFoundError, StoreError
 from ._runlog import RunLog, RunStatus, RunSummary
 from ._store import RunLogStore, dump_run_log
+from ._validation import check_store_path
 
 T = TypeVar("T")
 
@@ -37,8 +39,10 @@ class SqliteStore(RunLogStore):
 
     path: str = Field(default=".runstream/runstream.db", description="Database file.")
     busy_timeout_ms: int = Field(
-        default=5000, ge=0,
+        default=5000, ge=0, le=2**31 - 1,
         description="How long a write waits for another process's lock before failing.")
+
+    _path_is_a_file = field_validator("path")(partial(check_store_path, directory=False))
 
     # All access goes through one thread that owns the connection: writes from concurrent runs
     # are serialised without blocking the event loop, and sqlite never sees two threads.

@@ -8,7 +8,7 @@ import functools
 import inspect
 import re
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -51,7 +51,10 @@ class Task(BaseModel):
     mapping that holds at least the names in ``returns``, or ``None`` when ``returns`` is empty.
     """
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, defer_build=True)
+    # allow_inf_nan=False: `timeout: .inf` or a number too big for a float is a mistake, not "no
+    # limit" (that is null); every task type's float options inherit this.
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, defer_build=True,
+                              allow_inf_nan=False)
 
     name: str = Field(description="The step name: letters, digits, '_' and '-'.")
     returns: list[str] = Field(default_factory=list,
@@ -94,6 +97,13 @@ class Task(BaseModel):
     def run(self, ctx: SyncTaskContext) -> Mapping[str, Any] | None:
         """Sync implementation, run in a worker thread; see :meth:`execute`."""
         raise NotImplementedError
+
+    def reads_parameters(self) -> Collection[str] | None:
+        """The names of the parameters this step may read, or ``None`` when it cannot tell
+        (the default: any). Tools use it to spot a misspelt parameter (``runstream run
+        --param nme=Ada`` warns when no step reads ``nme``), so a task type that overrides it
+        must list every parameter it could read; when unsure, return ``None``."""
+        return None
 
 
 def _not_a_dict(step: str, data: object) -> TaskError:

@@ -7,13 +7,20 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 
+def printable(text: object) -> str:
+    """``str(text)`` with newlines and other control characters escaped, so that a key or
+    value quoted in an error message cannot break its line (or drive a terminal)."""
+    s = str(text)
+    return s if s.isprintable() else repr(s)[1:-1]
+
+
 def _loc(prefix: str, loc: tuple[int | str, ...]) -> str:
     out = prefix
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            out += f".{printable(part)}" if out else printable(part)
     return out or "(top level)"
 
 
@@ -31,12 +38,20 @@ def explain(error: ValidationError, *, prefix: str = "", model: type[BaseModel] 
         elif e["type"] == "missing":
             parts.append(f"missing required key '{where}'")
         else:
-            parts.append(f"'{where}': {e['msg']} (got {_short(e.get('input'))})")
+            # A validator's own message says it all; pydantic's "Value error, " adds nothing.
+            msg = e["msg"].removeprefix("Value error, ")
+            parts.append(f"'{where}': {msg} (got {short_repr(e.get('input'))})")
     return "; ".join(parts)
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
+def short_repr(value: Any) -> str:
+    """``repr(value)`` cut to 60 characters, for error messages; never raises."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"a number of about {int(value.bit_length() * 0.30103)} digits"
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        return f"a {type(value).__name__}"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -64,3 +79,29 @@ def _model_in(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
+
+
+def check_store_path(value: str, *, directory: bool) -> str:
+    """A store's ``path`` option, checked before anything opens it: no NUL character, and the
+    path (or its nearest existing ancestor) is the kind of thing the store will create there.
+
+    ``directory``: the store keeps a directory of files there (else one file)."""
+    from pathlib import Path
+
+    if not value:
+        raise ValueError("the path is empty")
+    if "\0" in value:
+        raise ValueError("the path contains a NUL character (\\0), which no file name can hold")
+    path = Path(value)
+    if path.is_dir() and not directory:
+        raise ValueError(f"{value} is a directory; give the database file, e.g. "
+                         f"{path / 'runstream.db'}")
+    if path.exists() and not path.is_dir() and directory:
+        raise ValueError(f"{value} is a file, not a directory; give a directory for the run "
+                         "files (it is created if missing)")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{parent} is a file, so {value} cannot be created under it")
+            break
+    return value

@@ -38,7 +38,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import ValidationError
 
 from ._branch import Branch, Node, Step
@@ -48,7 +47,8 @@ from ._nodes import Conditional, Map, Parallel
 from ._pipeline import AsyncPipeline
 from ._runtime import Runtime, resolve_runtime
 from ._task import Task
-from ._validation import explain
+from ._validation import explain, printable, short_repr
+from ._yaml_load import load_yaml
 
 if TYPE_CHECKING:
     from ._config import Config
@@ -67,14 +67,17 @@ _BRANCH_KEYS = ("on_failure", "steps")
 
 
 def _step_from(entry: Any, where: str, runtime: Runtime) -> Step:
-    if isinstance(entry, dict) and entry.get("type") in _NODE_KEYS:
+    # `type` is checked to be a string before any lookup: `type: [parallel]` is a list, which
+    # cannot be a dict key.
+    if isinstance(entry, dict) and isinstance(entry.get("type"), str) and (
+            entry["type"] in _NODE_KEYS):
         return _node_from(entry, where, runtime)
     return _task_from(entry, where, runtime)
 
 
 def _branch_from(value: Any, where: str, runtime: Runtime) -> Branch:
     if isinstance(value, dict):
-        unknown = sorted(str(k) for k in value if k not in _BRANCH_KEYS)
+        unknown = sorted(printable(k) for k in value if k not in _BRANCH_KEYS)
         if unknown:
             raise PipelineDefinitionError(
                 f"{where}: unknown key '{unknown[0]}'; a branch is a list of steps or a mapping "
@@ -99,7 +102,7 @@ def _branches_from(value: Any, where: str, runtime: Runtime) -> dict[Any, Branch
     if not isinstance(value, dict) or not value:
         raise PipelineDefinitionError(
             f"{where}: 'branches' must be a non-empty mapping of branch key to steps")
-    return {key: _branch_from(branch, f"{where}: branches.{key}", runtime)
+    return {key: _branch_from(branch, f"{where}: branches.{printable(key)}", runtime)
             for key, branch in value.items()}
 
 
@@ -109,7 +112,7 @@ def _node_from(entry: dict[str, Any], where: str, runtime: Runtime) -> Node:
     name = fields.pop("name", None)
     where = f"{where} (type: {kind})"
     allowed = _NODE_KEYS[kind]
-    unknown = sorted(str(k) for k in fields if k not in allowed)
+    unknown = sorted(printable(k) for k in fields if k not in allowed)
     if unknown:
         raise PipelineDefinitionError(
             f"{where}: unknown key '{unknown[0]}'; allowed keys: name, type, "
@@ -121,6 +124,9 @@ def _node_from(entry: dict[str, Any], where: str, runtime: Runtime) -> Node:
     for key in required:
         if key not in fields:
             raise PipelineDefinitionError(f"{where}: missing required key '{key}'")
+    if not isinstance(fields.get("fail_fast", True), bool):
+        raise PipelineDefinitionError(
+            f"{where}: 'fail_fast' must be true or false, got {short_repr(fields['fail_fast'])}")
     get = fields.get
     node: Callable[[], Node]
     if kind == "parallel":
@@ -160,6 +166,10 @@ def _task_from(entry: Any, where: str, runtime: Runtime) -> Task:
             f"got a {type(entry).__name__}")
     fields = dict(entry)
     type_name = fields.pop("type", None)
+    if type_name is not None and not isinstance(type_name, str):
+        raise PipelineDefinitionError(
+            f"{where}: 'type' must be the name of a task type (a string), got a "
+            f"{type(type_name).__name__}: {short_repr(type_name)}")
     if not isinstance(type_name, str):
         installed = ", ".join(runtime.plugins.task_types.names()) or "none"
         raise PipelineDefinitionError(
@@ -183,7 +193,7 @@ def pipeline_from_dict(data: Any, runtime: Runtime, source: str = "<pipeline>"
         raise PipelineDefinitionError(
             f"{source}: a pipeline file must be a mapping with keys name and steps; "
             f"got a {type(data).__name__}")
-    unknown = sorted(str(k) for k in data if k not in _PIPELINE_KEYS)
+    unknown = sorted(printable(k) for k in data if k not in _PIPELINE_KEYS)
     if unknown:
         raise PipelineDefinitionError(
             f"{source}: unknown key '{unknown[0]}'; allowed keys: {', '.join(_PIPELINE_KEYS)}")
@@ -215,8 +225,5 @@ def load_pipeline(path: str | os.PathLike[str],
             f"cannot read pipeline file {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise PipelineDefinitionError(f"pipeline file {path} is not UTF-8 text") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PipelineDefinitionError(f"{path}: not valid YAML: {exc}") from None
+    data = load_yaml(text, str(path), PipelineDefinitionError)
     return pipeline_from_dict(data, resolve_runtime(config), str(path))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping, Sequence
+from types import CodeType
 from typing import Annotated, Any, cast
 
 from pydantic import BeforeValidator, Field, PlainSerializer
@@ -32,6 +33,35 @@ FunctionField = Annotated[
     BeforeValidator(_resolve),
     PlainSerializer(_name, return_type=str),
 ]
+
+
+#: Names whose use in a function's code means it may read parameters other than its arguments.
+_CONTEXT_NAMES = frozenset({"current_task_context", "parameters", "parameter", "arguments_for"})
+
+
+def _codes(code: CodeType) -> Iterator[CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            yield from _codes(const)
+
+
+def arguments_read(fn: Callable[..., Any]) -> frozenset[str] | None:
+    """The parameters a task function reads: its argument names. ``None`` (cannot tell) when it
+    takes ``**kwargs``, is not plain Python code, or its code names the task context
+    (``current_task_context()``, ``.parameters``), through which it can read any."""
+    code = getattr(inspect.unwrap(fn), "__code__", None)
+    if not isinstance(code, CodeType):
+        return None
+    if any(_CONTEXT_NAMES.intersection(c.co_names) for c in _codes(code)):
+        return None
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return frozenset(p.name for p in params if p.kind is not p.VAR_POSITIONAL)
 
 
 def map_returns(step: str, returns: Sequence[str], value: Any) -> dict[str, Any] | None:
@@ -82,6 +112,10 @@ class AsyncPythonTask(Task):
     done_type: str = Field(default="done",
                            description="`type` of the yielded dict that carries the returns.")
 
+    def reads_parameters(self) -> frozenset[str] | None:
+        """The function's argument names (None if it takes ``**kwargs`` or uses the context)."""
+        return arguments_read(self.function)
+
     async def execute(self, ctx: TaskContext) -> Mapping[str, Any] | None:
         fn = self.function
         result = fn(**ctx.arguments_for(fn))
@@ -123,6 +157,10 @@ class PythonTask(Task):
     function: FunctionField = Field(description="The function, or 'module:function'.")
     done_type: str = Field(default="done",
                            description="`type` of the yielded dict that carries the returns.")
+
+    def reads_parameters(self) -> frozenset[str] | None:
+        """The function's argument names (None if it takes ``**kwargs`` or uses the context)."""
+        return arguments_read(self.function)
 
     def run(self, ctx: SyncTaskContext) -> Mapping[str, Any] | None:
         fn = self.function

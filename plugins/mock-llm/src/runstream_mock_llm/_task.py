@@ -118,6 +118,10 @@ class MockLLMTask(Task):
             return random_words(self.response_words, self.seed or 0)
         return render(self.response_template, prompt)
 
+    def reads_parameters(self) -> frozenset[str]:
+        """Only the prompt parameter."""
+        return frozenset({self.prompt_parameter})
+
     def _prompt(self, ctx: TaskContext) -> str:
         if self.response is not None or self.response_words is not None:
             value = ctx.parameters.get(self.prompt_parameter, "")
