@@ -55,6 +55,12 @@ class Limits(BaseModel):
         default=10.0, gt=0,
         description="Seconds a run waits for the store's first attempt to save its final "
                     "record before it ends without; the record is then saved in the background.")
+    process_lease: float = Field(
+        default=30.0, gt=0, le=86_400,
+        description="Seconds a process's lease on its runs lasts in the run log store; it is "
+                    "renewed every third of that while the process has runs in flight. Runs "
+                    "of a process whose lease ran out (killed, its container gone) are marked "
+                    "`abandoned` by any process sharing the store.")
     store_retry_period: float = Field(
         default=600.0, gt=0,
         description="Seconds runstream keeps retrying to save a run's final record that the "

@@ -7,16 +7,21 @@ import os
 import socket
 
 
-def _start_ticks(pid: int) -> str | None:
-    # Field 22 of /proc/PID/stat: the process start time. Together with the pid it identifies a
-    # process even after the pid is reused.
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (field 3, the state, first)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
             stat = fh.read()
     except OSError:
         return None
-    fields = stat[stat.rfind(")") + 2:].split()
-    return fields[19] if len(fields) > 19 else None
+    return stat[stat.rfind(")") + 2:].split()
+
+
+def _start_ticks(pid: int) -> str | None:
+    # Field 22 of /proc/PID/stat: the process start time. Together with the pid it identifies a
+    # process even after the pid is reused.
+    fields = _stat(pid)
+    return fields[19] if fields is not None and len(fields) > 19 else None
 
 
 @functools.cache
@@ -44,5 +49,10 @@ def owner_is_alive(owner: str | None) -> bool | None:
         return False
     except PermissionError:
         pass  # exists, owned by someone else
-    ticks = _start_ticks(pid)
+    fields = _stat(pid)
+    if fields is None:
+        return True  # exists, but /proc cannot tell more (another OS): assume it is alive
+    if fields[0] in ("Z", "X"):
+        return False  # killed and not reaped yet (a zombie): it runs nothing any more
+    ticks = fields[19] if len(fields) > 19 else None
     return ticks is None or start in ("?", ticks)

@@ -45,6 +45,7 @@ async def record_start(run: Run) -> bool:
     its warnings and on its stream, and :func:`record_end` writes the record at the end."""
     runtime = run.runtime
     await runtime.ensure_recovered()
+    await runtime.leases.keep()
     create = asyncio.ensure_future(runtime.store.create(run.log))
     try:
         done, _ = await asyncio.wait({create}, timeout=runtime.config.limits.store_timeout)

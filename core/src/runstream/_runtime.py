@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from ._config import Config, find_config_file
 from ._errors import ConfigError, RunIdError, RunstreamError
 from ._executor import Executor
+from ._leases import Leases
 from ._plugins import BLOCK_ENV, LOAD_ENV, STRICT_ENV, Plugins, load_plugins
 from ._recording import Recorder
 from ._sinks import Sink
@@ -92,34 +93,22 @@ class Runtime:
         #: Ids of the runs in flight in this runtime: claimed before the store is asked, so a
         #: reused id is refused even while the store is slow (see ``claim_run_id``).
         self._claimed: set[str] = set()
+        #: This process's lease in the store, and the search for runs of dead processes.
+        self.leases = Leases(self)
         self._recovered = False
         self._hooks = {name: self.plugins.has_impls(name) for name in
                        ("before_run", "after_run", "before_node_run", "after_node_run",
                         "on_node_error")}
 
     async def recover_abandoned(self) -> list[str]:
-        """Mark runs left ``running`` by a process of this host that has died (killed, crashed)
-        as ``abandoned``; returns their ids. Runs every runtime does this once, before its
-        first run; call it yourself at application start to do it earlier."""
-        from ._owner import owner_is_alive
-        from ._runlog import now
-
+        """Mark runs left ``running`` by a process that has died (killed, crashed, its
+        container gone) as ``abandoned``; returns their ids. A process is dead when its pid on
+        this host is gone (or a zombie), or when its lease in the store ran out (see
+        ``limits.process_lease``); runs whose lease has not run out yet are checked again when
+        it does. Every runtime does this once, before its first run; call it yourself at
+        application start to do it earlier."""
         self._recovered = True
-        marked: list[str] = []
-        for summary in await self.store.list_runs(limit=100_000, status="running"):
-            try:
-                log = await self.store.get(summary.run_id)
-            except RunstreamError:
-                continue
-            if owner_is_alive(log.process) is not False:
-                continue
-            log.status = "abandoned"
-            log.ended = log.ended or now()
-            log.warnings.append(f"the process that ran it ({log.process}) ended without "
-                                "finishing the run; marked abandoned on the next start")
-            await self.store.save(log)
-            marked.append(log.run_id)
-        return marked
+        return await self.leases.recover()
 
     async def ensure_recovered(self) -> None:
         if not self._recovered:
@@ -140,6 +129,10 @@ class Runtime:
     def release_run_id(self, run_id: str) -> None:
         self._claimed.discard(run_id)
 
+    def runs_in_flight(self) -> int:
+        """How many runs of this runtime are in flight (started, not yet ended)."""
+        return len(self._claimed)
+
     def has_hook(self, name: str) -> bool:
         return self._hooks[name]
 
@@ -147,6 +140,7 @@ class Runtime:
         """Wait (at most ``limits.store_save_timeout``) for final records still being saved,
         then close the run log store. Runs must not use the runtime afterwards."""
         await self.recorder.aclose(self.config.limits.store_save_timeout)
+        await self.leases.aclose()
         await self.store.close()
 
     # -- shared default runtimes -------------------------------------------------------------

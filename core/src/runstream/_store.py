@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict
 from ._json import model_json
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ._runlog import RunLog, RunStatus, RunSummary
 
 __all__ = ["RunLogStore"]
@@ -45,6 +47,17 @@ class RunLogStore(BaseModel):
                         ) -> list[RunSummary]:
         """The newest ``limit`` runs, newest first, optionally only those with ``status``."""
         raise NotImplementedError
+
+    async def renew_lease(self, process: str, until: datetime) -> bool:
+        """Record that ``process`` (``host:pid:start``) vouches for its running runs until
+        ``until``. Return False if this store keeps no leases (the default): runs of dead
+        processes are then found by their pid alone, on their own host."""
+        return False
+
+    async def leases(self) -> dict[str, datetime] | None:
+        """Each process's lease end, as renewed with :meth:`renew_lease`; None if this store
+        keeps no leases."""
+        return None
 
     async def close(self) -> None:
         """Release connections and threads. The store is not used afterwards."""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import os
 import tempfile
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -95,3 +98,50 @@ class FileSystemStore(RunLogStore):
     async def list_runs(self, *, limit: int = 50, status: RunStatus | None = None
                         ) -> list[RunSummary]:
         return await asyncio.to_thread(self._list, limit, status)
+
+    # -- process leases: one small JSON file per process under <path>/.leases/ --------------
+    def _lease_dir(self) -> Path:
+        return self._dir() / ".leases"
+
+    def _write_lease(self, process: str, until: datetime) -> None:
+        directory = self._lease_dir()
+        name = hashlib.sha256(process.encode()).hexdigest()[:32]
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump({"process": process, "until": until.isoformat()}, fh)
+                os.replace(tmp, directory / f"{name}.json")
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        except OSError as exc:
+            raise StoreError(f"cannot write a process lease under {directory}: {exc}") from exc
+
+    def _read_leases(self) -> dict[str, datetime]:
+        leases: dict[str, datetime] = {}
+        stale = datetime.now(UTC) - timedelta(days=1)
+        directory = self._lease_dir()
+        if not directory.is_dir():
+            return leases
+        for f in directory.glob("*.json"):
+            try:
+                data = json.loads(f.read_text(encoding="utf-8"))
+                until = datetime.fromisoformat(data["until"])
+                process = str(data["process"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if until < stale:  # long gone: keep the folder small
+                with contextlib.suppress(OSError):
+                    f.unlink()
+                continue
+            leases[process] = until
+        return leases
+
+    async def renew_lease(self, process: str, until: datetime) -> bool:
+        await asyncio.to_thread(self._write_lease, process, until)
+        return True
+
+    async def leases(self) -> dict[str, datetime] | None:
+        return await asyncio.to_thread(self._read_leases)

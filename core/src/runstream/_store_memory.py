@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from datetime import datetime
 
 from pydantic import Field, PrivateAttr
 
@@ -20,6 +21,14 @@ class MemoryStore(RunLogStore):
     # changes to the live RunLog cannot reach, and far cheaper to take than a deep copy of the
     # models (pydantic's JSON encoder is native code; a run of 1,000 steps copies in ~1 ms).
     _runs: OrderedDict[str, tuple[RunSummary, str]] = PrivateAttr(default_factory=OrderedDict)
+    _leases: dict[str, datetime] = PrivateAttr(default_factory=dict)
+
+    async def renew_lease(self, process: str, until: datetime) -> bool:
+        self._leases[process] = until
+        return True
+
+    async def leases(self) -> dict[str, datetime] | None:
+        return dict(self._leases)
 
     def _put(self, run_log: RunLog) -> None:
         summary = RunSummary(run_id=run_log.run_id, pipeline=run_log.pipeline,

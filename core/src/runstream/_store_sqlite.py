@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +31,10 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, started);
+CREATE TABLE IF NOT EXISTS leases (
+    process TEXT PRIMARY KEY,
+    until   TEXT NOT NULL
+);
 """
 
 
@@ -116,6 +121,23 @@ class SqliteStore(RunLogStore):
         rows = await self._call(lambda conn: conn.execute(query, (*args, limit)).fetchall())
         return [RunSummary(run_id=r[0], pipeline=r[1], status=r[2], started=r[3], ended=r[4])
                 for r in rows]
+
+    async def renew_lease(self, process: str, until: datetime) -> bool:
+        # Leases that ran out a day ago are of no use to anyone: the table stays small.
+        stale = (until - timedelta(days=1)).isoformat()
+
+        def upsert(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?)",
+                         (process, until.isoformat()))
+            conn.execute("DELETE FROM leases WHERE until < ?", (stale,))
+
+        await self._call(upsert)
+        return True
+
+    async def leases(self) -> dict[str, datetime] | None:
+        rows = await self._call(
+            lambda conn: conn.execute("SELECT process, until FROM leases").fetchall())
+        return {process: datetime.fromisoformat(until) for process, until in rows}
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
