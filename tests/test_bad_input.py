@@ -5,8 +5,9 @@ they belong to: any YAML text or document, as a config or a pipeline, ends as a 
 ConfigError / PipelineDefinitionError, never anything else.
 """
 
-from __future__ import shutil
+from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
