@@ -53,14 +53,15 @@ def _doc(obj: Any) -> str:
 
 
 def config_reference() -> str:
-    from runstream import Config, Runtime
+    from runstream import Config, Limits, Runtime
     from runstream._config import ComponentConfig
 
     runtime = Runtime(Config.model_validate({"run_log_store": {"type": "memory"}}))
     plugins = runtime.plugins
     out = ["## `runstream.yaml`", "", _doc(Config), "", model_table(Config), "",
            "Each component entry is " + _doc(ComponentConfig).split("\n")[0][0].lower()
-           + _doc(ComponentConfig).replace("\n", " ")[1:], ""]
+           + _doc(ComponentConfig).replace("\n", " ")[1:], "",
+           "### `limits`", "", _doc(Limits), "", model_table(Limits), ""]
     sections = [("Executors", "executor", plugins.executors, ()),
                 ("Run log stores", "run_log_store", plugins.run_log_stores, ()),
                 ("Sinks", "sinks[]", plugins.sinks, ()),
