@@ -56,7 +56,7 @@ def estimate(data: dict[str, Any]) -> int:
     """
     n = 2
     for key, value in data.items():
-        cls = value.__class__
+        cls = type(value)
         if cls is str:
             n += len(key) + len(value) + 7
         elif cls is int and -0x7FFFFFFFFFFFFFFF <= value <= 0x7FFFFFFFFFFFFFFF:
@@ -67,7 +67,7 @@ def estimate(data: dict[str, Any]) -> int:
 
 
 def _value(value: Any, depth: int) -> int:
-    cls = value.__class__
+    cls = type(value)
     if cls is str:
         return len(value) + 2
     if cls is int:
