@@ -26,6 +26,8 @@ FRAME_OVERHEAD: Final = 120
 #: No byte bound.
 UNBOUNDED: Final = 1 << 62
 
+_sizeof = sys.getsizeof
+
 
 class ByteBudget:
     """Bytes held by several run buffers together (a :class:`ReplayBuffer`'s); ``over`` is
@@ -77,7 +79,8 @@ class RunBuffer:
                  on_end: Callable[[RunBuffer], None] | None = None, *,
                  max_bytes: int = UNBOUNDED, budget: ByteBudget | None = None) -> None:
         self.run_id = run_id
-        self._frames: deque[Frame] = deque()
+        #: At most ``max_events`` (the deque drops the oldest) and ``max_bytes`` (``_trim``).
+        self._frames: deque[Frame] = deque(maxlen=max_events)
         self._max_events = max_events
         self._max_bytes = max_bytes
         #: The bytes of the frames kept (see the class docstring).
@@ -106,7 +109,10 @@ class RunBuffer:
         if self.ended:  # a run cut off at shutdown that still reports (see LiveRun.abandon)
             return None
         frames = self._frames
-        size = sys.getsizeof(text) + FRAME_OVERHEAD
+        size = _sizeof(text) + FRAME_OVERHEAD
+        # At max_events the deque drops the oldest frame itself (in C, no call per event here):
+        # its bytes go out as this frame's come in.
+        grow = size - frames[0][4] if len(frames) == self._max_events else size
         self._published = published = self._published + size
         if type_ == "step.event":  # the common case, without a call (see ``is_default``)
             frames.append((seq, type_, True, text, size, published))
@@ -114,13 +120,13 @@ class RunBuffer:
             frames.append((seq, type_, is_default(type_), text, size, published))
             if type_ in TERMINAL_EVENT_TYPES:
                 self.terminal = type_
-        self.nbytes = nbytes = self.nbytes + size
+        self.nbytes = nbytes = self.nbytes + grow
         budget = self._budget
         if budget is not None:
-            budget.held += size
+            budget.held += grow
         self.last_seq = seq
         hold = self._hold
-        if len(frames) > self._max_events or nbytes > self._max_bytes:
+        if nbytes > self._max_bytes:
             self._trim(hold)
         if budget is not None and budget.held > budget.limit:
             budget.over()
@@ -132,23 +138,19 @@ class RunBuffer:
         return None
 
     def _trim(self, hold: int | None) -> None:
-        """Drop the oldest frames past the bounds, except the newest one and, while a primary
-        reader holds the buffer, the frames it has not sent."""
+        """Drop the oldest frames past ``max_bytes``, except the newest one and, while a
+        primary reader holds the buffer, the frames it has not sent."""
         frames = self._frames
-        max_events = self._max_events
         max_bytes = self._max_bytes
-        dropped = 0
-        nbytes = self.nbytes
-        while len(frames) > 1 and (len(frames) > max_events or nbytes > max_bytes):
+        nbytes = start = self.nbytes
+        while len(frames) > 1 and nbytes > max_bytes:
             if hold is not None and frames[0][0] > hold:
                 break
-            size = frames.popleft()[4]
-            nbytes -= size
-            dropped += size
+            nbytes -= frames.popleft()[4]
         self.nbytes = nbytes
         budget = self._budget
         if budget is not None:
-            budget.held -= dropped
+            budget.held -= start - nbytes
 
     def _full(self, hold: int) -> bool:
         """Whether the frames a primary reader at ``hold`` has not sent fill the buffer."""
