@@ -190,13 +190,20 @@ def run_status(port: int, run_id: str) -> str:
 
 
 def bound_mb(limits: dict[str, Any], running: int) -> tuple[float, str]:
-    """What the configured limits allow the server to hold for ``running`` runs at once."""
+    """What the configured limits allow the server to hold for ``running`` runs at once.
+
+    The replay buffer: ``max_total_bytes``, or more if the running runs alone hold more (up to
+    ``max_run_bytes`` each). Per running run besides: its queue (``max_queued_bytes``), one
+    write in its socket's buffer (``write_bytes``, or one event if bigger), and 5 events at
+    most: the one past the queue's bound, the one past the run buffer's, the frame being
+    encoded and its UTF-8 copy, and the event the task is making. Not counted: the
+    allocator's own overhead and fragmentation.
+    """
     event = limits["max_event_bytes"]
     replay = max(limits["max_total_bytes"], running * limits["max_run_bytes"])
-    per_run = limits["max_queued_bytes"] + max(limits["write_bytes"], event) + 3 * event
-    formula = (f"max(max_total_bytes, {running} runs x max_run_bytes) + {running} x "
-               "(max_queued_bytes + one write + 3 x max_event_bytes past the bounds and in "
-               "encoding)")
+    per_run = limits["max_queued_bytes"] + max(limits["write_bytes"], event) + 5 * event
+    formula = (f"max(max_total_bytes, {running} runs x max_run_bytes) + {running} runs x "
+               "(max_queued_bytes + one write + 5 x max_event_bytes)")
     return (replay + running * per_run) / MIB, formula
 
 
@@ -270,10 +277,10 @@ def summary(args: argparse.Namespace, r: dict[str, Any], load: tuple[float, floa
                 "write_bytes"):
         print(f"  {key:<20} {lim[key] / MIB:8.2f} MiB")
     print("## server RSS (VmRSS)")
-    print(f"  before the load      {r['rss_before_mb']:8.1f} MB")
-    print(f"  peak                 {r['rss_peak_mb']:8.1f} MB  (growth {r['growth_mb']:.1f} MB)")
-    print(f"  after ttl            {r['rss_after_ttl_mb']:8.1f} MB")
-    print(f"  bound for {args.stalled + args.readers} runs at once {r['bound_mb']:8.1f} MB  = "
+    print(f"  before the load      {r['rss_before_mb']:8.1f} MiB")
+    print(f"  peak                 {r['rss_peak_mb']:8.1f} MiB  (growth {r['growth_mb']:.1f} MiB)")
+    print(f"  after ttl            {r['rss_after_ttl_mb']:8.1f} MiB")
+    print(f"  bound, {args.stalled + args.readers} runs at once {r['bound_mb']:8.1f} MiB  = "
           f"{r['formula']}")
     print(f"  growth / bound       {r['ratio']:8.3f}")
     print("## runs")

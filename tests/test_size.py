@@ -95,3 +95,34 @@ def test_values_it_cannot_bound_are_left_to_the_exact_measurement() -> None:
             estimate(data)
     with pytest.raises(TypeError):
         estimate({1: "int keys are written as strings by json"})  # type: ignore[dict-item]
+
+
+class Recording:
+    """A stand-in for a run's channel that records the size of each event pushed."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def limit_bytes(self, max_bytes: int) -> None:
+        pass
+
+    def push(self, item: Any, nbytes: int = 0) -> None:
+        self.sizes.append(nbytes)
+
+
+@pytest.mark.parametrize("data", [
+    {"type": "chunk", "text": "Hello "}, {"type": "chunk", "i": 12}, {"i": -(10 ** 40)},
+    {"nested": {"a": [1, 2.5, None, True, "x"]}, "b": b"raw"}, {},
+])
+def test_the_engine_sizes_events_as_estimate_does(data: dict[str, Any]) -> None:
+    # Run.publish_step_event has its own copy of estimate's loop (a call would cost a fifth).
+    from runstream import ComponentConfig, Config, Runtime
+    from runstream._engine import Run
+    from runstream._runlog import RunLog
+
+    runtime = Runtime(Config(run_log_store=ComponentConfig(type="memory")))
+    channel = Recording()
+    run = Run(runtime, RunLog(run_id="r", pipeline="p", parameters={}), {},
+              channel)  # type: ignore[arg-type]
+    run.publish_step_event("s", data)
+    assert channel.sizes == [estimate(data)]
