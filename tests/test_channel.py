@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import pytest
-from runstream import AsyncPipeline, RunFailedError, Runtime, Task, TaskContext
+from runstream import (
+    AsyncPipeline,
+    ComponentConfig,
+    Config,
+    Limits,
+    RunFailedError,
+    Runtime,
+    Task,
+    TaskContext,
+)
 from runstream._channel import Channel
 from runstream.testing import CollectingSink, make_runtime
+from runstream_async_python import AsyncPythonTask
 
 
 async def test_items_arrive_in_order_and_close_ends_the_iteration() -> None:
@@ -107,11 +117,92 @@ async def test_release_stops_backpressure() -> None:
     assert all(channel.push(i) is None for i in range(10))
 
 
-def test_capacity_and_batch_must_be_positive() -> None:
+async def test_big_items_hold_producers_at_max_bytes_long_before_capacity() -> None:
+    channel: Channel[int] = Channel(capacity=1024, batch=256, max_bytes=10_000)
+    produced = 0
+
+    async def produce() -> None:
+        nonlocal produced
+        for i in range(1000):
+            waiter = channel.push(i, 1_000)
+            produced += 1
+            if waiter is not None:
+                await waiter
+
+    producer = asyncio.create_task(produce())
+    batches = channel.batches()
+    first = await anext(batches)  # the reader takes one batch and stops reading
+    for _ in range(100):  # loop turns, not time: an unblocked producer would go on
+        await asyncio.sleep(0)
+    held = len(first) + len(channel)
+    # Queued bytes (the held batch included) stay within max_bytes plus the one item that
+    # found the channel full.
+    assert held == produced and held * 1_000 <= 10_000 + 1_000, held
+    assert not producer.done()
+    # Coming back for more makes room again, and nothing is lost.
+    got = list(first)
+    async for batch in batches:
+        got += batch
+        if len(got) == 1000:
+            break
+    await producer
+    assert got == list(range(1000))
+
+
+async def test_a_waiting_consumer_gets_big_items_a_quarter_of_max_bytes_at_a_time() -> None:
+    channel: Channel[int] = Channel(capacity=1024, batch=256, max_bytes=8_000)
+    sizes: list[int] = []
+
+    async def consume() -> None:
+        async for batch in channel.batches():
+            sizes.append(len(batch))
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.sleep(0)  # the consumer is waiting
+    for i in range(40):
+        waiter = channel.push(i, 1_000)
+        if waiter is not None:
+            await waiter
+    channel.close()
+    await consumer
+    assert sum(sizes) == 40 and max(sizes) <= 2
+
+
+async def test_a_stalled_reader_parks_a_task_of_big_events_at_max_queued_bytes() -> None:
+    """The run's channel bounds queued bytes: 100 KB events, 1 MB of room, a reader that
+    stops after its first event."""
+    runtime = Runtime(Config(run_log_store=ComponentConfig(type="memory"),
+                             limits=Limits(max_queued_bytes=1_000_000)))
+    produced = 0
+
+    async def big() -> AsyncGenerator[dict[str, Any], None]:
+        nonlocal produced
+        for i in range(2_000):  # 200 MB if nothing held it back
+            produced += 1
+            yield {"i": i, "pad": "x" * 100_000}
+
+    try:
+        p = AsyncPipeline("big", [AsyncPythonTask(name="big", function=big)])
+        async with p.stream(config=runtime) as handle:
+            events = aiter(handle)
+            while (await anext(events)).type != "step.event":
+                pass
+            for _ in range(200):  # loop turns: an unblocked producer would go on
+                await asyncio.sleep(0)
+            # 1 MB of queued events, one batch held by the reader (counted too), and the
+            # one event that found the channel full.
+            assert produced <= 1_000_000 // 100_000 + 2, produced
+    finally:
+        await runtime.aclose()
+
+
+def test_capacity_batch_and_max_bytes_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Channel(capacity=0)
     with pytest.raises(ValueError):
         Channel(batch=0)
+    with pytest.raises(ValueError):
+        Channel(max_bytes=0)
 
 
 class Burst(Task):

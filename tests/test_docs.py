@@ -20,7 +20,7 @@ def test_mkdocs_builds_strict(tmp_path: Path) -> None:
     config = (site / "reference" / "config" / "index.html").read_text()
     # Generated from the models: every built-in store and every shipped plugin's components.
     for name in ("sqlite", "file-system", "memory", "stdout", "file", "sse", "async-python",
-                 "mock-llm", "max_event_bytes"):
+                 "mock-llm", "max_event_bytes", "max_queued_bytes", "1 MiB"):
         assert name in config, name
     hooks = (site / "reference" / "hooks" / "index.html").read_text()
     for hook in ("register_task_types", "register_sinks", "before_node_run", "after_run"):

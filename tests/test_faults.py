@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import AsyncGenerator
@@ -158,6 +159,91 @@ async def test_event_over_the_size_cap_fails_the_step() -> None:
     assert info.value.error_type == "TaskError"
     assert "over the limit of 1000 (limits.max_event_bytes)" in info.value.message
     await runtime.aclose()
+
+
+async def test_by_default_an_event_over_1_mib_fails_its_step(runtime: Runtime) -> None:
+    too_big = {"type": "file", "content": "x" * (1024 * 1024)}
+
+    async def huge() -> AsyncGenerator[dict[str, Any], None]:
+        yield {"type": "chunk", "text": "small"}
+        yield too_big
+        yield {"type": "chunk", "text": "never sent"}
+
+    p = AsyncPipeline("huge", [AsyncPythonTask(name="huge", function=huge)])
+    got: list[Any] = []
+    with pytest.raises(RunFailedError) as info:
+        async for e in p.execute_streaming(config=runtime):
+            got.append(e)
+    assert got == [{"type": "chunk", "text": "small"}]
+    assert info.value.error_type == "TaskError"
+    size = len(json.dumps(too_big))
+    assert (f"step 'huge' emitted an event of {size} bytes, over the limit of 1048576 "
+            "(limits.max_event_bytes)") in info.value.message
+
+
+def _sized(make: Any, target: int) -> dict[str, Any]:
+    """The event ``make(n)`` with the largest ``n`` whose JSON is at most ``target`` bytes."""
+    lo, hi = 0, target
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(json.dumps(make(mid), ensure_ascii=False).encode()) <= target:
+            lo = mid
+        else:
+            hi = mid - 1
+    event: dict[str, Any] = make(lo)
+    return event
+
+
+#: Events whose JSON is far from what they look like: the estimate is only a first look.
+NEAR_LIMIT = {
+    "non-ASCII text": lambda n: {"text": "€" * n},
+    "astral characters": lambda n: {"text": "😀" * n},
+    "escaped control characters": lambda n: {"text": "\x01" * n},
+    "nested lists of small ints": lambda n: {"rows": [[0, 1, 2]] * n},
+    "ints with many digits": lambda n: {"ints": [10 ** 300] * n},
+}
+
+
+@pytest.mark.parametrize("make", NEAR_LIMIT.values(), ids=NEAR_LIMIT)
+async def test_an_event_near_the_limit_is_measured_exactly(make: Any) -> None:
+    limit = 100_000
+    runtime = runtime_with(max_event_bytes=limit)
+    fits = _sized(make, limit)
+    over = _sized(make, limit + 400)
+    assert len(json.dumps(over, ensure_ascii=False).encode()) > limit
+
+    def task_of(event: dict[str, Any]) -> Any:
+        async def emits() -> AsyncGenerator[dict[str, Any], None]:
+            yield event
+        return emits
+
+    try:
+        ok = AsyncPipeline("ok", [AsyncPythonTask(name="s", function=task_of(fits))])
+        assert [e async for e in ok.execute_streaming(config=runtime)] == [fits]  # no false alarm
+        bad = AsyncPipeline("bad", [AsyncPythonTask(name="s", function=task_of(over))])
+        with pytest.raises(RunFailedError) as info:
+            await bad.execute(config=runtime)
+        size = len(json.dumps(over, ensure_ascii=False).encode())
+        assert f"emitted an event of {size} bytes, over the limit of {limit}" in (
+            info.value.message)
+    finally:
+        await runtime.aclose()
+
+
+async def test_an_event_that_is_not_json_fails_its_step_with_a_clear_error(
+        runtime: Runtime) -> None:
+    cycle: dict[str, Any] = {}
+    cycle["self"] = cycle
+
+    async def emits() -> AsyncGenerator[dict[str, Any], None]:
+        yield {"type": "loop", "data": cycle}
+
+    p = AsyncPipeline("cyc", [AsyncPythonTask(name="s", function=emits)])
+    with pytest.raises(RunFailedError) as info:
+        await p.execute(config=runtime)
+    assert info.value.error_type == "TaskError"
+    assert "cannot be written as JSON" in info.value.message
+    assert "limits.max_event_bytes" in info.value.message
 
 
 def test_step_timeout_error_is_a_runstream_error() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from runstream_sse._buffer import RunBuffer
 
@@ -64,3 +65,44 @@ async def test_readers_wait_for_frames_pings_time_out_and_end_wakes_everyone() -
     assert await asyncio.gather(*waiters[1:]) == [True, True]
     buffer.end()
     assert await buffer.wait(None) is True and buffer.ended
+
+
+def frame(seq: int, size: int) -> str:
+    """A frame of ``size`` bytes as the buffer counts them (ASCII text plus the overheads)."""
+    from runstream_sse._buffer import FRAME_OVERHEAD
+
+    text = f"id: {seq}\n\n"
+    return text + "x" * (size - sys.getsizeof(text) - FRAME_OVERHEAD)
+
+
+def test_max_bytes_drops_the_oldest_frames_but_never_the_newest() -> None:
+    buffer = RunBuffer("r", max_events=1_000, max_bytes=10_000)
+    for seq in range(1, 21):
+        buffer.publish(seq, "step.event", frame(seq, 1_000))
+    assert [f[0] for f in buffer.since(0)[0]] == list(range(11, 21))
+    assert buffer.nbytes == 10_000
+    buffer.publish(21, "step.event", frame(21, 50_000))  # bigger than the bound: kept alone
+    assert [f[0] for f in buffer.since(0)[0]] == [21] and buffer.nbytes == 50_000
+    buffer.publish(22, "step.event", frame(22, 1_000))
+    assert [f[0] for f in buffer.since(0)[0]] == [22] and buffer.nbytes == 1_000
+
+
+async def test_a_primary_reader_holds_the_publisher_at_max_bytes() -> None:
+    buffer = RunBuffer("r", max_events=1_000, max_bytes=10_000)
+    buffer.hold(0)
+    rooms = [buffer.publish(seq, "step.event", frame(seq, 2_500)) for seq in range(1, 4)]
+    assert rooms == [None, None, None]
+    room = buffer.publish(4, "step.event", frame(4, 2_500))  # 10,000 bytes, none sent
+    assert room is not None and not room.done()
+    buffer.hold(2)  # the reader sent two frames: they may go
+    assert room.done()
+    assert buffer.publish(5, "step.event", frame(5, 2_500)) is None
+    assert [f[0] for f in buffer.since(0)[0]] == [2, 3, 4, 5]  # only the sent frame 1 dropped
+    # A primary reader that does not read: unsent frames are never dropped, the publisher
+    # waits instead, with at most one frame past the bound.
+    big = buffer.publish(6, "step.event", frame(6, 9_000))
+    assert big is not None and not big.done()
+    assert [f[0] for f in buffer.since(0)[0]] == [3, 4, 5, 6]  # the sent frame 2 dropped
+    assert buffer.nbytes == 3 * 2_500 + 9_000
+    buffer.release()
+    assert big.done()

@@ -263,8 +263,59 @@ async def test_max_runs_drops_the_oldest_ended_runs_first() -> None:
     assert not running.ended
 
 
+def publish_run(replay: ReplayBuffer, run_id: str, events: int, size: int,
+                end: bool = True) -> None:
+    """A run of ``events`` events of ``size`` characters each."""
+    buffer = replay._open(run_id)
+    for seq in range(1, events + 1):
+        buffer.publish(seq, "step.event", f"id: {seq}\ndata: {'x' * size}\n\n")
+    if end:
+        buffer.end()
+
+
+async def test_max_total_bytes_drops_the_oldest_ended_runs_first() -> None:
+    replay = ReplayBuffer(max_run_bytes=400_000, max_total_bytes=1_000_000, ttl=3600)
+    publish_run(replay, "running", 30, 10_000, end=False)  # ~300 KB, still running
+    for name in ("a", "b", "c", "d"):
+        publish_run(replay, name, 30, 10_000)
+        assert replay.bytes_kept() <= 1_000_000
+    assert replay.run_ids() == ["running", "c", "d"]
+    assert replay.bytes_kept() == sum(replay.bytes_kept(r) for r in replay.run_ids())
+    assert 280_000 < replay.bytes_kept("d") < 320_000
+    # Each run keeps at most max_run_bytes of its newest events.
+    publish_run(replay, "long", 100, 10_000)
+    assert 390_000 < replay.bytes_kept("long") <= 400_000
+    assert replay.events_kept("long") < 40
+    assert replay.run_ids() == ["running", "long"] and replay.bytes_kept() <= 1_000_000
+
+
+async def test_running_runs_are_never_dropped_for_bytes() -> None:
+    replay = ReplayBuffer(max_run_bytes=400_000, max_total_bytes=500_000, ttl=3600)
+    publish_run(replay, "r1", 30, 10_000, end=False)
+    publish_run(replay, "r2", 30, 10_000, end=False)
+    # Over the budget with running runs alone: they are kept, each within max_run_bytes ...
+    assert replay.run_ids() == ["r1", "r2"] and replay.bytes_kept() > 500_000
+    # ... and a run that ends meanwhile goes at once, as the oldest ended run.
+    publish_run(replay, "short", 3, 10_000)
+    assert replay.run_ids() == ["r1", "r2"]
+    assert replay.bytes_kept() == replay.bytes_kept("r1") + replay.bytes_kept("r2")
+
+
+async def test_the_bytes_of_ended_runs_are_released_after_ttl() -> None:
+    replay = ReplayBuffer(ttl=0.05)
+    for name in ("a", "b"):
+        publish_run(replay, name, 50, 10_000)
+    assert replay.bytes_kept() > 1_000_000
+    for _ in range(500):  # the expiry timer releases them: nobody has to ask
+        if replay._budget.held == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert replay.bytes_kept() == 0 and len(replay) == 0
+
+
 def test_replay_buffer_validates_its_options() -> None:
-    for kwargs in [{"max_events": 0}, {"ttl": -1.0}, {"ttl": float("nan")}, {"max_runs": 0}]:
+    for kwargs in [{"max_events": 0}, {"ttl": -1.0}, {"ttl": float("nan")}, {"max_runs": 0},
+                   {"max_run_bytes": 0}, {"max_total_bytes": 0}]:
         with pytest.raises(ValueError):
             ReplayBuffer(**kwargs)  # type: ignore[arg-type]
 

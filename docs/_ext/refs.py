@@ -53,7 +53,7 @@ def _doc(obj: Any) -> str:
 
 
 def config_reference() -> str:
-    from runstream import Config, ParametersConfig, Runtime
+    from runstream import Config, Limits, ParametersConfig, Runtime
     from runstream._config import ComponentConfig
 
     runtime = Runtime(Config.model_validate({"run_log_store": {"type": "memory"}}))
@@ -61,6 +61,7 @@ def config_reference() -> str:
     out = ["## `runstream.yaml`", "", _doc(Config), "", model_table(Config), "",
            "Each component entry is " + _doc(ComponentConfig).split("\n")[0][0].lower()
            + _doc(ComponentConfig).replace("\n", " ")[1:], "",
+           "### `limits`", "", _doc(Limits), "", model_table(Limits), "",
            "## `parameters`", "", _doc(ParametersConfig), "", model_table(ParametersConfig),
            ""]
     sections = [("Executors", "executor", plugins.executors, ()),

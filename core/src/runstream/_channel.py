@@ -8,6 +8,9 @@ the consumer takes everything queued at once (:meth:`Channel.batches`) before it
 - A slow consumer holds producers at ``capacity`` items (backpressure, bounded memory). A batch
   counts against ``capacity`` until the consumer comes back for the next one, so "produced but
   not yet consumed" stays within ``capacity`` (plus one item per blocked producer).
+- Items may carry a size in bytes (``push(item, nbytes)``): producers also wait once the queued
+  items (the held batch included) reach ``max_bytes``, so a few big items bound the memory
+  as surely as many small ones. Like the count, one item per blocked producer may go past it.
 - While the consumer keeps up (it is waiting for items), a producer that never awaits hands over
   after ``batch`` items instead: one pair of task switches per ``batch`` items, an earlier first
   event, and fewer live objects, which matters more than it seems: with 2 x 1,024 events in
@@ -22,15 +25,22 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+#: No bound (the count and byte limits once the run is ending, see :meth:`Channel.release`).
+UNBOUNDED = 1 << 62
+
 
 class Channel(Generic[T]):
-    __slots__ = ("_batch", "_buf", "_capacity", "_closed", "_detached", "_flush", "_getter",
-                 "_low", "_putters", "_room")
+    __slots__ = ("_batch", "_buf", "_byte_room", "_bytes", "_capacity", "_closed", "_detached",
+                 "_flush", "_flush_bytes", "_getter", "_low", "_low_bytes", "_max_bytes",
+                 "_putters", "_room")
 
-    def __init__(self, capacity: int = 1024, batch: int = 256) -> None:
+    def __init__(self, capacity: int = 1024, batch: int = 256,
+                 max_bytes: int = UNBOUNDED) -> None:
         if capacity < 1 or batch < 1:
             raise ValueError("capacity and batch must be at least 1")
         self._buf: list[T] = []
+        #: The bytes of the items in ``_buf``.
+        self._bytes = 0
         #: The batch the consumer holds: it still counts against capacity.
         self._batch: list[T] = []
         self._capacity = capacity
@@ -43,20 +53,33 @@ class Channel(Generic[T]):
         self._putters: list[asyncio.Future[None]] = []
         self._closed = False
         self._detached = False
+        self.limit_bytes(max_bytes)
 
-    def push(self, item: T) -> asyncio.Future[None] | None:
-        """Queue ``item``; returns a future to await when the channel is full, else None."""
+    def limit_bytes(self, max_bytes: int) -> None:
+        """Let producers queue at most ``max_bytes`` (the sizes given to :meth:`push`); set it
+        before the first item."""
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
+        self._max_bytes = self._byte_room = max_bytes
+        self._low_bytes = max_bytes // 2
+        #: While the consumer waits, hand over after this many bytes (as after ``batch`` items).
+        self._flush_bytes = max(1, max_bytes // 4)
+
+    def push(self, item: T, nbytes: int = 0) -> asyncio.Future[None] | None:
+        """Queue ``item`` (of ``nbytes`` bytes); returns a future to await when the channel is
+        full, else None."""
         # The per-event hot path: keep it to a few attribute loads.
         if self._detached:
             return None
         buf = self._buf
         buf.append(item)
+        self._bytes = queued = self._bytes + nbytes
         getter = self._getter
         if getter is not None:
             self._getter = None
             if not getter.done():
                 getter.set_result(None)
-        if len(buf) >= self._room:
+        if len(buf) >= self._room or queued >= self._byte_room:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._putters.append(waiter)
             # Each producer awaits its own future: a cancelled producer cancels only its own.
@@ -72,6 +95,7 @@ class Channel(Generic[T]):
         """The consumer is gone: drop what is queued and never block producers again."""
         self._detached = True
         self._buf.clear()
+        self._bytes = 0
         # Clearing the held batch in place also ends a consumer's ``for item in batch`` early.
         self._batch.clear()
         self._wake_putters()
@@ -82,7 +106,8 @@ class Channel(Generic[T]):
         The closing event must not wait for a reader that may itself be waiting for the run
         (``await handle.cancel()`` inside ``async for event in handle``).
         """
-        self._capacity = self._room = self._flush = 1 << 62
+        self._capacity = self._room = self._flush = UNBOUNDED
+        self._max_bytes = self._byte_room = self._flush_bytes = UNBOUNDED
         self._wake_putters()
 
     @property
@@ -112,14 +137,17 @@ class Channel(Generic[T]):
             # Coming back for more releases the batch handed out last time.
             self._batch = []
             self._room = capacity = self._capacity
+            self._byte_room = max_bytes = self._max_bytes
             batch = self._buf
             if batch:
                 self._buf = []
                 self._batch = batch
                 self._room = room = capacity - len(batch)
+                self._byte_room = byte_room = max_bytes - self._bytes
+                self._bytes = 0
                 # Let producers refill while the batch is consumed, unless that would only
                 # ping-pong a few items at a time.
-                if self._putters and room >= self._low:
+                if self._putters and room >= self._low and byte_room >= self._low_bytes:
                     self._wake_putters()
                 yield batch
                 continue
@@ -127,8 +155,9 @@ class Channel(Generic[T]):
                 self._wake_putters()
             if self._closed or self._detached:
                 return
-            # Waiting: the next ``batch`` items are enough for a hand-over.
+            # Waiting: the next ``batch`` items (or bytes' worth) are enough for a hand-over.
             self._room = self._flush
+            self._byte_room = self._flush_bytes
             getter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._getter = getter
             try:

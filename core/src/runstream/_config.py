@@ -36,9 +36,18 @@ class Limits(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True, allow_inf_nan=False)
 
     max_event_bytes: int | None = Field(
-        default=None, ge=1,
-        description="Largest event a task may emit, as JSON bytes; a bigger one fails its step "
-                    "with a clear error instead of being buffered. `null`: no limit.")
+        default=1024 * 1024, ge=1,
+        description="Largest event a task may emit, as JSON in UTF-8 bytes (default 1 MiB); a "
+                    "bigger one fails its step with a clear error instead of being buffered. "
+                    "Events are sized by a cheap estimate and serialised only when it comes "
+                    "near the limit. Every buffer of a run holds at least one event, so this "
+                    "is also what one event can add to them. `null`: no limit.")
+    max_queued_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1,
+        description="Bytes of events (their estimated JSON size) a run may queue for its reader "
+                    "(`execute_streaming()`, `stream()`, an HTTP response) before its tasks "
+                    "wait, as they do at 1,024 queued events: with a reader that stops, the "
+                    "run's queue holds at most this much plus one event. Default 8 MiB.")
     max_concurrent_runs: int | None = Field(
         default=None, ge=1,
         description="Runs in flight per runtime; HTTP endpoints (runstream-sse) answer 503 with "

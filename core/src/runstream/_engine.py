@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -24,6 +23,7 @@ from ._recording import record_end, record_start
 from ._runlog import ErrorInfo, RunLog, StepAttempt, StepLog, StepStatus, now
 from ._secrets import RunSecrets
 from ._sinks import SinkRunner
+from ._size import FACTOR, Unmeasured, estimate, estimate_value, json_size
 from ._task import Task, TaskContext, _current_task
 
 if TYPE_CHECKING:
@@ -100,8 +100,9 @@ class Run:
     """The state of one run. Lives in its driver task's context, never in module globals."""
 
     __slots__ = ("_parameters", "announced", "cancel_reason", "channel", "ended", "finished",
-                 "id_given", "log", "max_event_bytes", "pending_create", "recorded", "runtime",
-                 "secrets", "seq", "sink_runners", "started_at", "terminal")
+                 "id_given", "log", "max_event_bytes", "measure_from", "pending_create",
+                 "recorded", "runtime", "secrets", "seq", "sink_runners", "started_at",
+                 "terminal")
 
     def __init__(self, runtime: Runtime, log: RunLog, parameters: dict[str, Any],
                  channel: Channel[Record] | None) -> None:
@@ -123,7 +124,13 @@ class Run:
         self.id_given = False
         self.terminal: tuple[str, dict[str, Any]] | None = None
         self.pending_create: asyncio.Future[None] | None = None
-        self.max_event_bytes = runtime.config.limits.max_event_bytes
+        limits = runtime.config.limits
+        self.max_event_bytes = limits.max_event_bytes
+        #: Estimates at or above this are measured exactly (see ``_size``).
+        self.measure_from = (1 << 62 if limits.max_event_bytes is None
+                             else -(-limits.max_event_bytes // FACTOR))
+        if channel is not None:
+            channel.limit_bytes(limits.max_queued_bytes)
         #: The run's secret parameters: masked in its record, redacted from its messages.
         self.secrets = RunSecrets()
 
@@ -142,18 +149,34 @@ class Run:
     # -- events ------------------------------------------------------------------------------
     def publish_step_event(self, step: str, data: dict[str, Any]) -> Any:
         """Hot path for ``step.event``: returns an awaitable only when someone is behind."""
-        if self.max_event_bytes is not None:
-            self._check_size(step, data)
+        # Its size: ``_size.estimate(data)``, written out here because the call would be a
+        # fifth of its cost (tests/test_size.py checks that they agree). It is within a factor
+        # of the JSON size, so only events near the limit are serialised to be measured.
+        size = 2
+        try:
+            for key, value in data.items():
+                cls = type(value)
+                if cls is str:
+                    size += len(key) + len(value) + 7
+                elif cls is int and -0x7FFFFFFFFFFFFFFF <= value <= 0x7FFFFFFFFFFFFFFF:
+                    size += len(key) + 8
+                else:
+                    size += len(key) + 5 + estimate_value(value, 1)
+        except (Unmeasured, TypeError):
+            size = self._check_size(step, data)
+        else:
+            if size >= self.measure_from:  # near the limit, or over it: measure exactly
+                size = self._check_size(step, data)
         seq = self.seq = self.seq + 1
         if self.sink_runners:
-            return self._publish_to_sinks(seq, "step.event", step, data)
+            return self._publish_to_sinks(seq, "step.event", step, data, size)
         channel = self.channel
         if channel is None:
             return None
-        return channel.push((seq, time.time(), "step.event", step, data))
+        return channel.push((seq, time.time(), "step.event", step, data), size)
 
     def _publish_to_sinks(self, seq: int, type_: str, step: str | None,
-                          data: dict[str, Any]) -> Any:
+                          data: dict[str, Any], size: int) -> Any:
         # Sinks with room take the event without a coroutine; only a full queue makes the
         # producer wait (bounded by the sink's send_timeout).
         ts = time.time()
@@ -161,35 +184,50 @@ class Run:
         runners = self.sink_runners
         for i, runner in enumerate(runners):
             if not runner.offer(event):
-                return self._publish_slow(runners[i:], event, (seq, ts, type_, step, data))
+                return self._publish_slow(runners[i:], event, (seq, ts, type_, step, data),
+                                          size)
         channel = self.channel
-        return None if channel is None else channel.push((seq, ts, type_, step, data))
+        return None if channel is None else channel.push((seq, ts, type_, step, data), size)
 
-    def _check_size(self, step: str, data: dict[str, Any]) -> None:
+    def _check_size(self, step: str, data: dict[str, Any]) -> int:
+        """The exact JSON size of an event; TaskError if it is over ``max_event_bytes``."""
         limit = self.max_event_bytes
-        size = len(json.dumps(data, ensure_ascii=False, default=str).encode())
+        try:
+            size = json_size(data)
+        except (TypeError, ValueError, RecursionError) as exc:
+            if limit is None:
+                return 0  # no limit to enforce: only the channel's accounting misses it
+            raise TaskError(
+                f"step '{step}' emitted an event that cannot be written as JSON, so its size "
+                f"cannot be checked against limits.max_event_bytes: {type(exc).__name__}: "
+                f"{exc}") from None
         if limit is not None and size > limit:
             raise TaskError(
                 f"step '{step}' emitted an event of {size} bytes, over the limit of {limit} "
                 "(limits.max_event_bytes); send large payloads by reference (a URL or a file "
                 "path) or split them into several events")
+        return size
 
     def publish(self, type_: str, step: str | None, data: dict[str, Any]) -> Any:
         self.seq += 1
+        try:
+            size = estimate(data)  # the run's own events: small, never limited
+        except (Unmeasured, TypeError):
+            size = 0
         if self.sink_runners:
-            return self._publish_to_sinks(self.seq, type_, step, data)
+            return self._publish_to_sinks(self.seq, type_, step, data, size)
         channel = self.channel
         if channel is not None:
-            return channel.push((self.seq, time.time(), type_, step, data))
+            return channel.push((self.seq, time.time(), type_, step, data), size)
         return None
 
     async def _publish_slow(self, runners: list[SinkRunner], event: Event,
-                            record: Record) -> None:
+                            record: Record, size: int) -> None:
         for runner in runners:
             await runner.put(event)
         channel = self.channel
         if channel is not None:
-            waiter = channel.push(record)
+            waiter = channel.push(record, size)
             if waiter is not None:
                 await waiter
 

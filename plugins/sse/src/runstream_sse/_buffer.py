@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from runstream import TERMINAL_EVENT_TYPES
 
@@ -15,29 +16,61 @@ from ._wire import failure_data, is_default
 if TYPE_CHECKING:
     from ._live import LiveRun
 
-#: One framed event: (seq, type, sent without lifecycle?, SSE text).
-Frame = tuple[int, str, bool, str]
+#: One framed event: (seq, type, sent without lifecycle?, SSE text, its size in bytes, the
+#: bytes published up to and including it: the size of a run of frames in one subtraction).
+Frame = tuple[int, str, bool, str, int, int]
+
+#: What a frame holds besides its text: the tuple, its seq and its place in the deque.
+FRAME_OVERHEAD: Final = 120
+
+#: No byte bound.
+UNBOUNDED: Final = 1 << 62
+
+_sizeof = sys.getsizeof
+
+
+class ByteBudget:
+    """Bytes held by several run buffers together (a :class:`ReplayBuffer`'s); ``over`` is
+    called when a publish takes them past ``limit``."""
+
+    __slots__ = ("held", "limit", "over")
+
+    def __init__(self, limit: int, over: Callable[[], None]) -> None:
+        self.held = 0
+        self.limit = limit
+        self.over = over
 
 
 class RunBuffer:
-    """The last ``max_events`` frames of a run, and a way to wait for the next ones.
+    """The last frames of a run (at most ``max_events``, and ``max_bytes``), and a way to wait
+    for the next ones.
 
     One publisher appends frames in ``seq`` order and finally calls :meth:`end`. Readers keep
     their own cursor (the last ``seq`` they sent) and call :meth:`since`. A *primary* reader (the
     client that started the run) holds the publisher back instead of losing frames it has not
-    sent: the publisher gets a future to await while the buffer is full of such frames.
+    sent: the publisher gets a future to await while the buffer is full of such frames, by
+    count or by bytes. Past either bound the oldest frames are dropped, but never the newest
+    one: a frame bigger than ``max_bytes`` is kept alone.
+
+    A frame's size is the memory its text takes (``sys.getsizeof``: exact, and one call) plus
+    :data:`FRAME_OVERHEAD`; ``nbytes`` is the sum.
     """
 
     __slots__ = (
         "__weakref__",
+        "_budget",
         "_frames",
         "_hold",
+        "_max_bytes",
+        "_max_events",
         "_on_end",
+        "_published",
         "_room",
         "_waiters",
         "ended",
         "last_seq",
         "live",
+        "nbytes",
         "owner",
         "run_id",
         "terminal",
@@ -45,11 +78,19 @@ class RunBuffer:
 
     def __init__(self, run_id: str, max_events: int,
                  on_end: Callable[[RunBuffer], None] | None = None,
-                 owner: str | None = None) -> None:
+                 owner: str | None = None, *,
+                 max_bytes: int = UNBOUNDED, budget: ByteBudget | None = None) -> None:
         self.run_id = run_id
         #: The run's owner (``RunLog.owner``): the runs router serves its events to it only.
         self.owner = owner
+        #: At most ``max_events`` (the deque drops the oldest) and ``max_bytes`` (``_trim``).
         self._frames: deque[Frame] = deque(maxlen=max_events)
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        #: The bytes of the frames kept (see the class docstring).
+        self.nbytes = 0
+        self._published = 0
+        self._budget = budget
         self.last_seq = 0
         #: The terminal event type once published (run.completed / run.failed / run.cancelled).
         self.terminal: str | None = None
@@ -68,24 +109,61 @@ class RunBuffer:
     # -- publisher ---------------------------------------------------------------------------
     def publish(self, seq: int, type_: str, text: str) -> asyncio.Future[None] | None:
         """Append a frame; returns a future to await before the next one if the primary reader
-        is a full buffer behind."""
+        is a full buffer behind (by count or by bytes)."""
         if self.ended:  # a run cut off at shutdown that still reports (see LiveRun.abandon)
             return None
         frames = self._frames
+        size = _sizeof(text) + FRAME_OVERHEAD
+        # At max_events the deque drops the oldest frame itself (in C, no call per event here):
+        # its bytes go out as this frame's come in.
+        grow = size - frames[0][4] if len(frames) == self._max_events else size
+        self._published = published = self._published + size
         if type_ == "step.event":  # the common case, without a call (see ``is_default``)
-            frames.append((seq, type_, True, text))
+            frames.append((seq, type_, True, text, size, published))
         else:
-            frames.append((seq, type_, is_default(type_), text))
+            frames.append((seq, type_, is_default(type_), text, size, published))
             if type_ in TERMINAL_EVENT_TYPES:
                 self.terminal = type_
+        self.nbytes = nbytes = self.nbytes + grow
+        budget = self._budget
+        if budget is not None:
+            budget.held += grow
         self.last_seq = seq
+        hold = self._hold
+        if nbytes > self._max_bytes:
+            self._trim(hold)
+        if budget is not None and budget.held > budget.limit:
+            budget.over()
         if self._waiters:
             self._wake()
-        hold = self._hold
-        if hold is not None and seq - hold >= frames.maxlen:  # type: ignore[operator]
+        if hold is not None and self._full(hold):
             room = self._room = asyncio.get_running_loop().create_future()
             return room
         return None
+
+    def _trim(self, hold: int | None) -> None:
+        """Drop the oldest frames past ``max_bytes``, except the newest one and, while a
+        primary reader holds the buffer, the frames it has not sent."""
+        frames = self._frames
+        max_bytes = self._max_bytes
+        nbytes = start = self.nbytes
+        while len(frames) > 1 and nbytes > max_bytes:
+            if hold is not None and frames[0][0] > hold:
+                break
+            nbytes -= frames.popleft()[4]
+        self.nbytes = nbytes
+        budget = self._budget
+        if budget is not None:
+            budget.held -= start - nbytes
+
+    def _full(self, hold: int) -> bool:
+        """Whether the frames a primary reader at ``hold`` has not sent fill the buffer."""
+        if self.last_seq - hold >= self._max_events:
+            return True
+        frames = self._frames
+        # Trimming stops at the first unsent frame: past the byte bound with that one oldest,
+        # every frame kept is unsent.
+        return self.nbytes >= self._max_bytes and bool(frames) and frames[0][0] > hold
 
     def publish_terminal(self, type_: str, data: dict[str, object]) -> None:
         """Append a terminal event made here (the run could not report its own end)."""
@@ -112,6 +190,10 @@ class RunBuffer:
         """Forget every frame (the buffer expired); readers still attached see the end."""
         self._on_end = None
         self._frames.clear()
+        if self._budget is not None:
+            self._budget.held -= self.nbytes
+            self._budget = None
+        self.nbytes = 0
         self.end()
 
     # -- readers -----------------------------------------------------------------------------
@@ -166,8 +248,7 @@ class RunBuffer:
     def hold(self, cursor: int) -> None:
         """A primary reader is at ``cursor``: don't drop frames after it."""
         self._hold = cursor
-        room = self._room
-        if room is not None and self.last_seq - cursor < (self._frames.maxlen or 0):
+        if self._room is not None and not self._full(cursor):
             self._release_room()
 
     def release(self) -> None:

@@ -9,7 +9,7 @@ from typing import Final
 
 from runstream import RunIdError, Runtime
 
-from ._buffer import RunBuffer
+from ._buffer import ByteBudget, RunBuffer
 
 __all__ = ["ReplayBuffer"]
 
@@ -22,25 +22,37 @@ class ReplayBuffer:
 
     Share one instance between :func:`sse_response` (which publishes the runs it streams) and
     :func:`runs_router` (whose ``/runs/{run_id}/events`` replays them); the ``sse`` sink
-    publishes runs started elsewhere. Each run keeps its last ``max_events`` events; once the run
-    has ended they are kept for ``ttl`` seconds, then dropped. At most ``max_runs`` runs are
-    kept: past that, the runs that ended first are dropped first (running runs never are).
+    publishes runs started elsewhere. Each run keeps its last ``max_events`` events and at most
+    ``max_run_bytes`` of them (their framed text; the newest event is always kept); once the
+    run has ended they are kept for ``ttl`` seconds, then dropped. At most ``max_runs`` runs,
+    and ``max_total_bytes`` of events in all, are kept: past either, the runs that ended first
+    are dropped first. Running runs never are: those alone may hold more than
+    ``max_total_bytes`` (up to ``max_run_bytes`` each; bound how many run with
+    ``limits.max_concurrent_runs``), and the runs that end meanwhile are dropped as they end.
 
     It belongs to one event loop (the app's): use it from that loop only. Copying it (as
     pydantic does with a sink's fields) returns the same instance: it is a shared service.
     """
 
     def __init__(self, *, max_events: int = 10_000, ttl: float = 300.0,
-                 max_runs: int = 1_000) -> None:
+                 max_runs: int = 1_000, max_run_bytes: int = 16 * 1024 * 1024,
+                 max_total_bytes: int = 256 * 1024 * 1024) -> None:
         if max_events < 1:
             raise ValueError(f"max_events must be at least 1, got {max_events}")
         if not ttl >= 0 or math.isinf(ttl):
             raise ValueError(f"ttl must be a number of seconds >= 0, got {ttl}")
         if max_runs < 1:
             raise ValueError(f"max_runs must be at least 1, got {max_runs}")
+        if max_run_bytes < 1:
+            raise ValueError(f"max_run_bytes must be at least 1, got {max_run_bytes}")
+        if max_total_bytes < 1:
+            raise ValueError(f"max_total_bytes must be at least 1, got {max_total_bytes}")
         self.max_events = max_events
         self.ttl = ttl
         self.max_runs = max_runs
+        self.max_run_bytes = max_run_bytes
+        self.max_total_bytes = max_total_bytes
+        self._budget = ByteBudget(max_total_bytes, self._evict)
         self._runs: dict[str, RunBuffer] = {}
         self._ended: dict[str, float] = {}  # run id -> when it ended, in end order
         # One pending sweep timer at most (not one per ended run: at hundreds of runs/s and a
@@ -55,8 +67,10 @@ class ReplayBuffer:
         return replay_for(runtime, None)
 
     def __repr__(self) -> str:
-        return (f"ReplayBuffer(runs={len(self._runs)}, max_events={self.max_events}, "
-                f"ttl={self.ttl}, max_runs={self.max_runs})")
+        return (f"ReplayBuffer(runs={len(self._runs)}, bytes={self._budget.held}, "
+                f"max_events={self.max_events}, ttl={self.ttl}, max_runs={self.max_runs}, "
+                f"max_run_bytes={self.max_run_bytes}, "
+                f"max_total_bytes={self.max_total_bytes})")
 
     def __copy__(self) -> ReplayBuffer:
         return self
@@ -81,6 +95,14 @@ class ReplayBuffer:
         """How many events of ``run_id`` are kept (0 for an unknown run)."""
         buffer = self._get(run_id)
         return 0 if buffer is None else len(buffer)
+
+    def bytes_kept(self, run_id: str | None = None) -> int:
+        """Bytes of events kept: of ``run_id`` (0 for an unknown run), or of every run."""
+        if run_id is None:
+            self.sweep()
+            return self._budget.held
+        buffer = self._get(run_id)
+        return 0 if buffer is None else buffer.nbytes
 
     async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
         """Cancel a run that :func:`sse_response` started in this process and that is still
@@ -119,7 +141,8 @@ class ReplayBuffer:
                              "pick another or omit it")
         while len(self._runs) >= self.max_runs and self._ended:
             self._drop(next(iter(self._ended)))
-        buffer = RunBuffer(run_id, self.max_events, self._on_end, owner)
+        buffer = RunBuffer(run_id, self.max_events, self._on_end, owner,
+                           max_bytes=self.max_run_bytes, budget=self._budget)
         self._runs[run_id] = buffer
         return buffer
 
@@ -130,7 +153,15 @@ class ReplayBuffer:
         if self.ttl == 0:
             self._drop(buffer.run_id)
             return
+        self._evict()
         self._schedule_sweep()
+
+    def _evict(self) -> None:
+        """Over ``max_total_bytes``: drop the runs that ended first until back within it."""
+        budget = self._budget
+        ended = self._ended
+        while budget.held > budget.limit and ended:
+            self._drop(next(iter(ended)))
 
     def _schedule_sweep(self) -> None:
         """Release the memory on time even if nobody touches this object again: one timer, due

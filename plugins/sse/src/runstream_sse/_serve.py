@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import enum
 from collections.abc import Awaitable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from starlette.types import Message, Receive, Send
 
-from ._buffer import RunBuffer
+from ._buffer import Frame, RunBuffer
 from ._encoder import PING, encode_event, json_dumps, to_bytes
 
 if TYPE_CHECKING:
     from ._inflight import RunsInFlight
+
+
+#: Frames sent in one write, in bytes (at least one frame): a client that does not read holds
+#: at most about this much in the server's socket buffer, not its run's whole buffer; a
+#: client that reads gets one write per batch of events all the same.
+WRITE_BYTES: Final = 256 * 1024
+
+
+def _first_write(frames: list[Frame]) -> list[Frame]:
+    """The frames of the next write: ``frames`` from the first, up to :data:`WRITE_BYTES`."""
+    first = frames[0]
+    start = first[5] - first[4]  # the bytes published before the first frame
+    if frames[-1][5] - start <= WRITE_BYTES:
+        return frames
+    end = bisect.bisect_right(frames, start + WRITE_BYTES, key=lambda f: f[5])
+    return frames[:max(end, 1)]
 
 
 class Outcome(enum.Enum):
@@ -163,6 +180,9 @@ async def _follow(send: Send, buffer: RunBuffer, cursor: int, lifecycle: bool,
         while True:
             frames, missed = buffer.since(cursor)
             if frames:
+                whole = frames
+                frames = _first_write(frames)
+                more = frames is not whole
                 if lifecycle:
                     text = "".join([f[3] for f in frames])
                 else:
@@ -182,7 +202,7 @@ async def _follow(send: Send, buffer: RunBuffer, cursor: int, lifecycle: bool,
                     ping = False
                 if primary:
                     buffer.hold(cursor)
-                if pending is not None or ping:
+                if pending is not None or ping or more:
                     continue
                 # The send completed without yielding to the loop: nothing can have been
                 # published or ended since ``since()``, so wait at once.
