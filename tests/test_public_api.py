@@ -50,3 +50,13 @@ def test_unknown_attribute() -> None:
 
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         runstream.Nope  # noqa: B018
+
+
+def test_the_public_names_are_listed_once() -> None:
+    """``__all__`` and the lazy loading come from the TYPE_CHECKING imports of __init__.py (the
+    one list mypy reads too): no second list to keep in step."""
+    source = inspect.getsource(runstream)
+    assert "__all__ =" not in source and "_WHERE" not in source
+    for name in runstream.__all__:
+        if name != "__version__":
+            assert f"{name} as {name}" in source

@@ -10,161 +10,224 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._branch import Branch, Node
-    from ._config import ComponentConfig, Config, Limits, ParametersConfig
+    from ._branch import (
+        Branch as Branch,
+    )
+    from ._branch import (
+        Node as Node,
+    )
+    from ._config import (
+        ComponentConfig as ComponentConfig,
+    )
+    from ._config import (
+        Config as Config,
+    )
+    from ._config import (
+        Limits as Limits,
+    )
+    from ._config import (
+        ParametersConfig as ParametersConfig,
+    )
     from ._errors import (
-        ConfigError,
-        ParameterError,
-        PipelineDefinitionError,
-        PluginError,
-        RunCancelledError,
-        RunError,
-        RunFailedError,
-        RunIdError,
-        RunNotFoundError,
-        RunstreamError,
-        StepTimeoutError,
-        StoreError,
-        TaskError,
-        UnknownNameError,
-        public_error_message,
+        ConfigError as ConfigError,
     )
-    from ._events import EVENT_TYPES, TERMINAL_EVENT_TYPES, Event, EventType
-    from ._executor import Executor, LocalExecutor
-    from ._imports import import_object
-    from ._nodes import Conditional, Map, Parallel
-    from ._params import resolve_parameters
-    from ._pipeline import AsyncPipeline, Pipeline, RunHandle
-    from ._plugins import PluginInfo, Plugins, load_plugins
-    from ._retry import Retry
+    from ._errors import (
+        ParameterError as ParameterError,
+    )
+    from ._errors import (
+        PipelineDefinitionError as PipelineDefinitionError,
+    )
+    from ._errors import (
+        PluginError as PluginError,
+    )
+    from ._errors import (
+        RunIdError as RunIdError,
+    )
+    from ._errors import (
+        RunNotFoundError as RunNotFoundError,
+    )
+    from ._errors import (
+        RunstreamError as RunstreamError,
+    )
+    from ._errors import (
+        StepTimeoutError as StepTimeoutError,
+    )
+    from ._errors import (
+        StoreError as StoreError,
+    )
+    from ._errors import (
+        TaskError as TaskError,
+    )
+    from ._errors import (
+        UnknownNameError as UnknownNameError,
+    )
+    from ._errors import (
+        public_error_message as public_error_message,
+    )
+    from ._events import (
+        EVENT_TYPES as EVENT_TYPES,
+    )
+    from ._events import (
+        TERMINAL_EVENT_TYPES as TERMINAL_EVENT_TYPES,
+    )
+    from ._events import (
+        Event as Event,
+    )
+    from ._events import (
+        EventType as EventType,
+    )
+    from ._executor import (
+        Executor as Executor,
+    )
+    from ._executor import (
+        LocalExecutor as LocalExecutor,
+    )
+    from ._imports import (
+        import_object as import_object,
+    )
+    from ._nodes import (
+        Conditional as Conditional,
+    )
+    from ._nodes import (
+        Map as Map,
+    )
+    from ._nodes import (
+        Parallel as Parallel,
+    )
+    from ._params import (
+        resolve_parameters as resolve_parameters,
+    )
+    from ._pipeline import (
+        AsyncPipeline as AsyncPipeline,
+    )
+    from ._pipeline import (
+        Pipeline as Pipeline,
+    )
+    from ._pipeline import (
+        RunHandle as RunHandle,
+    )
+    from ._plugins import (
+        PluginInfo as PluginInfo,
+    )
+    from ._plugins import (
+        Plugins as Plugins,
+    )
+    from ._plugins import (
+        load_plugins as load_plugins,
+    )
+    from ._retry import (
+        Retry as Retry,
+    )
     from ._runlog import (
-        RUN_ID_PATTERN,
-        ErrorInfo,
-        RunLog,
-        RunStatus,
-        RunSummary,
-        StepAttempt,
-        StepLog,
-        StepStatus,
-        new_run_id,
-        validate_run_id,
+        RUN_ID_PATTERN as RUN_ID_PATTERN,
     )
-    from ._runtime import Runtime
-    from ._secrets import Secret
-    from ._sinks import Sink
-    from ._store import RunLogStore
-    from ._task import SyncTaskContext, Task, TaskContext, current_task_context
-    from ._yaml_pipeline import load_pipeline, pipeline_from_dict
-    from .hookspecs import hookimpl
+    from ._runlog import (
+        ErrorInfo as ErrorInfo,
+    )
+    from ._runlog import (
+        RunCancelledError as RunCancelledError,
+    )
+    from ._runlog import (
+        RunError as RunError,
+    )
+    from ._runlog import (
+        RunFailedError as RunFailedError,
+    )
+    from ._runlog import (
+        RunLog as RunLog,
+    )
+    from ._runlog import (
+        RunStatus as RunStatus,
+    )
+    from ._runlog import (
+        RunSummary as RunSummary,
+    )
+    from ._runlog import (
+        StepAttempt as StepAttempt,
+    )
+    from ._runlog import (
+        StepLog as StepLog,
+    )
+    from ._runlog import (
+        StepStatus as StepStatus,
+    )
+    from ._runlog import (
+        new_run_id as new_run_id,
+    )
+    from ._runlog import (
+        validate_run_id as validate_run_id,
+    )
+    from ._runtime import (
+        Runtime as Runtime,
+    )
+    from ._secrets import (
+        Secret as Secret,
+    )
+    from ._sinks import (
+        Sink as Sink,
+    )
+    from ._store import (
+        RunLogStore as RunLogStore,
+    )
+    from ._task import (
+        SyncTaskContext as SyncTaskContext,
+    )
+    from ._task import (
+        Task as Task,
+    )
+    from ._task import (
+        TaskContext as TaskContext,
+    )
+    from ._task import (
+        current_task_context as current_task_context,
+    )
+    from ._yaml_pipeline import (
+        load_pipeline as load_pipeline,
+    )
+    from ._yaml_pipeline import (
+        pipeline_from_dict as pipeline_from_dict,
+    )
+    from .hookspecs import (
+        hookimpl as hookimpl,
+    )
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AsyncPipeline",
-    "Branch",
-    "ComponentConfig",
-    "Conditional",
-    "Config",
-    "ConfigError",
-    "EVENT_TYPES",
-    "ErrorInfo",
-    "Event",
-    "EventType",
-    "Executor",
-    "Limits",
-    "LocalExecutor",
-    "Map",
-    "Node",
-    "Parallel",
-    "ParameterError",
-    "ParametersConfig",
-    "Pipeline",
-    "PipelineDefinitionError",
-    "PluginError",
-    "PluginInfo",
-    "Plugins",
-    "RUN_ID_PATTERN",
-    "Retry",
-    "RunCancelledError",
-    "RunError",
-    "RunFailedError",
-    "RunHandle",
-    "RunIdError",
-    "RunLog",
-    "RunLogStore",
-    "RunNotFoundError",
-    "RunStatus",
-    "RunSummary",
-    "RunstreamError",
-    "Runtime",
-    "Secret",
-    "Sink",
-    "StepAttempt",
-    "StepLog",
-    "StepStatus",
-    "StepTimeoutError",
-    "StoreError",
-    "SyncTaskContext",
-    "TERMINAL_EVENT_TYPES",
-    "Task",
-    "TaskContext",
-    "TaskError",
-    "UnknownNameError",
-    "__version__",
-    "current_task_context",
-    "hookimpl",
-    "import_object",
-    "load_pipeline",
-    "load_plugins",
-    "new_run_id",
-    "pipeline_from_dict",
-    "public_error_message",
-    "resolve_parameters",
-    "validate_run_id",
-]
+#: name -> the private module that defines it, read from the ``TYPE_CHECKING`` imports above:
+#: those imports are the one list of the public names (mypy reads them; ``__all__`` and the lazy
+#: loading below are derived from them), built on first use so ``import runstream`` stays cheap.
+_where: dict[str, str] | None = None
 
-_WHERE = {
-    "ComponentConfig": "_config", "Config": "_config", "Limits": "_config",
-    "ParametersConfig": "_config",
-    "ConfigError": "_errors", "ParameterError": "_errors", "PipelineDefinitionError": "_errors",
-    "PluginError": "_errors", "RunCancelledError": "_errors", "RunError": "_errors",
-    "RunFailedError": "_errors", "RunIdError": "_errors", "RunNotFoundError": "_errors",
-    "RunstreamError": "_errors", "StepTimeoutError": "_errors",
-    "StoreError": "_errors", "TaskError": "_errors",
-    "UnknownNameError": "_errors", "public_error_message": "_errors",
-    "EVENT_TYPES": "_events", "TERMINAL_EVENT_TYPES": "_events", "Event": "_events",
-    "EventType": "_events",
-    "Executor": "_executor", "LocalExecutor": "_executor",
-    "import_object": "_imports",
-    "Branch": "_branch", "Node": "_branch",
-    "Conditional": "_nodes", "Map": "_nodes", "Parallel": "_nodes",
-    "Retry": "_retry",
-    "resolve_parameters": "_params",
-    "AsyncPipeline": "_pipeline", "Pipeline": "_pipeline", "RunHandle": "_pipeline",
-    "PluginInfo": "_plugins", "Plugins": "_plugins", "load_plugins": "_plugins",
-    "RUN_ID_PATTERN": "_runlog", "ErrorInfo": "_runlog", "RunLog": "_runlog",
-    "RunSummary": "_runlog", "RunStatus": "_runlog", "StepStatus": "_runlog",
-    "validate_run_id": "_runlog", "StepAttempt": "_runlog", "StepLog": "_runlog",
-    "new_run_id": "_runlog",
-    "Runtime": "_runtime",
-    "Secret": "_secrets",
-    "Sink": "_sinks",
-    "RunLogStore": "_store",
-    "SyncTaskContext": "_task", "Task": "_task", "TaskContext": "_task",
-    "current_task_context": "_task",
-    "load_pipeline": "_yaml_pipeline", "pipeline_from_dict": "_yaml_pipeline",
-    "hookimpl": "hookspecs",
-}
+
+def _public() -> dict[str, str]:
+    global _where
+    if _where is None:
+        import ast
+        from pathlib import Path
+
+        source = Path(__file__).read_text(encoding="utf-8")
+        found: dict[str, str] = {}
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+                for stmt in node.body:
+                    if isinstance(stmt, ast.ImportFrom) and stmt.module:
+                        for alias in stmt.names:
+                            found[alias.asname or alias.name] = stmt.module
+        _where = found
+    return _where
 
 
 def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'runstream' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    if name == "__all__":
+        value: Any = sorted([*_public(), "__version__"])
+    else:
+        module = _public().get(name)
+        if module is None:
+            raise AttributeError(f"module 'runstream' has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(_public()))

@@ -17,23 +17,18 @@ what was wrong and what to do about it::
     └── RunError                    a run ended without completing; carries ``run_log``
         ├── RunFailedError          a step failed (``step``, ``error_type``, ``message``)
         └── RunCancelledError       the run was cancelled
+
+The ``RunError`` branch lives in ``_runlog.py``, next to the ``RunLog`` it carries, so that this
+module, the bottom of the core's layers, imports nothing of runstream's.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ._runlog import RunLog
 
 __all__ = [
     "ConfigError",
     "ParameterError",
     "PipelineDefinitionError",
     "PluginError",
-    "RunCancelledError",
-    "RunError",
-    "RunFailedError",
     "RunIdError",
     "RunNotFoundError",
     "RunstreamError",
@@ -87,38 +82,6 @@ class RunNotFoundError(RunstreamError):
 
 class StoreError(RunstreamError):
     """The run log store failed to read or write."""
-
-
-class RunError(RunstreamError):
-    """A run ended without completing. ``run_log`` holds its full record."""
-
-    def __init__(self, message: str, run_log: RunLog) -> None:
-        super().__init__(message)
-        self.run_log = run_log
-
-
-class RunFailedError(RunError):
-    """A step of the run failed; ``step``, ``error_type`` and ``message`` say which and why."""
-
-    def __init__(self, run_log: RunLog) -> None:
-        err = run_log.error
-        self.step = err.step if err else None
-        self.error_type = err.type if err else "Error"
-        self.message = err.message if err else "the run failed"
-        where = f" in step '{self.step}'" if self.step else ""
-        super().__init__(
-            f"run {run_log.run_id} of pipeline '{run_log.pipeline}' failed{where}: "
-            f"{self.error_type}: {self.message}",
-            run_log,
-        )
-
-
-class RunCancelledError(RunError):
-    """The run was cancelled before it finished."""
-
-    def __init__(self, run_log: RunLog) -> None:
-        super().__init__(f"run {run_log.run_id} of pipeline '{run_log.pipeline}' was cancelled",
-                         run_log)
 
 
 #: Errors whose messages are about what the caller sent, never about the server: they are safe to

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 from ._branch import Node, Step
 from ._channel import Channel
 from ._engine import Record, Run, drive, stop_run
-from ._errors import PipelineDefinitionError, RunCancelledError, RunFailedError
+from ._errors import PipelineDefinitionError
 from ._events import Event
 from ._owner import current_owner
 from ._params import EnvironmentArg, merge_environment, resolve_parameters
-from ._runlog import RunLog, new_run_id, validate_run_id
+from ._runlog import RunCancelledError, RunFailedError, RunLog, new_run_id, validate_run_id
 from ._runtime import Runtime, resolve_runtime
 from ._secrets import RunSecrets
 from ._task import Task

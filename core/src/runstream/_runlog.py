@@ -10,11 +10,14 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._errors import RunIdError
+from ._errors import RunIdError, RunstreamError
 from ._json import model_json
 
 __all__ = [
     "ErrorInfo",
+    "RunCancelledError",
+    "RunError",
+    "RunFailedError",
     "RUN_ID_PATTERN",
     "RunLog",
     "RunStatus",
@@ -139,3 +142,35 @@ class RunSummary(BaseModel):
     status: RunStatus
     started: datetime
     ended: datetime | None = None
+
+
+class RunError(RunstreamError):
+    """A run ended without completing. ``run_log`` holds its full record."""
+
+    def __init__(self, message: str, run_log: RunLog) -> None:
+        super().__init__(message)
+        self.run_log = run_log
+
+
+class RunFailedError(RunError):
+    """A step of the run failed; ``step``, ``error_type`` and ``message`` say which and why."""
+
+    def __init__(self, run_log: RunLog) -> None:
+        err = run_log.error
+        self.step = err.step if err else None
+        self.error_type = err.type if err else "Error"
+        self.message = err.message if err else "the run failed"
+        where = f" in step '{self.step}'" if self.step else ""
+        super().__init__(
+            f"run {run_log.run_id} of pipeline '{run_log.pipeline}' failed{where}: "
+            f"{self.error_type}: {self.message}",
+            run_log,
+        )
+
+
+class RunCancelledError(RunError):
+    """The run was cancelled before it finished."""
+
+    def __init__(self, run_log: RunLog) -> None:
+        super().__init__(f"run {run_log.run_id} of pipeline '{run_log.pipeline}' was cancelled",
+                         run_log)
