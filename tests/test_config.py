@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from runstream import Config, ConfigError, Runtime, UnknownNameError
 from runstream._config import find_config_file
 

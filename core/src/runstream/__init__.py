@@ -12,184 +12,90 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._branch import (
         Branch as Branch,
-    )
-    from ._branch import (
         Node as Node,
     )
     from ._config import (
         ComponentConfig as ComponentConfig,
-    )
-    from ._config import (
         Config as Config,
-    )
-    from ._config import (
         Limits as Limits,
-    )
-    from ._config import (
         ParametersConfig as ParametersConfig,
     )
     from ._errors import (
         ConfigError as ConfigError,
-    )
-    from ._errors import (
         ParameterError as ParameterError,
-    )
-    from ._errors import (
         PipelineDefinitionError as PipelineDefinitionError,
-    )
-    from ._errors import (
         PluginError as PluginError,
-    )
-    from ._errors import (
         RunIdError as RunIdError,
-    )
-    from ._errors import (
         RunNotFoundError as RunNotFoundError,
-    )
-    from ._errors import (
         RunstreamError as RunstreamError,
-    )
-    from ._errors import (
         StepTimeoutError as StepTimeoutError,
-    )
-    from ._errors import (
         StoreError as StoreError,
-    )
-    from ._errors import (
         TaskError as TaskError,
-    )
-    from ._errors import (
         UnknownNameError as UnknownNameError,
-    )
-    from ._errors import (
         public_error_message as public_error_message,
     )
     from ._events import (
         EVENT_TYPES as EVENT_TYPES,
-    )
-    from ._events import (
         TERMINAL_EVENT_TYPES as TERMINAL_EVENT_TYPES,
-    )
-    from ._events import (
         Event as Event,
-    )
-    from ._events import (
+        EventRecord as EventRecord,
         EventType as EventType,
     )
     from ._executor import (
         Executor as Executor,
-    )
-    from ._executor import (
         LocalExecutor as LocalExecutor,
     )
-    from ._imports import (
-        import_object as import_object,
-    )
+    from ._imports import import_object as import_object
     from ._nodes import (
         Conditional as Conditional,
-    )
-    from ._nodes import (
         Map as Map,
-    )
-    from ._nodes import (
         Parallel as Parallel,
     )
-    from ._params import (
-        resolve_parameters as resolve_parameters,
-    )
+    from ._params import resolve_parameters as resolve_parameters
     from ._pipeline import (
         AsyncPipeline as AsyncPipeline,
-    )
-    from ._pipeline import (
         Pipeline as Pipeline,
-    )
-    from ._pipeline import (
         RunHandle as RunHandle,
     )
     from ._plugins import (
         PluginInfo as PluginInfo,
-    )
-    from ._plugins import (
         Plugins as Plugins,
-    )
-    from ._plugins import (
         load_plugins as load_plugins,
     )
-    from ._retry import (
-        Retry as Retry,
-    )
+    from ._retry import Retry as Retry
     from ._runlog import (
         RUN_ID_PATTERN as RUN_ID_PATTERN,
-    )
-    from ._runlog import (
         ErrorInfo as ErrorInfo,
-    )
-    from ._runlog import (
         RunCancelledError as RunCancelledError,
-    )
-    from ._runlog import (
         RunError as RunError,
-    )
-    from ._runlog import (
         RunFailedError as RunFailedError,
-    )
-    from ._runlog import (
         RunLog as RunLog,
-    )
-    from ._runlog import (
         RunStatus as RunStatus,
-    )
-    from ._runlog import (
         RunSummary as RunSummary,
-    )
-    from ._runlog import (
         StepAttempt as StepAttempt,
-    )
-    from ._runlog import (
         StepLog as StepLog,
-    )
-    from ._runlog import (
         StepStatus as StepStatus,
-    )
-    from ._runlog import (
         new_run_id as new_run_id,
-    )
-    from ._runlog import (
         validate_run_id as validate_run_id,
     )
     from ._runtime import (
         Runtime as Runtime,
+        State as State,
     )
-    from ._secrets import (
-        Secret as Secret,
-    )
-    from ._sinks import (
-        Sink as Sink,
-    )
-    from ._store import (
-        RunLogStore as RunLogStore,
-    )
+    from ._secrets import Secret as Secret
+    from ._sinks import Sink as Sink
+    from ._store import RunLogStore as RunLogStore
     from ._task import (
         SyncTaskContext as SyncTaskContext,
-    )
-    from ._task import (
         Task as Task,
-    )
-    from ._task import (
         TaskContext as TaskContext,
-    )
-    from ._task import (
         current_task_context as current_task_context,
     )
     from ._yaml_pipeline import (
         load_pipeline as load_pipeline,
-    )
-    from ._yaml_pipeline import (
         pipeline_from_dict as pipeline_from_dict,
     )
-    from .hookspecs import (
-        hookimpl as hookimpl,
-    )
+    from .hookspecs import hookimpl as hookimpl
 
 __version__ = "0.1.0"
 

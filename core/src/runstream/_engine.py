@@ -18,7 +18,7 @@ from ._errors import (
     TaskError,
     public_error_message,
 )
-from ._events import Event
+from ._events import Event, EventRecord
 from ._recording import record_end, record_start
 from ._runlog import ErrorInfo, RunLog, StepAttempt, StepLog, StepStatus, now
 from ._secrets import RunSecrets
@@ -81,8 +81,8 @@ def recorded_inputs(run: Run) -> dict[str, Any]:
     inputs = dict(run._parameters if scope is None else scope.local)
     return run.secrets.mask(inputs) if run.secrets else inputs
 
-#: Items in a run's consumer channel: (seq, ts, type, step, data).
-Record = tuple[int, float, str, "str | None", dict[str, Any]]
+#: Items in a run's consumer channel (see runstream.EventRecord).
+Record = EventRecord
 
 
 class StepFailed(Exception):

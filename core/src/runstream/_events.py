@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, TypeAlias, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._json import model_json
 
-__all__ = ["EVENT_TYPES", "TERMINAL_EVENT_TYPES", "Event", "EventType"]
+__all__ = ["EVENT_TYPES", "TERMINAL_EVENT_TYPES", "Event", "EventRecord", "EventType"]
 
 EventType = Literal[
     "run.started",
@@ -28,6 +28,13 @@ EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
 TERMINAL_EVENT_TYPES: Final[frozenset[str]] = frozenset(
     {"run.completed", "run.failed", "run.cancelled"}
 )
+
+
+#: One event of a run as :meth:`runstream.RunHandle.batches` hands it over: the tuple
+#: ``(seq, ts, type, step, data)``, the fields of :class:`Event` without its envelope. A plain
+#: tuple, not a named one: building a named tuple per event would cost a third of what an event
+#: costs in ``execute_streaming()``.
+EventRecord: TypeAlias = tuple[int, float, str, "str | None", dict[str, Any]]
 
 
 class Event(BaseModel):

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from ._branch import Node, Step
 from ._channel import Channel
-from ._engine import Record, Run, drive, stop_run
+from ._engine import Run, drive, stop_run
 from ._errors import PipelineDefinitionError
-from ._events import Event
+from ._events import Event, EventRecord
 from ._owner import current_owner
 from ._params import EnvironmentArg, merge_environment, resolve_parameters
 from ._runlog import RunCancelledError, RunFailedError, RunLog, new_run_id, validate_run_id
@@ -39,7 +39,8 @@ class RunHandle:
     as an async context manager to make sure the run is not left behind.
     """
 
-    def __init__(self, run: Run, task: asyncio.Task[RunLog], channel: Channel[Record]) -> None:
+    def __init__(self, run: Run, task: asyncio.Task[RunLog],
+                 channel: Channel[EventRecord]) -> None:
         self._run = run
         self._task = task
         self._channel = channel
@@ -61,11 +62,15 @@ class RunHandle:
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._events()
 
-    async def _batches(self) -> AsyncGenerator[list[Record], None]:
-        """The run's records, a batch at a time (see :meth:`Channel.batches`).
+    async def batches(self) -> AsyncGenerator[list[EventRecord], None]:
+        """The run's events as :data:`runstream.EventRecord` tuples ``(seq, ts, type, step,
+        data)``, a list at a time: everything queued since the last batch. The fast way for
+        sinks and transports (runstream-sse reads runs so): one async-generator hop per batch
+        instead of per event, and no :class:`Event` envelope per event.
 
-        Consumers loop over each batch themselves: one async-generator hop per batch instead of
-        per record is most of what keeps ``execute_streaming()`` fast.
+        Consume each batch before asking for the next (a batch holds its room in the run's
+        bounded channel: backpressure); leaving early cancels the run, as with iterating the
+        handle. A handle is iterated once, by ``batches()`` or ``async for``.
         """
         if self._iterating:
             raise RuntimeError("a run handle can be iterated only once")
@@ -85,7 +90,7 @@ class RunHandle:
     async def _events(self) -> AsyncGenerator[Event, None]:
         run_id = self.run_id
         make = Event._fast
-        async for batch in self._batches():
+        async for batch in self.batches():
             for seq, ts, type_, step, data in batch:
                 yield make(run_id, seq, ts, type_, step, data)
 
@@ -163,7 +168,7 @@ class AsyncPipeline:
     def _prepare(self, parameters: Mapping[str, Any] | None, run_id: str | None,
                  config: Runtime | Config | str | os.PathLike[str] | None,
                  parameters_file: str | os.PathLike[str] | None,
-                 channel: Channel[Record] | None, environment: EnvironmentArg,
+                 channel: Channel[EventRecord] | None, environment: EnvironmentArg,
                  owner: str | None) -> Run:
         runtime = resolve_runtime(config)
         if owner is not None and (not isinstance(owner, str) or not owner):
@@ -234,7 +239,7 @@ class AsyncPipeline:
 
         Must be called with an event loop running.
         """
-        channel: Channel[Record] = Channel(CHANNEL_CAPACITY)
+        channel: Channel[EventRecord] = Channel(CHANNEL_CAPACITY)
         run = self._prepare(parameters, run_id, config, parameters_file, channel, environment,
                             owner)
         task = asyncio.get_running_loop().create_task(
@@ -261,7 +266,7 @@ class AsyncPipeline:
         """
         handle = self.stream(parameters, run_id, config, parameters_file,
                              environment=environment, owner=owner)
-        batches = handle._batches()
+        batches = handle.batches()
         try:
             async for batch in batches:
                 for record in batch:

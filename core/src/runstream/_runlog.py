@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -71,6 +72,21 @@ class ErrorInfo(BaseModel):
     type: str
     message: str
     step: str | None = None
+
+    @classmethod
+    def from_exception(cls, error: BaseException, step: str | None = None,
+                       redact: Callable[[str], str] | None = None) -> ErrorInfo:
+        """The error info of ``error`` (raised in ``step``, or outside any step): its type
+        name and message (its ``repr`` when the message is empty), passed through ``redact``
+        (which removes secret values) if given."""
+        message = str(error) or repr(error)
+        return cls(type=type(error).__name__,
+                   message=message if redact is None else redact(message), step=step)
+
+    def event_data(self) -> dict[str, Any]:
+        """The data of a ``step.failed`` / ``run.failed`` event: ``error_type``, ``message``,
+        ``step``. Every producer of those events (the engine, runstream-sse) builds it here."""
+        return {"error_type": self.type, "message": self.message, "step": self.step}
 
 
 class StepAttempt(BaseModel):

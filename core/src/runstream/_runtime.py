@@ -21,7 +21,7 @@ from ._sinks import Sink
 from ._store import RunLogStore
 from ._validation import explain
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "State"]
 
 logger = logging.getLogger("runstream")
 
@@ -33,6 +33,36 @@ def _build(cls: type[M], options: dict[str, Any], where: str) -> M:
         return cls.model_validate(options)
     except ValidationError as exc:
         raise ConfigError(f"{where}: {explain(exc, model=cls)}") from None
+
+
+class State:
+    """Per-runtime state of plugins and applications: attributes set freely, read back
+    (``runtime.state.sse_replay = ...``), as starlette's ``app.state``. Each plugin uses names
+    of its own (prefixed with its name). A runtime's state lives and dies with the runtime."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_values", {})
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"runtime state has no {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._values[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            del self._values[name]
+        except KeyError:
+            raise AttributeError(f"runtime state has no {name!r}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+    def __repr__(self) -> str:
+        return f"State({', '.join(sorted(self._values))})"
 
 
 class Runtime:
@@ -88,6 +118,8 @@ class Runtime:
             if not isinstance(sink, Sink):
                 raise ConfigError(f"sinks= item {i} is a {type(sink).__name__}, not a Sink")
             self.sinks.append((f"{type(sink).__name__} (sinks= item {i})", sink))
+        #: Per-runtime state of plugins (see :class:`State`).
+        self.state = State()
         #: Saves runs' final records, retrying in the background what the store did not take.
         self.recorder = Recorder(self.store, self.config.limits)
         #: Ids of the runs in flight in this runtime: claimed before the store is asked, so a
@@ -135,6 +167,12 @@ class Runtime:
 
     def has_hook(self, name: str) -> bool:
         return self._hooks[name]
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         """Wait (at most ``limits.store_save_timeout``) for final records still being saved,

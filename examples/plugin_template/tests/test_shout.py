@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from runstream import AsyncPipeline
-from runstream_shout import ShoutTask, TranscriptSink
-from runstream_shout import _plugin as plugin
+from runstream_shout import ShoutTask, TranscriptSink, _plugin as plugin
 
 
 async def test_shout_streams_words(runstream_runtime: Any, collecting_sink: Any,

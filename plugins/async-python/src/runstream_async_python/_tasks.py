@@ -8,8 +8,14 @@ from types import CodeType
 from typing import Annotated, Any, cast
 
 from pydantic import BeforeValidator, Field, PlainSerializer
-from runstream import RunstreamError, SyncTaskContext, Task, TaskContext, TaskError
-from runstream import import_object as _import_object
+from runstream import (
+    RunstreamError,
+    SyncTaskContext,
+    Task,
+    TaskContext,
+    TaskError,
+    import_object as _import_object,
+)
 
 
 def _resolve(value: Any) -> Any:

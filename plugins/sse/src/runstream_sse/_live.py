@@ -44,7 +44,7 @@ class LiveRun:
         run_id = self.handle.run_id
         # The run's records a batch at a time (RunHandle iterates them so, see _pipeline.py):
         # no Event envelope and no async-generator hop per event.
-        events = self.handle._batches()
+        events = self.handle.batches()
         try:
             async for batch in events:
                 for seq, _ts, type_, step, data in batch:
