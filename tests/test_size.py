@@ -117,7 +117,7 @@ class Recording:
 def test_the_engine_sizes_events_as_estimate_does(data: dict[str, Any]) -> None:
     # Run.publish_step_event has its own copy of estimate's loop (a call would cost a fifth).
     from runstream import ComponentConfig, Config, Runtime
-    from runstream._engine import Run
+    from runstream._run import Run
     from runstream._runlog import RunLog
 
     runtime = Runtime(Config(run_log_store=ComponentConfig(type="memory")))

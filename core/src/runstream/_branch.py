@@ -13,30 +13,16 @@ item's index as the key, Conditional ``default`` for its default branch).
 from __future__ import annotations
 
 import asyncio
-import re
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from types import MappingProxyType
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeAlias
 
-from ._engine import (
-    Run,
-    Scope,
-    StepFailed,
-    _error_info,
-    _param_scope,
-    end_attempt,
-    recorded_inputs,
-    run_step,
-    run_steps,
-)
 from ._errors import PipelineDefinitionError
-from ._runlog import StepAttempt, StepLog, now
+from ._names import STEP_NAME_RULE, is_step_name
+from ._run import Frame, StepFailed
+from ._steps import run_handler, run_steps
 from ._task import Task
 
 __all__ = ["Branch", "Node"]
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,99}$")
 
 #: A step of a pipeline or a branch: a task, or a composite node.
 Step: TypeAlias = "Task | Node"
@@ -67,20 +53,29 @@ class Branch:
         return f"Branch(steps={[s.name for s in self.steps]!r}{handler})"
 
     def _check(self, where: str) -> None:
-        seen: set[str] = set()
-        handler = [self.on_failure] if self.on_failure is not None else []
-        for i, step in enumerate([*self.steps, *handler]):
-            if not isinstance(step, (Task, Node)):
-                hint = (" (wrap functions: AsyncPythonTask(name=..., function=...))"
-                        if callable(step) else "")
-                label = "on_failure" if i == len(self.steps) else f"steps[{i}]"
-                raise PipelineDefinitionError(
-                    f"{where}: {label} is a {type(step).__name__}, not a task or node{hint}")
-            if step.name in seen:
-                raise PipelineDefinitionError(
-                    f"{where}: two steps are named '{step.name}'; step names must be unique "
-                    "within a branch")
-            seen.add(step.name)
+        check_steps(self.steps, self.on_failure, where, "within a branch")
+
+
+def check_steps(steps: Sequence[object], on_failure: object, where: str, scope: str) -> None:
+    """The one check of a list of steps (a pipeline's or a branch's) and its ``on_failure``:
+    each a task or a node (the handler a task), names unique ``scope``; PipelineDefinitionError
+    naming ``where`` otherwise."""
+    seen: set[str] = set()
+    handler = [on_failure] if on_failure is not None else []
+    for i, step in enumerate([*steps, *handler]):
+        is_handler = i == len(steps)
+        if not isinstance(step, Task) and (is_handler or not isinstance(step, Node)):
+            hint = (" (wrap functions: AsyncPythonTask(name=..., function=...))"
+                    if callable(step) else "")
+            label = "on_failure" if is_handler else f"steps[{i}]"
+            kinds = "task" if is_handler else "task or node"
+            raise PipelineDefinitionError(
+                f"{where}: {label} is a {type(step).__name__}, not a {kinds}{hint}")
+        if step.name in seen:
+            raise PipelineDefinitionError(
+                f"{where}: two steps are named '{step.name}'; step names must be unique"
+                + (f" {scope}" if scope else ""))
+        seen.add(step.name)
 
 
 def as_branch(value: Branch | Sequence[Step], where: str) -> Branch:
@@ -105,80 +100,34 @@ class Node:
     kind: ClassVar[str] = "node"
 
     def __init__(self, name: str) -> None:
-        if not isinstance(name, str) or not _NAME_RE.match(name):
+        if not is_step_name(name):
             raise PipelineDefinitionError(
-                f"invalid {self.kind} step name {name!r}: use 1-100 letters, digits, '_' and "
-                "'-' (no dots: dots separate the parts of a step's path)")
+                f"invalid {self.kind} step name {name!r}: use {STEP_NAME_RULE}")
         self.name = name
 
     def _where(self) -> str:
         return f"{self.kind} step '{self.name}'"
 
-    async def _body(self, run: Run, path: str) -> dict[str, Any]:
-        """Run the branches; return the parameters to set in the parent scope."""
+    async def run_body(self, frame: Frame, path: str) -> dict[str, Any]:
+        """Run the branches in ``frame`` (the node's own step lifecycle, events and run log are
+        the engine's, as for any step); return the parameters to set in ``frame``."""
         raise NotImplementedError
 
-    async def _run(self, run: Run, path: str) -> None:
-        step_log = StepLog(name=path)
-        run.log.steps[path] = step_log
-        attempt = StepAttempt(n=1, input_parameters=recorded_inputs(run))
-        step_log.attempts.append(attempt)
-        await run.emit("step.started", path, {"attempt": 1, "node": self.kind})
-        started = time.perf_counter()
-        try:
-            await run.call_hook("before_node_run", run_log=run.log, step=path,
-                                parameters=MappingProxyType(run.parameters))
-            outputs = await self._body(run, path)
-            attempt.output_parameters = run.secrets.mask(outputs)
-            attempt.status = step_log.status = "completed"
-            attempt.end = now()
-            await run.call_hook("after_node_run", run_log=run.log, step=path, step_log=step_log)
-        except asyncio.CancelledError:
-            end_attempt(attempt, step_log, "cancelled", "cancelled")
-            raise
-        except Exception as exc:
-            # A failure inside a branch is reported (run.failed, the run log's error) at the
-            # step where it happened; the node fails with it.
-            failed = exc if isinstance(exc, StepFailed) else StepFailed(path, exc)
-            end_attempt(attempt, step_log, "failed",
-                        f"{failed.error_type}: {failed.message}" if failed.step == path
-                        else f"step '{failed.step}' failed: {failed.error_type}: "
-                             f"{failed.message}")
-            await run.call_hook_reporting("on_node_error", run_log=run.log, step=path,
-                                          error=failed.error)
-            await run.emit("step.failed", path, _error_info(failed.step, failed.error))
-            if failed is exc:
-                raise
-            raise failed from exc
-        run.parameters.update(outputs)
-        await run.emit("step.completed", path, {
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            "returns": list(outputs),
-        })
 
-
-async def run_branch(run: Run, branch: Branch, prefix: str, parent: Mapping[str, Any],
+async def run_branch(frame: Frame, branch: Branch, prefix: str,
                      local: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run a branch in its own scope (see :class:`Scope`), for this asyncio task only. ``local``
-    seeds it (Map's item). Returns what the branch set, ``local`` included."""
-    local = {} if local is None else local
-    token = _param_scope.set(Scope(parent, local))
+    """Run a branch in a frame of its own over ``frame`` (see :meth:`Frame.branch`), seeded
+    with ``local`` (Map's item). Returns what the branch set, ``local`` included."""
+    own = frame.branch(local)
     try:
-        try:
-            await run_steps(run, branch.steps, prefix)
-        except StepFailed as failed:
-            handler = branch.on_failure
-            if handler is not None:
-                try:
-                    await run_step(run, handler, prefix + handler.name)
-                except StepFailed as handler_failed:
-                    run.log.warnings.append(
-                        f"on_failure step '{prefix}{handler.name}' failed too: "
-                        f"{handler_failed.error_type}: {handler_failed.message}")
-            raise failed
-    finally:
-        _param_scope.reset(token)
-    return local
+        await run_steps(own, branch.steps, prefix)
+    except StepFailed:
+        handler = branch.on_failure
+        if handler is not None:
+            await run_handler(own, handler, prefix + handler.name)
+        raise
+    assert own.local is not None
+    return own.local
 
 
 class _Failures:
@@ -191,25 +140,11 @@ class _Failures:
         return self.items[0][1]
 
 
-async def _cancel_and_wait(tasks: Sequence[asyncio.Task[None]]) -> None:
-    """Cancel ``tasks`` and wait until every one has ended (its ``finally`` blocks ran), even
-    if the caller is cancelled meanwhile; then re-raise that cancellation."""
-    for task in tasks:
-        task.cancel()
-    pending = {task for task in tasks if not task.done()}
-    interrupted = False
-    while pending:
-        try:
-            _, pending = await asyncio.wait(pending)
-        except asyncio.CancelledError:
-            interrupted = True
-    if interrupted:
-        raise asyncio.CancelledError
-
-
-async def run_concurrently(run: Run, path: str, jobs: Sequence[Callable[[], Awaitable[None]]],
-                           limit: int, fail_fast: bool) -> _Failures:
-    """Run ``jobs`` at most ``limit`` at a time, in asyncio tasks owned by this call.
+async def run_concurrently(frame: Frame, path: str,
+                           jobs: Sequence[Callable[[], Awaitable[None]]], limit: int,
+                           fail_fast: bool) -> _Failures:
+    """Run ``jobs`` at most ``limit`` at a time, in asyncio tasks of a task group this call
+    owns.
 
     Returns the failures. With ``fail_fast`` the first failure cancels every other job (and
     nothing new starts); without it, every job runs to its end. Cancelling the caller cancels
@@ -219,39 +154,32 @@ async def run_concurrently(run: Run, path: str, jobs: Sequence[Callable[[], Awai
     if not jobs:
         return failures
     upcoming = iter(range(len(jobs)))
-    stop = False
 
     async def worker() -> None:
-        nonlocal stop
         # A fixed pool of workers pulling job numbers, not a task per job: Map over 10,000
         # items holds `limit` tasks, and jobs start in input order.
         for i in upcoming:
-            if stop:
-                return
             try:
                 await jobs[i]()
             except Exception as exc:
                 failures.items.append((i, exc))
                 if fail_fast:
-                    stop = True
-                    raise
+                    raise _Stop from None  # the task group cancels the other workers
 
-    workers = [asyncio.create_task(worker(), name=f"runstream-{run.run_id}-{path}-{w}")
-               for w in range(min(limit, len(jobs)))]
+    run_id = frame.run_id
     try:
-        _, pending = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
-    except asyncio.CancelledError:
-        stop = True
-        await _cancel_and_wait(workers)
-        raise
-    if pending:
-        await _cancel_and_wait(list(pending))
-    for task in workers:  # retrieve every outcome: no "exception was never retrieved"
-        if not task.cancelled():
-            exc = task.exception()
-            if exc is not None and not isinstance(exc, Exception):
-                raise exc  # KeyboardInterrupt, SystemExit: not a branch failure, pass it on
+        async with asyncio.TaskGroup() as group:
+            for w in range(min(limit, len(jobs))):
+                group.create_task(worker(), name=f"runstream-{run_id}-{path}-{w}")
+    except BaseExceptionGroup as group_error:
+        _, rest = group_error.split(_Stop)
+        if rest is not None:  # KeyboardInterrupt, SystemExit: not a branch failure, pass it on
+            raise rest.exceptions[0] from None
     return failures
+
+
+class _Stop(Exception):
+    """Internal: a job failed and the node fails fast."""
 
 
 def raise_first(where: str, failures: _Failures, labels: Sequence[str]) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -28,18 +28,23 @@ from ._owner import current_owner, owner_is_alive
 from ._runlog import RunLog, now
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
+    from ._config import Limits
+    from ._store import RunLogStore
 
 logger = logging.getLogger("runstream")
 
 
 class Leases:
-    """The process lease of one runtime, and its search for abandoned runs. Owned by the
-    runtime: :meth:`aclose` stops its timers and tasks."""
+    """The process lease of one runtime (on its ``store``, renewed while ``runs_in_flight()``),
+    and its search for abandoned runs. Owned by the runtime: :meth:`aclose` stops its timers and
+    tasks."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-        self._ttl = runtime.config.limits.process_lease
+    def __init__(self, store: RunLogStore, limits: Limits,
+                 runs_in_flight: Callable[[], int]) -> None:
+        self._store = store
+        self._limits = limits
+        self._runs_in_flight = runs_in_flight
+        self._ttl = limits.process_lease
         self._renewed_at: float | None = None  # loop time of the last renewal
         self._supported = True
         self._timer: asyncio.TimerHandle | None = None
@@ -70,12 +75,11 @@ class Leases:
         self._tasks = set()
 
     async def _renew(self) -> None:
-        runtime = self._runtime
         loop = asyncio.get_running_loop()
         until = now() + timedelta(seconds=self._ttl)
         try:
-            async with asyncio.timeout(runtime.config.limits.store_timeout):
-                self._supported = await runtime.store.renew_lease(current_owner(), until)
+            async with asyncio.timeout(self._limits.store_timeout):
+                self._supported = await self._store.renew_lease(current_owner(), until)
         except Exception as exc:  # the store is down: runs go on; others may mark them later
             logger.warning("could not renew this process's lease in the run log store: %s: %s",
                            type(exc).__name__, exc)
@@ -84,7 +88,7 @@ class Leases:
 
     def _tick(self) -> None:
         self._timer = None
-        if not self._runtime.runs_in_flight():
+        if not self._runs_in_flight():
             return  # no run to vouch for: the lease may run out
         self._spawn(self._renew())
         loop = self._loop
@@ -101,7 +105,7 @@ class Leases:
     async def recover(self) -> list[str]:
         """Mark the runs left ``running`` by dead processes as ``abandoned``; returns their ids.
         Runs whose process's lease has not run out yet are looked at again when it does."""
-        store = self._runtime.store
+        store = self._store
         leases = await store.leases()
         marked: list[str] = []
         recheck: datetime | None = None

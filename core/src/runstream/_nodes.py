@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal, TypeAlias
 
 from ._branch import (
-    _NAME_RE,
     Branch,
     Node,
     Step,
@@ -19,8 +18,9 @@ from ._branch import (
     run_branch,
     run_concurrently,
 )
-from ._engine import Run
 from ._errors import ParameterError, PipelineDefinitionError
+from ._names import is_step_name
+from ._run import Frame
 
 __all__ = ["Conditional", "Map", "Parallel"]
 
@@ -87,18 +87,16 @@ class Parallel(Node):
     def __repr__(self) -> str:
         return f"Parallel(name={self.name!r}, branches={list(self.branches)!r})"
 
-    async def _body(self, run: Run, path: str) -> dict[str, Any]:
-        parent = run.parameters
+    async def run_body(self, frame: Frame, path: str) -> dict[str, Any]:
         keys = list(self.branches)
         results: dict[str, dict[str, Any]] = {}
 
         def job(key: str) -> Callable[[], Awaitable[None]]:
             async def run_one() -> None:
-                results[key] = await run_branch(run, self.branches[key], f"{path}.{key}.",
-                                                 parent)
+                results[key] = await run_branch(frame, self.branches[key], f"{path}.{key}.")
             return run_one
 
-        failures = await run_concurrently(run, path, [job(k) for k in keys], len(keys),
+        failures = await run_concurrently(frame, path, [job(k) for k in keys], len(keys),
                                           self.fail_fast)
         raise_first(f"parallel step '{path}'", failures, keys)
         return self._merged(path, {k: results[k] for k in keys})
@@ -179,8 +177,8 @@ class Map(Node):
     def __repr__(self) -> str:
         return f"Map(name={self.name!r}, over={self.over!r}, iterate_as={self.iterate_as!r})"
 
-    async def _body(self, run: Run, path: str) -> dict[str, Any]:
-        parent = run.parameters
+    async def run_body(self, frame: Frame, path: str) -> dict[str, Any]:
+        parent = frame.parameters
         items = _required(parent, self.over, f"map step '{path}' iterates over")
         if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
             raise ParameterError(
@@ -192,11 +190,11 @@ class Map(Node):
 
         def job(i: int) -> Callable[[], Awaitable[None]]:
             async def run_one() -> None:
-                results[i] = await run_branch(run, branch, f"{path}.{i}.", parent,
+                results[i] = await run_branch(frame, branch, f"{path}.{i}.",
                                                {iterate_as: items[i]})
             return run_one
 
-        failures = await run_concurrently(run, path, [job(i) for i in range(len(items))],
+        failures = await run_concurrently(frame, path, [job(i) for i in range(len(items))],
                                           self.max_concurrency, self.fail_fast)
         raise_first(f"map step '{path}'", failures, [str(i) for i in range(len(items))])
         out: dict[str, list[Any]] = {name: [] for name in self.returns}
@@ -238,7 +236,7 @@ class Conditional(Node):
         self.branches: dict[str, Branch] = {}
         for raw, value in branches.items():
             key = str(raw)
-            if not _NAME_RE.match(key):
+            if not is_step_name(key):
                 raise PipelineDefinitionError(
                     f"{where}: branch key {key!r} must be 1-100 letters, digits, '_' and '-' "
                     "(it is part of the steps' paths)")
@@ -255,8 +253,8 @@ class Conditional(Node):
         return (f"Conditional(name={self.name!r}, parameter={self.parameter!r}, "
                 f"branches={list(self.branches)!r})")
 
-    async def _body(self, run: Run, path: str) -> dict[str, Any]:
-        parent = run.parameters
+    async def run_body(self, frame: Frame, path: str) -> dict[str, Any]:
+        parent = frame.parameters
         value = _required(parent, self.parameter, f"conditional step '{path}' needs")
         key = str(value)
         branch = self.branches.get(key)
@@ -267,4 +265,4 @@ class Conditional(Node):
                     f"branch for '{key}' and no default (branches: "
                     f"{', '.join(self.branches)})")
             branch, key = self.default, "default"
-        return await run_branch(run, branch, f"{path}.{key}.", parent)
+        return await run_branch(frame, branch, f"{path}.{key}.")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import ParameterError
+from ._hotpath import prefixed_environ
 from ._yaml_load import MAX_DEPTH, load_yaml
 
 __all__ = ["resolve_parameters"]
@@ -59,20 +60,10 @@ def _from_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-_PREFIX_BYTES = ENV_PREFIX.encode()
-
-
 def _prefixed(environ: Mapping[str, str] | None) -> list[tuple[str, str]]:
     """The ``RUNSTREAM_PRM_*`` entries of ``environ`` (default: the process environment now)."""
     if environ is None:
-        # os.environ decodes every entry it yields (~1 us each, per run); its raw bytes mapping
-        # is filtered first, so only our own variables are decoded.
-        raw = getattr(os.environ, "_data", None)
-        if isinstance(raw, dict):
-            return [(os.fsdecode(k), os.fsdecode(v)) for k, v in raw.items()
-                    if isinstance(k, bytes) and k.startswith(_PREFIX_BYTES)
-                    and len(k) > len(_PREFIX_BYTES)]
-        environ = os.environ
+        return prefixed_environ(ENV_PREFIX)
     return [(k, v) for k, v in environ.items()
             if k.startswith(ENV_PREFIX) and len(k) > len(ENV_PREFIX)]
 

@@ -7,13 +7,14 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._branch import Node, Step
+from ._branch import Node, Step, check_steps
 from ._channel import Channel
-from ._engine import Run, drive, stop_run
+from ._drive import drive, stop_run
 from ._errors import PipelineDefinitionError
 from ._events import Event, EventRecord
 from ._owner import current_owner
 from ._params import EnvironmentArg, merge_environment, resolve_parameters
+from ._run import Run
 from ._runlog import RunCancelledError, RunFailedError, RunLog, new_run_id, validate_run_id
 from ._runtime import Runtime, resolve_runtime
 from ._secrets import RunSecrets
@@ -89,10 +90,10 @@ class RunHandle:
 
     async def _events(self) -> AsyncGenerator[Event, None]:
         run_id = self.run_id
-        make = Event._fast
+        make = Event.from_record
         async for batch in self.batches():
-            for seq, ts, type_, step, data in batch:
-                yield make(run_id, seq, ts, type_, step, data)
+            for record in batch:
+                yield make(run_id, record)
 
     async def cancel(self, reason: str = "cancelled") -> RunLog:
         """Cancel the run (its running task sees ``CancelledError``) and wait until it ended.
@@ -141,22 +142,7 @@ class AsyncPipeline:
         if isinstance(steps, (Task, Node)) or not isinstance(steps, Sequence) or not steps:
             raise PipelineDefinitionError(
                 f"pipeline '{name}': steps must be a non-empty list of tasks")
-        seen: set[str] = set()
-        for i, step in enumerate([*steps, *([on_failure] if on_failure is not None else [])]):
-            is_handler = i == len(steps)
-            if not isinstance(step, Task) and (is_handler or not isinstance(step, Node)):
-                hint = (" (wrap functions: AsyncPythonTask(name=..., function=...))"
-                        if callable(step) else "")
-                where = "on_failure" if is_handler else f"steps[{i}]"
-                kinds = "task" if is_handler else "task or node"
-                raise PipelineDefinitionError(
-                    f"pipeline '{name}': {where} is a {type(step).__name__}, not a "
-                    f"{kinds}{hint}")
-            if step.name in seen:
-                raise PipelineDefinitionError(
-                    f"pipeline '{name}': two steps are named '{step.name}'; step names must be "
-                    "unique")
-            seen.add(step.name)
+        check_steps(steps, on_failure, f"pipeline '{name}'", "")
         self.name = name
         self.steps: tuple[Step, ...] = tuple(steps)
         self.on_failure = on_failure

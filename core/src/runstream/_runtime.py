@@ -16,7 +16,7 @@ from ._errors import ConfigError, RunIdError, RunstreamError
 from ._executor import Executor
 from ._leases import Leases
 from ._plugins import BLOCK_ENV, LOAD_ENV, STRICT_ENV, Plugins, load_plugins
-from ._recording import Recorder
+from ._recorder import Recorder
 from ._sinks import Sink
 from ._store import RunLogStore
 from ._validation import explain
@@ -126,7 +126,7 @@ class Runtime:
         #: reused id is refused even while the store is slow (see ``claim_run_id``).
         self._claimed: set[str] = set()
         #: This process's lease in the store, and the search for runs of dead processes.
-        self.leases = Leases(self)
+        self.leases = Leases(self.store, self.config.limits, self.runs_in_flight)
         self._recovered = False
         self._hooks = {name: self.plugins.has_impls(name) for name in
                        ("before_run", "after_run", "before_node_run", "after_node_run",

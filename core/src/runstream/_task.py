@@ -6,25 +6,20 @@ import asyncio
 import contextvars
 import functools
 import inspect
-import re
 import threading
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ._errors import ParameterError, TaskError
+from ._names import STEP_NAME_RULE, is_step_name
 from ._retry import Retry
-
-if TYPE_CHECKING:
-    from ._engine import Run
 
 __all__ = ["SyncTaskContext", "Task", "TaskContext", "current_task_context"]
 
 R = TypeVar("R")
-
-_STEP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,99}$")
 
 _current_task: contextvars.ContextVar[TaskContext] = contextvars.ContextVar(
     "runstream_current_task"
@@ -70,10 +65,8 @@ class Task(BaseModel):
     @field_validator("name")
     @classmethod
     def _name_is_safe(cls, value: str) -> str:
-        if not _STEP_NAME.match(value):
-            raise ValueError(
-                f"step name {value!r} must be 1-100 letters, digits, '_' or '-' (dots separate "
-                "the parts of nested step paths)")
+        if not is_step_name(value):
+            raise ValueError(f"step name {value!r} must be {STEP_NAME_RULE}")
         return value
 
     @field_validator("returns")
@@ -116,6 +109,23 @@ def _not_a_dict(step: str, data: object) -> TaskError:
     )
 
 
+class StepScope(Protocol):
+    """What a :class:`TaskContext` needs of the run it belongs to: the engine's frame of the
+    step (its run, and the parameter scope of the branch it runs in) provides it."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def pipeline(self) -> str: ...
+
+    @property
+    def parameters(self) -> dict[str, Any]: ...
+
+    def publish_step_event(self, step: str, data: dict[str, Any]
+                           ) -> Awaitable[None] | None: ...
+
+
 class TaskContext:
     """What a running step can see and do: its parameters, and emitting events.
 
@@ -125,8 +135,8 @@ class TaskContext:
 
     __slots__ = ("_run", "step")
 
-    def __init__(self, run: Run, step: str) -> None:
-        self._run = run
+    def __init__(self, scope: StepScope, step: str) -> None:
+        self._run = scope
         #: The step's dotted path in the pipeline, e.g. ``llm`` or ``fanout.a.llm``.
         self.step = step
 
@@ -136,7 +146,7 @@ class TaskContext:
 
     @property
     def pipeline(self) -> str:
-        return self._run.log.pipeline
+        return self._run.pipeline
 
     @property
     def parameters(self) -> Mapping[str, Any]:
