@@ -6,19 +6,42 @@ import asyncio
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from ._errors import RunIdError, RunNotFoundError, StoreError
 from ._runlog import RunLog, RunStatus, RunSummary, validate_run_id
 from ._store import RunLogStore, dump_run_log
+
+T = TypeVar("T")
+
+#: Threads of a file-system store: writes of different runs (each with an fsync) may overlap.
+STORE_THREADS = 4
 
 
 class FileSystemStore(RunLogStore):
     """One ``<run_id>.json`` per run under ``path``; each write replaces the file atomically."""
 
     path: str = Field(default=".runstream/runs", description="Directory of the run files.")
+
+    # The store's own threads, not the loop's default executor (asyncio.to_thread): that one is
+    # shared with user code, and a few tasks blocked in it would leave runs unrecorded.
+    _pool: ThreadPoolExecutor | None = PrivateAttr(default=None)
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="runstream-fs")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, lambda: fn(*args, **kwargs))
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
 
     def _dir(self) -> Path:
         return Path(self.path)
@@ -51,10 +74,10 @@ class FileSystemStore(RunLogStore):
             raise StoreError(f"cannot write run log under {directory}: {exc}") from exc
 
     async def create(self, run_log: RunLog) -> None:
-        await asyncio.to_thread(self._write, run_log, exclusive=True)
+        await self._call(self._write, run_log, exclusive=True)
 
     async def save(self, run_log: RunLog) -> None:
-        await asyncio.to_thread(self._write, run_log, exclusive=False)
+        await self._call(self._write, run_log, exclusive=False)
 
     def _read(self, run_id: str) -> RunLog:
         try:
@@ -66,7 +89,7 @@ class FileSystemStore(RunLogStore):
         return RunLog.model_validate_json(text)
 
     async def get(self, run_id: str) -> RunLog:
-        return await asyncio.to_thread(self._read, run_id)
+        return await self._call(self._read, run_id)
 
     def _list(self, limit: int, status: RunStatus | None) -> list[RunSummary]:
         directory = self._dir()
@@ -87,4 +110,4 @@ class FileSystemStore(RunLogStore):
 
     async def list_runs(self, *, limit: int = 50, status: RunStatus | None = None
                         ) -> list[RunSummary]:
-        return await asyncio.to_thread(self._list, limit, status)
+        return await self._call(self._list, limit, status)
