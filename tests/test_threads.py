@@ -4,6 +4,7 @@ and a step that must wait for a task thread says why (issue 10, item 6)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ from runstream import (
     Config,
     Event,
     Limits,
+    RunHandle,
     Runtime,
 )
 from runstream_async_python import AsyncPythonTask, PythonTask
@@ -68,6 +70,32 @@ async def block_and_cancel(pipeline: AsyncPipeline, runtime: Runtime, n: int) ->
     return ids
 
 
+async def test_stuck_sync_tasks_do_not_starve_the_file_system_store(
+        tmp_path: Path, gate: threading.Event) -> None:
+    # The loop's default executor as small as on the 2-core machine of the report (there:
+    # min(32, cpus + 4) = 6 threads), and as many stuck sync tasks as it has threads.
+    default = ThreadPoolExecutor(2, thread_name_prefix="default")
+    asyncio.get_running_loop().set_default_executor(default)
+    cfg = Config(run_log_store=ComponentConfig(type="file-system", path=str(tmp_path / "runs")),
+                 limits=Limits(store_timeout=1.0, store_save_timeout=1.0,
+                               cancel_grace_period=0.5))
+    runtime = Runtime(cfg, entry_points=True)
+    try:
+        await block_and_cancel(blocking_pipeline(gate), runtime, 2)
+        # A run after them is recorded at once, start and end, with no store warnings ...
+        log = await asyncio.wait_for(QUICK.execute(config=runtime), GUARD)
+        assert log.status == "completed" and log.warnings == []
+        stored = await asyncio.wait_for(runtime.store.get(log.run_id), GUARD)
+        assert stored.status == "completed"
+        assert stored.steps["hi"].attempts[0].output_parameters == {"greeting": "hello"}
+        # ... and the loop's default executor is still free for everyone else.
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), GUARD) == "free"
+    finally:
+        gate.set()
+        await runtime.aclose()
+        default.shutdown(wait=True)
+
+
 async def test_the_file_system_store_does_not_depend_on_the_default_executor(
         tmp_path: Path, gate: threading.Event) -> None:
     # Application code may fill the loop's default executor itself (asyncio.to_thread of a
@@ -91,3 +119,75 @@ async def test_the_file_system_store_does_not_depend_on_the_default_executor(
         await asyncio.wait_for(asyncio.gather(*blocked), GUARD)
         await runtime.aclose()
         default.shutdown(wait=True)
+
+
+async def test_a_step_that_waits_for_a_task_thread_says_why(
+        gate: threading.Event, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = Config(run_log_store=ComponentConfig(type="memory"),
+                 limits=Limits(task_threads=2, cancel_grace_period=0.05))
+    runtime = Runtime(cfg, entry_points=True)
+    stuck_logged = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    class Watch(logging.Handler):
+        seen = 0
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if "still runs in a task thread" in record.getMessage():
+                self.seen += 1
+                if self.seen == 2:
+                    loop.call_soon_threadsafe(stuck_logged.set)
+
+    watch = Watch()
+    logging.getLogger("runstream").addHandler(watch)
+    try:
+        with caplog.at_level(logging.WARNING, logger="runstream"):
+            stuck_ids = await block_and_cancel(blocking_pipeline(gate), runtime, 2)
+            assert runtime.task_threads.stuck == 2
+            # Past the grace period, each stuck step is logged, by run and step.
+            await asyncio.wait_for(stuck_logged.wait(), GUARD)
+
+            def work() -> str:
+                return "done"
+
+            handle: RunHandle = AsyncPipeline(
+                "next", [PythonTask(name="work", function=work, returns=["out"])],
+            ).stream(config=runtime)
+            events = aiter(handle)
+            event = await asyncio.wait_for(anext(events), GUARD)
+            while event.type != "run.warning":
+                event = await asyncio.wait_for(anext(events), GUARD)
+            message = event.data["message"]
+            assert "step 'work' waits for a task thread" in message
+            assert "all 2 (limits.task_threads) are busy, 2 of them held by cancelled" in message
+            gate.set()  # the stuck tasks return: the waiting step gets a thread and completes
+            rest = [e async for e in events]
+        assert rest[-1].type == "run.completed"
+        log = await handle.result()
+        assert log.steps["work"].attempts[0].output_parameters == {"out": "done"}
+        assert message in log.warnings
+        logged = [r.getMessage() for r in caplog.records]
+        assert any(handle.run_id in m and "waits for a task thread" in m for m in logged)
+        for run_id in stuck_ids:
+            lines = [m for m in logged if run_id in m and "still runs in a task thread" in m]
+            assert len(lines) == 1 and "step 'wait'" in lines[0]
+    finally:
+        logging.getLogger("runstream").removeHandler(watch)
+        gate.set()
+        await runtime.aclose()
+
+
+async def test_task_threads_end_when_idle_and_the_runtime_closes(gate: threading.Event) -> None:
+    cfg = Config(run_log_store=ComponentConfig(type="memory"), limits=Limits(task_threads=3))
+    runtime = Runtime(cfg, entry_points=True)
+    pipeline = AsyncPipeline("p", [PythonTask(name="s", function=lambda: None)])
+    before = set(threading.enumerate())
+    for _ in range(3):
+        await pipeline.execute(config=runtime)
+    threads = [t for t in set(threading.enumerate()) - before
+               if t.name.startswith("runstream-task")]
+    assert 1 <= len(threads) <= 3 and all(t.daemon for t in threads)
+    await runtime.aclose()
+    for thread in threads:
+        thread.join(GUARD)
+    assert not [t for t in threads if t.is_alive()]

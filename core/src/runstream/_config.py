@@ -47,6 +47,12 @@ class Limits(BaseModel):
         default=5.0, ge=0,
         description="Seconds a cancelled or timed-out step may take to stop before runstream "
                     "reports it and ends the run without it.")
+    task_threads: int = Field(
+        default=32, ge=1,
+        description="Threads that run sync tasks (`PythonTask`, task types with `run()`), "
+                    "apart from the event loop's default executor. A sync step of a cancelled "
+                    "run keeps its thread until its function returns; a step that has to wait "
+                    "for a thread says so in a `run.warning`.")
     store_timeout: float = Field(
         default=2.0, gt=0,
         description="Seconds a run waits for the run log store to record its start before it "

@@ -18,6 +18,7 @@ from ._plugins import BLOCK_ENV, LOAD_ENV, STRICT_ENV, Plugins, load_plugins
 from ._recording import Recorder
 from ._sinks import Sink
 from ._store import RunLogStore
+from ._threads import TaskThreads
 from ._validation import explain
 
 __all__ = ["Runtime"]
@@ -89,6 +90,8 @@ class Runtime:
             self.sinks.append((f"{type(sink).__name__} (sinks= item {i})", sink))
         #: Saves runs' final records, retrying in the background what the store did not take.
         self.recorder = Recorder(self.store, self.config.limits)
+        #: Threads for sync tasks (not the loop's default executor: see runstream._threads).
+        self.task_threads = TaskThreads(self.config.limits.task_threads)
         self._recovered = False
         self._hooks = {name: self.plugins.has_impls(name) for name in
                        ("before_run", "after_run", "before_node_run", "after_node_run",
@@ -134,6 +137,7 @@ class Runtime:
         then close the run log store. Runs must not use the runtime afterwards."""
         await self.recorder.aclose(self.config.limits.store_save_timeout)
         await self.store.close()
+        self.task_threads.close()
 
     # -- shared default runtimes -------------------------------------------------------------
     # Loading plugins and opening the store costs milliseconds, so pipelines that are given no

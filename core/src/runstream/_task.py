@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import logging
 import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["SyncTaskContext", "Task", "TaskContext", "current_task_context"]
 
 R = TypeVar("R")
+
+logger = logging.getLogger("runstream")
 
 _STEP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,99}$")
 
@@ -211,11 +214,27 @@ class TaskContext:
         loop = asyncio.get_running_loop()
         sync_ctx = SyncTaskContext(self, loop)
         ctx = contextvars.copy_context()
+        runtime = self._run.runtime
+        # The runtime's own threads, not the loop's default executor: steps stuck in cancelled
+        # runs must not starve other users of asyncio.to_thread (see runstream._threads).
+        threads = runtime.task_threads
+        job, waits = threads.submit(self.run_id, self.step, ctx.run, function, sync_ctx)
         try:
-            return await loop.run_in_executor(None, ctx.run, function, sync_ctx)
+            if waits:
+                await self._report_thread_wait(threads.size, threads.stuck)
+            return await asyncio.wrap_future(job.future)
         except asyncio.CancelledError:
             sync_ctx._cancel()
+            threads.cancelled(job, loop, runtime.config.limits.cancel_grace_period)
             raise
+
+    async def _report_thread_wait(self, size: int, stuck: int) -> None:
+        message = (f"step '{self.step}' waits for a task thread: all {size} "
+                   f"(limits.task_threads) are busy, {stuck} of them held by cancelled or "
+                   "timed-out steps that have not returned")
+        logger.warning("run %s: %s", self.run_id, message)
+        self._run.log.warnings.append(message)
+        await self._run.emit("run.warning", None, {"message": message})
 
 
 class SyncTaskContext:
