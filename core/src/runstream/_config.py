@@ -53,6 +53,11 @@ class Limits(BaseModel):
                     "apart from the event loop's default executor. A sync step of a cancelled "
                     "run keeps its thread until its function returns; a step that has to wait "
                     "for a thread says so in a `run.warning`.")
+    loop_block_warning: float | None = Field(
+        default=1.0, gt=0,
+        description="Seconds a task may block the event loop (e.g. `time.sleep` in an async "
+                    "function) before runstream logs a warning naming its step, and adds one "
+                    "to its run (`run.warning`). `null`: do not watch.")
     store_timeout: float = Field(
         default=2.0, gt=0,
         description="Seconds a run waits for the run log store to record its start before it "

@@ -20,6 +20,7 @@ from ._sinks import Sink
 from ._store import RunLogStore
 from ._threads import TaskThreads
 from ._validation import explain
+from ._watchdog import LoopWatch
 
 __all__ = ["Runtime"]
 
@@ -92,6 +93,8 @@ class Runtime:
         self.recorder = Recorder(self.store, self.config.limits)
         #: Threads for sync tasks (not the loop's default executor: see runstream._threads).
         self.task_threads = TaskThreads(self.config.limits.task_threads)
+        #: Watches the event loops that run runs for tasks that block them.
+        self.loop_watch = LoopWatch(self.config.limits.loop_block_warning)
         self._recovered = False
         self._hooks = {name: self.plugins.has_impls(name) for name in
                        ("before_run", "after_run", "before_node_run", "after_node_run",
