@@ -101,20 +101,35 @@ class _Watchdog:
     # -- the watchdog thread ------------------------------------------------------------------
     def _watch(self) -> None:
         interval = self.interval
-        last = time.monotonic()
+        last, last_cpu = time.monotonic(), time.process_time()
         while True:
             time.sleep(interval)
             if self.watch._retire(self):
                 return
-            now = time.monotonic()
-            late, last = now - last - interval, now
+            now, cpu = time.monotonic(), time.process_time()
+            late = now - last - interval
+            starved = late > self.threshold / 2 and cpu - last_cpu < late / 2
+            last, last_cpu = now, cpu
+            if late >= self.threshold and not starved:
+                # The process was busy, but this thread could not run: a C call held the GIL
+                # (a huge regex, sum() or json.dumps ...), which holds up the loop as well.
+                logger.warning(
+                    "the event loop and every Python thread were held up for %.1f s by a call "
+                    "that held the GIL, too long for the watchdog to see which step made it; "
+                    "while it is held, no run streams; run heavy computations in a process",
+                    late + interval)
+                with self._lock:
+                    if self._sent is not None:
+                        self._sent = now  # the step that follows is not to blame for it
+                continue
             with self._lock:
                 sent = self._sent
                 if sent is None:
                     self._sent = now
-                elif late > self.threshold / 2:
-                    # This thread did not run either (the process was starved or stopped):
-                    # that is not the loop's doing, so measure its block from now.
+                elif starved:
+                    # Neither this thread nor the process ran (starved of CPU, or stopped):
+                    # not the loop's doing, so measure its block from now. (A C call that
+                    # holds the GIL also keeps this thread from running, but burns CPU.)
                     self._sent = sent = now
             if sent is None:
                 # RuntimeError: the loop closed; the next turn retires this watchdog.
