@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -191,3 +194,24 @@ async def test_task_threads_end_when_idle_and_the_runtime_closes(gate: threading
     for thread in threads:
         thread.join(GUARD)
     assert not [t for t in threads if t.is_alive()]
+
+
+def test_the_cli_exits_when_a_timed_out_sync_step_never_returns(tmp_path: Path) -> None:
+    # Its thread cannot be stopped: the process must not wait for it at exit (a thread of the
+    # loop's default executor was joined at the end of asyncio.run, for ever).
+    (tmp_path / "my_tasks.py").write_text(
+        "import threading\n\ndef hang():\n    threading.Event().wait()\n")
+    (tmp_path / "hang.yaml").write_text(
+        "name: hang\nsteps:\n  - {name: stuck, type: python, function: 'my_tasks:hang', "
+        "timeout: 0.3}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTREAM_")}
+    env["RUNSTREAM_LOAD_PLUGINS"] = "runstream-async-python"
+    script = Path(sys.executable).with_name("runstream")
+    cmd = [str(script)] if script.exists() else [
+        sys.executable, "-c", "from runstream._cli import entry; entry()"]
+    done = subprocess.run([*cmd, "run", "hang.yaml", "--run-id", "hang-1"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=GUARD)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        "run hang-1 failed in step 'stuck': StepTimeoutError: step 'stuck' did not finish "
+        "within its timeout of 0.3 s")
