@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI, Response
+from httpx_sse import aconnect_sse
 from runstream import (
     AsyncPipeline,
     ComponentConfig,
@@ -21,6 +25,9 @@ from runstream import (
     Runtime,
 )
 from runstream_async_python import AsyncPythonTask
+from runstream_sse import sse_response
+
+from tests._server import serve
 
 THRESHOLD = 0.2
 GUARD = 30.0
@@ -136,3 +143,40 @@ def test_the_watchdog_ends_with_the_runs_of_each_loop() -> None:
         assert not thread.is_alive()
     assert watchdogs() == before
     asyncio.run(runtime.aclose())
+
+
+def test_over_http_the_blocked_stream_says_why_and_the_others_go_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    runtime = runtime_with(THRESHOLD)
+    app = FastAPI()
+
+    @app.get("/blocking")
+    async def blocking_chat() -> Response:
+        return sse_response(BLOCKING, config=runtime, lifecycle=True)
+
+    @app.get("/polite")
+    async def polite_chat() -> Response:
+        return sse_response(POLITE, config=runtime)
+
+    async def read(client: httpx.AsyncClient, path: str) -> list[tuple[str, Any]]:
+        async with aconnect_sse(client, "GET", path) as source:
+            return [(e.event, json.loads(e.data)) async for e in source.aiter_sse()]
+
+    async def both(base: str) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+        async with httpx.AsyncClient(base_url=base, timeout=GUARD) as client:
+            blocked, polite = await asyncio.gather(read(client, "/blocking"),
+                                                   read(client, "/polite"))
+            return blocked, polite
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="runstream"), serve(app) as base:
+            blocked, polite = asyncio.run(both(base))
+        warnings = [data for event, data in blocked if event == "run.warning"]
+        assert len(warnings) == 1 and "by step 'sleepy'" in warnings[0]["message"]
+        assert blocked[-1][0] == "run.completed"
+        assert blocked[-1][1]["warnings"] == [warnings[0]["message"]]
+        assert [d["text"] for e, d in polite if e == "message"] == [f"w{i}" for i in range(20)]
+        assert polite[-1][0] == "run.completed" and "warnings" not in polite[-1][1]
+        assert any("by step 'sleepy'" in r.getMessage() for r in caplog.records)
+    finally:
+        asyncio.run(runtime.aclose())
