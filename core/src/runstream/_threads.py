@@ -119,7 +119,7 @@ class TaskThreads:
             "run %s: step '%s' still runs in a task thread %s s after it was cancelled "
             "(limits.cancel_grace_period); a sync function cannot be interrupted, so the thread "
             "stays busy until it returns (check ctx.cancelled in long sync tasks); %d of %d "
-            "task threads (limits.task_threads) are held by steps of cancelled runs",
+            "task threads (limits.task_threads) are held by cancelled or timed-out steps",
             job.run_id, job.step, grace, self.stuck, self.size)
 
     def close(self) -> None:
@@ -146,9 +146,13 @@ class TaskThreads:
                 with self._lock:
                     self._threads.discard(me)
                 return
-            if job.future.set_running_or_notify_cancel():
+            with self._lock:
+                # Counted as running before it can be cancelled, so `stuck` never misses it.
+                self._running.add(job)
+            if not job.future.set_running_or_notify_cancel():
                 with self._lock:
-                    self._running.add(job)
+                    self._running.discard(job)  # cancelled before it started: never runs
+            else:
                 try:
                     result = job.fn(*job.args)
                 except BaseException as exc:
