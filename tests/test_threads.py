@@ -215,3 +215,32 @@ def test_the_cli_exits_when_a_timed_out_sync_step_never_returns(tmp_path: Path) 
     assert done.stderr.splitlines()[-1] == (
         "run hang-1 failed in step 'stuck': StepTimeoutError: step 'stuck' did not finish "
         "within its timeout of 0.3 s")
+
+
+async def test_task_threads_stay_within_their_bound_and_say_when_a_job_waits(
+        gate: threading.Event) -> None:
+    from runstream._threads import TaskThreads
+
+    threads = TaskThreads(3, idle_timeout=0.05, name="bound-test")
+    try:
+        blocked = [threads.submit("r", f"s{i}", gate.wait, BLOCK) for i in range(3)]
+        assert [waits for _, waits in blocked] == [False, False, False]
+        job, waits = threads.submit("r", "late", lambda: "late")
+        assert waits  # every thread is taken
+        gate.set()
+        assert await asyncio.wait_for(asyncio.wrap_future(job.future), GUARD) == "late"
+        # Many jobs through a few threads: all run, and never more than 3 threads.
+        jobs = [threads.submit("r", "s", lambda i=i: i * 2)[0] for i in range(200)]
+        results = await asyncio.wait_for(
+            asyncio.gather(*(asyncio.wrap_future(j.future) for j in jobs)), GUARD)
+        assert results == [i * 2 for i in range(200)]
+        assert len([t for t in threading.enumerate() if t.name.startswith("bound-test")]) <= 3
+        # Idle threads end on their own; a later job gets a new one.
+        for t in [t for t in threading.enumerate() if t.name.startswith("bound-test")]:
+            t.join(GUARD)
+        job, waits = threads.submit("r", "again", lambda: "again")
+        assert not waits
+        assert await asyncio.wait_for(asyncio.wrap_future(job.future), GUARD) == "again"
+    finally:
+        gate.set()
+        threads.close()
