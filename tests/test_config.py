@@ -30,7 +30,8 @@ def test_full_config_from_yaml() -> None:
     ("execuotr: {type: local}\n", "unknown key 'execuotr'; allowed keys: executor, "
                                  "limits, parameters, run_log_store, sinks"),
     ("limits: {max_event_byte: 10}\n", "unknown key 'limits.max_event_byte'; allowed keys: "
-                                        "cancel_grace_period, max_concurrent_runs"),
+                                        "cancel_grace_period, loop_block_warning, "
+                                        "max_concurrent_runs"),
     ("run_log_store: {path: x}\n", "missing required key 'run_log_store.type'"),
     ("sinks: {type: stdout}\n", "'sinks'"),
     ("sinks:\n  - {format: jsonl}\n", "missing required key 'sinks[0].type'"),

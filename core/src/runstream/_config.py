@@ -56,6 +56,17 @@ class Limits(BaseModel):
         default=5.0, ge=0,
         description="Seconds a cancelled or timed-out step may take to stop before runstream "
                     "reports it and ends the run without it.")
+    task_threads: int = Field(
+        default=32, ge=1,
+        description="Threads that run sync tasks (`PythonTask`, task types with `run()`), "
+                    "apart from the event loop's default executor. A sync step of a cancelled "
+                    "run keeps its thread until its function returns; a step that has to wait "
+                    "for a thread says so in a `run.warning`.")
+    loop_block_warning: float | None = Field(
+        default=1.0, gt=0,
+        description="Seconds a task may block the event loop (e.g. `time.sleep` in an async "
+                    "function) before runstream logs a warning naming its step, and adds one "
+                    "to its run (`run.warning`). `null`: do not watch.")
     store_timeout: float = Field(
         default=2.0, gt=0,
         description="Seconds a run waits for the run log store to record its start before it "

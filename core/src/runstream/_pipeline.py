@@ -200,6 +200,7 @@ class AsyncPipeline:
         # Run in a child task: the run's context (contextvars) stays out of the caller's.
         task = asyncio.create_task(drive(run, self.steps, self.on_failure),
                                    name=f"runstream-run-{run.run_id}")
+        run.runtime.loop_watch.track(task)
         try:
             log = await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -230,6 +231,7 @@ class AsyncPipeline:
                             owner)
         task = asyncio.get_running_loop().create_task(
             drive(run, self.steps, self.on_failure), name=f"runstream-run-{run.run_id}")
+        run.runtime.loop_watch.track(task)
         return RunHandle(run, task, channel)
 
     async def execute_streaming(

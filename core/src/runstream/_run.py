@@ -25,6 +25,7 @@ from ._size import FACTOR, Unmeasured, estimate, estimate_value, json_size
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
+    from ._threads import TaskThreads
 
 logger = logging.getLogger("runstream")
 
@@ -61,6 +62,18 @@ class Frame:
     @property
     def pipeline(self) -> str:
         return self.run.log.pipeline
+
+    @property
+    def task_threads(self) -> TaskThreads:
+        return self.run.runtime.task_threads
+
+    @property
+    def cancel_grace_period(self) -> float:
+        return self.run.runtime.config.limits.cancel_grace_period
+
+    async def warn(self, message: str) -> None:
+        self.run.log.warnings.append(message)
+        await self.run.emit("run.warning", None, {"message": message})
 
     def branch(self, local: dict[str, Any] | None = None) -> Frame:
         """A frame for a branch run in this frame, seeded with ``local`` (a Map's item)."""

@@ -19,7 +19,9 @@ from ._plugins import BLOCK_ENV, LOAD_ENV, STRICT_ENV, Plugins, load_plugins
 from ._recorder import Recorder
 from ._sinks import Sink
 from ._store import RunLogStore
+from ._threads import TaskThreads
 from ._validation import explain
+from ._watchdog import LoopWatch
 
 __all__ = ["Runtime", "State"]
 
@@ -127,6 +129,10 @@ class Runtime:
         self._claimed: set[str] = set()
         #: This process's lease in the store, and the search for runs of dead processes.
         self.leases = Leases(self.store, self.config.limits, self.runs_in_flight)
+        #: Threads for sync tasks (not the loop's default executor: see runstream._threads).
+        self.task_threads = TaskThreads(self.config.limits.task_threads)
+        #: Watches the event loops that run runs for tasks that block them.
+        self.loop_watch = LoopWatch(self.config.limits.loop_block_warning)
         self._recovered = False
         self._hooks = {name: self.plugins.has_impls(name) for name in
                        ("before_run", "after_run", "before_node_run", "after_node_run",
@@ -180,6 +186,7 @@ class Runtime:
         await self.recorder.aclose(self.config.limits.store_save_timeout)
         await self.leases.aclose()
         await self.store.close()
+        self.task_threads.close()
 
     # -- shared default runtimes -------------------------------------------------------------
     # Loading plugins and opening the store costs milliseconds, so pipelines that are given no

@@ -8,16 +8,24 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 
 from ._errors import RunIdError, RunNotFoundError, StoreError
 from ._runlog import RunLog, RunStatus, RunSummary, validate_run_id
 from ._store import RunLogStore, dump_run_log
 from ._validation import check_store_path
+
+T = TypeVar("T")
+
+#: Threads of a file-system store: writes of different runs (each with an fsync) may overlap.
+STORE_THREADS = 4
 
 
 class FileSystemStore(RunLogStore):
@@ -26,6 +34,21 @@ class FileSystemStore(RunLogStore):
     path: str = Field(default=".runstream/runs", description="Directory of the run files.")
 
     _path_is_a_directory = field_validator("path")(partial(check_store_path, directory=True))
+
+    # The store's own threads, not the loop's default executor (asyncio.to_thread): that one is
+    # shared with user code, and a few tasks blocked in it would leave runs unrecorded.
+    _pool: ThreadPoolExecutor | None = PrivateAttr(default=None)
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="runstream-fs")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, lambda: fn(*args, **kwargs))
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
 
     def _dir(self) -> Path:
         return Path(self.path)
@@ -61,10 +84,10 @@ class FileSystemStore(RunLogStore):
             raise StoreError(f"cannot write run log under {directory}: {exc}") from exc
 
     async def create(self, run_log: RunLog) -> None:
-        await asyncio.to_thread(self._write, run_log, exclusive=True)
+        await self._call(self._write, run_log, exclusive=True)
 
     async def save(self, run_log: RunLog) -> None:
-        await asyncio.to_thread(self._write, run_log, exclusive=False)
+        await self._call(self._write, run_log, exclusive=False)
 
     def _read(self, run_id: str) -> RunLog:
         try:
@@ -76,7 +99,7 @@ class FileSystemStore(RunLogStore):
         return RunLog.model_validate_json(text)
 
     async def get(self, run_id: str) -> RunLog:
-        return await asyncio.to_thread(self._read, run_id)
+        return await self._call(self._read, run_id)
 
     def _list(self, limit: int, status: RunStatus | None) -> list[RunSummary]:
         directory = self._dir()
@@ -97,7 +120,7 @@ class FileSystemStore(RunLogStore):
 
     async def list_runs(self, *, limit: int = 50, status: RunStatus | None = None
                         ) -> list[RunSummary]:
-        return await asyncio.to_thread(self._list, limit, status)
+        return await self._call(self._list, limit, status)
 
     # -- process leases: one small JSON file per process under <path>/.leases/ --------------
     def _lease_dir(self) -> Path:
@@ -140,8 +163,8 @@ class FileSystemStore(RunLogStore):
         return leases
 
     async def renew_lease(self, process: str, until: datetime) -> bool:
-        await asyncio.to_thread(self._write_lease, process, until)
+        await self._call(self._write_lease, process, until)
         return True
 
     async def leases(self) -> dict[str, datetime] | None:
-        return await asyncio.to_thread(self._read_leases)
+        return await self._call(self._read_leases)

@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from types import MappingProxyType
@@ -16,10 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ._errors import ParameterError, TaskError
 from ._names import STEP_NAME_RULE, is_step_name
 from ._retry import Retry
+from ._threads import TaskThreads
 
 __all__ = ["SyncTaskContext", "Task", "TaskContext", "current_task_context"]
 
 R = TypeVar("R")
+
+logger = logging.getLogger("runstream")
 
 _current_task: contextvars.ContextVar[TaskContext] = contextvars.ContextVar(
     "runstream_current_task"
@@ -124,6 +128,16 @@ class StepScope(Protocol):
 
     def publish_step_event(self, step: str, data: dict[str, Any]
                            ) -> Awaitable[None] | None: ...
+
+    @property
+    def task_threads(self) -> TaskThreads:
+        """The runtime's threads for sync tasks."""
+
+    @property
+    def cancel_grace_period(self) -> float: ...
+
+    async def warn(self, message: str) -> None:
+        """Report a problem of the run that does not fail it (its warnings, ``run.warning``)."""
 
 
 class TaskContext:
@@ -231,11 +245,25 @@ class TaskContext:
         loop = asyncio.get_running_loop()
         sync_ctx = SyncTaskContext(self, loop)
         ctx = contextvars.copy_context()
+        # The runtime's own threads, not the loop's default executor: steps stuck in cancelled
+        # runs must not starve other users of asyncio.to_thread (see runstream._threads).
+        threads = self._run.task_threads
+        job, waits = threads.submit(self.run_id, self.step, ctx.run, function, sync_ctx)
         try:
-            return await loop.run_in_executor(None, ctx.run, function, sync_ctx)
+            if waits:
+                await self._report_thread_wait(threads.size, threads.stuck)
+            return await asyncio.wrap_future(job.future)
         except asyncio.CancelledError:
             sync_ctx._cancel()
+            threads.cancelled(job, loop, self._run.cancel_grace_period)
             raise
+
+    async def _report_thread_wait(self, size: int, stuck: int) -> None:
+        message = (f"step '{self.step}' waits for a task thread: all {size} "
+                   f"(limits.task_threads) are busy, {stuck} of them held by cancelled or "
+                   "timed-out steps that have not returned")
+        logger.warning("run %s: %s", self.run_id, message)
+        await self._run.warn(message)
 
 
 class SyncTaskContext:
