@@ -8,8 +8,8 @@ import string
 __all__ = ["DEFAULT_TEMPLATE", "PREVIEW_CHARS", "VOCABULARY", "check_template", "chunks",
            "random_words", "render"]
 
-#: The answer of ``mock_llm_stream`` in the FastAPI example; ``{prompt_preview}`` is the prompt cut to
-#: 50 characters, with ``...`` appended when it was longer.
+#: The answer of ``mock_llm_stream`` in the FastAPI example; ``{prompt_preview}`` is the prompt
+#: cut to 50 characters, with ``...`` appended when it was longer.
 DEFAULT_TEMPLATE = (
     "I received your prompt: '{prompt_preview}'. "
     "Here is my simulated response with multiple words to demonstrate "
