@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from html.parser import HTMLParser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -80,3 +87,119 @@ def test_pages_speak_of_runstream_only(site: Path) -> None:
     found = {str(p.relative_to(site)): m.group(0) for p in pages(site)
              for m in [PLAN.search(prose(p))] if m}
     assert found == {}
+
+
+class _Assets(HTMLParser):
+    """What a page loads: script and link URLs, and inline CSS."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.css: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        for name in {"script": ["src"], "link": ["href"], "img": ["src"], "iframe": ["src"],
+                     "source": ["src"], "object": ["data"]}.get(tag, []):
+            if found.get(name):
+                self.urls.append(found[name] or "")
+        self.css.append(found.get("style") or "")
+        self._in_style = tag == "style"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.css.append(data)
+
+
+#: url(...) and @import "..." in CSS (and in SVG images, which may carry CSS).
+CSS_URL = re.compile(r"""url\(\s*['"]?([^'")\s]+)|@import\s+(?:url\(\s*)?['"]?([^'");\s]+)""")
+
+
+def external(url: str) -> bool:
+    return url.strip().lower().startswith(("http://", "https://", "//"))
+
+
+def test_the_site_loads_nothing_from_other_hosts(site: Path) -> None:
+    found: list[str] = []
+    for page in pages(site):
+        parser = _Assets()
+        parser.feed(page.read_text(encoding="utf-8"))
+        css = "\n".join(parser.css)
+        urls = parser.urls + [a or b for a, b in CSS_URL.findall(css)]
+        found += [f"{page.relative_to(site)}: {url}" for url in urls if external(url)]
+    for sheet in [*site.rglob("*.css"), *site.rglob("*.svg")]:
+        for a, b in CSS_URL.findall(sheet.read_text(encoding="utf-8")):
+            if external(a or b):
+                found.append(f"{sheet.relative_to(site)}: {a or b}")
+    assert found == []
+    # Mermaid comes from the site itself, and only the pages with a diagram load it.
+    assert (site / "assets" / "javascripts" / "mermaid.min.js").stat().st_size > 1_000_000
+    loaders = {str(p.relative_to(site)) for p in pages(site) if "mermaid.min.js" in p.read_text()}
+    assert loaders == {"concepts/index.html"}
+
+
+@pytest.fixture
+def served(site: Path) -> Iterator[str]:
+    """The built site over HTTP on 127.0.0.1 (a free port), stopped after the test."""
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+#: Material draws a diagram into a closed shadow root; opened here so that the test can look in.
+OPEN_SHADOW_ROOTS = """{
+  const attach = Element.prototype.attachShadow;
+  Element.prototype.attachShadow = function (init) {
+    return attach.call(this, {...init, mode: "open"});
+  };
+}"""
+
+
+def test_the_mermaid_diagram_renders_offline(served: str) -> None:
+    assert shutil.which(CHROMIUM), "Debian's chromium is needed (.ci/run installs it)"
+    from playwright.sync_api import Route, sync_playwright
+
+    blocked: list[str] = []
+
+    def offline(route: Route) -> None:
+        host = urlsplit(route.request.url).hostname
+        if host == "127.0.0.1":
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort("internetdisconnected")
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=30_000)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(20_000)
+            page.add_init_script(OPEN_SHADOW_ROOTS)
+            page.route("**/*", offline)
+            page.goto(served + "/concepts/")
+            diagram = page.locator("div.mermaid svg")
+            diagram.first.wait_for(state="visible")
+            labels = diagram.first.text_content() or ""
+        finally:
+            browser.close()
+    assert "TaskContext.emit" in labels and "sse_response" in labels
+    assert blocked == []
