@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import re
 import shutil
@@ -203,3 +204,55 @@ def test_the_mermaid_diagram_renders_offline(served: str) -> None:
             browser.close()
     assert "TaskContext.emit" in labels and "sse_response" in labels
     assert blocked == []
+
+
+def api_packages() -> list[str]:
+    """runstream, its pytest plugin, and every plugin distribution's package."""
+    plugins = sorted(init.parent.name for init in ROOT.glob("plugins/*/src/*/__init__.py"))
+    return ["runstream", "runstream.testing", *plugins]
+
+
+def test_the_api_reference_has_every_public_name(site: Path) -> None:
+    missing, private = [], []
+    for package in api_packages():
+        html = (site / "reference" / "api" / package / "index.html").read_text()
+        ids = set(re.findall(r'id="([^"]+)"', html))
+        missing += [f"{package}.{name}" for name in importlib.import_module(package).__all__
+                    if f"{package}.{name}" not in ids]
+        # Entries are named by their public import path, never by the private module.
+        private += [i for i in ids if re.search(r"\._(?!_)", i)]
+    assert missing == []
+    assert private == []
+    home = (site / "index.html").read_text()
+    for package in api_packages():
+        assert f'href="reference/api/{package}/"' in home, package
+
+
+def test_the_api_reference_finds_names_that_init_loads_lazily(tmp_path: Path) -> None:
+    """A package whose ``__init__`` has no import griffe can see (names loaded on first use,
+    from a table) still gets an entry for each name, by its public path."""
+    import griffe
+
+    shutil.copytree(ROOT / "core" / "src" / "runstream", tmp_path / "runstream")
+    init = tmp_path / "runstream" / "__init__.py"
+    text = init.read_text()
+    start, end = text.index("\nif TYPE_CHECKING:"), text.index("\n__version__")
+    init.write_text(text[:start] + text[end:])
+    extension = f"{ROOT / 'docs' / '_ext' / 'api.py'}:PublicNames"
+
+    def load(extensions: griffe.Extensions) -> griffe.Module:
+        package = griffe.load("runstream", search_paths=[tmp_path], extensions=extensions,
+                              resolve_aliases=True, try_relative_path=False)
+        assert isinstance(package, griffe.Module)
+        return package
+
+    import runstream
+
+    names = [n for n in runstream.__all__ if n != "__version__"]
+    bare = load(griffe.load_extensions())
+    assert [n for n in names if n not in bare.members] != []  # griffe alone misses them
+    package = load(griffe.load_extensions(extension))
+    for name in names:
+        member = package[name]
+        assert member.path == f"runstream.{name}"
+        assert member.is_alias and not member.target_path.startswith("runstream.__init__")
