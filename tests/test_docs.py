@@ -256,3 +256,50 @@ def test_the_api_reference_finds_names_that_init_loads_lazily(tmp_path: Path) ->
         member = package[name]
         assert member.path == f"runstream.{name}"
         assert member.is_alias and not member.target_path.startswith("runstream.__init__")
+
+
+class _Pre(HTMLParser):
+    """The text of every <pre> block of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks: list[str] = []
+        self._depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "pre":
+            self._depth += 1
+            if self._depth == 1:
+                self.blocks.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "pre" and self._depth:
+            self._depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self._depth:
+            self.blocks[-1] += data
+
+
+TEMPLATE = ROOT / "examples" / "plugin_template"
+
+
+def test_the_plugin_page_shows_the_template_as_it_is(site: Path) -> None:
+    html = (site / "plugins" / "index.html").read_text()
+    parser = _Pre()
+    parser.feed(html)
+    shown = {block.strip() for block in parser.blocks}
+    files = [TEMPLATE / "pyproject.toml", *sorted((TEMPLATE / "src").rglob("*.py")),
+             *sorted((TEMPLATE / "tests").rglob("*.py"))]
+    assert [str(f.relative_to(TEMPLATE)) for f in files
+            if f.read_text(encoding="utf-8").strip() not in shown] == []
+    # The page's configuration for the template's task type and sink is the template's own.
+    readme = (TEMPLATE / "README.md").read_text(encoding="utf-8")
+    source = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    yaml = re.findall(r"```yaml\n(.*?)```", source, re.DOTALL)
+    uses = [block for block in yaml if re.search(r"type: (shout|transcript)\b", block)]
+    assert len(uses) >= 2 and [block for block in uses if block not in readme] == []
+    # It links the template, the pytest plugin's reference and `runstream plugins --check`.
+    assert 'href="#the-plugin-template"' in html
+    assert 'href="../reference/api/runstream.testing/"' in html
+    assert 'href="../reference/cli/#runstream-plugins"' in html
