@@ -32,9 +32,8 @@ PAGES = "reference/api"
 
 
 def packages() -> dict[str, str]:
-    """Public package -> what it is (its distribution), in the order of the navigation."""
-    found = {"runstream": "runstream (core)",
-             "runstream.testing": "runstream (core): pytest plugin and test helpers"}
+    """Public package -> its distribution, in the order of the navigation."""
+    found = {"runstream": "runstream", "runstream.testing": "runstream"}
     for init in sorted(ROOT.glob("plugins/*/src/*/__init__.py")):
         project = tomllib.loads((init.parents[2] / "pyproject.toml").read_text())["project"]
         found[init.parent.name] = project["name"]
@@ -53,6 +52,15 @@ def page_uri(package: str) -> str:
 # --- reST roles -> Markdown ------------------------------------------------------------------
 
 ROLE = re.compile(r":(?:py:)?(?:class|func|meth|attr|data|exc|mod|obj|const):`([^`]+)`")
+#: reST's "paragraph::" before an indented literal block; Markdown keeps the block, not the "::".
+LITERAL = re.compile(r"(?<=\S)::$", re.MULTILINE)
+#: A reST definition list item whose term is a literal: ````name```` then indented lines.
+DEFINITION = re.compile(r"^``([^`\n]+)``\n((?:[ ]{2,}\S.*(?:\n|$))+)", re.MULTILINE)
+
+
+def _definition(match: re.Match[str]) -> str:
+    body = " ".join(line.strip() for line in match.group(2).splitlines())
+    return f"- ``{match.group(1)}``: {body}\n"
 
 
 def _public_paths() -> set[str]:
@@ -61,7 +69,8 @@ def _public_paths() -> set[str]:
 
 def roles_to_markdown(text: str, package: str, public: set[str]) -> str:
     """``:class:`Event``` -> a link to ``runstream.Event`` when that is a public name, or else
-    the target as code (``Channel.batches``, a private helper, a method)."""
+    the target as code (``Channel.batches``, a private helper, a method); ``text::`` before a
+    literal block -> ``text:``; a definition list of literals -> a bullet list."""
 
     def replace(match: re.Match[str]) -> str:
         target = match.group(1).lstrip("~!")
@@ -71,7 +80,7 @@ def roles_to_markdown(text: str, package: str, public: set[str]) -> str:
                 return f"[`{shown}`][{path}]"
         return f"`{shown}`"
 
-    return ROLE.sub(replace, text)
+    return DEFINITION.sub(_definition, LITERAL.sub(":", ROLE.sub(replace, text)))
 
 
 # --- the griffe extension ----------------------------------------------------------------------
@@ -134,11 +143,11 @@ def _defined_in(package: griffe.Module, name: str) -> griffe.Module | None:
 # --- the MkDocs hook ---------------------------------------------------------------------------
 
 
-def page(package: str, title: str) -> str:
+def page(package: str, distribution: str) -> str:
     module = importlib.import_module(package)
     intro = roles_to_markdown(inspect.cleandoc(module.__doc__ or ""), package, _public_paths())
-    out = [f"# `{package}`", "", f"Distribution `{title}`; import every name below from "
-           f"`{package}`.", "", intro, ""]
+    out = [f"# `{package}`", "", f"In the distribution `{distribution}`; import every name "
+           f"below from `{package}`.", "", intro, ""]
     for name in sorted(public_names(package), key=lambda n: (n.startswith("_"), n.lower())):
         out += [f"::: {package}.{name}", ""]
     return "\n".join(out)
@@ -156,6 +165,7 @@ def on_config(config: Any, **kwargs: Any) -> Any:
 
 
 def on_files(files: Files, config: Any, **kwargs: Any) -> Files:
-    for package, title in packages().items():
-        files.append(File.generated(config, page_uri(package), content=page(package, title)))
+    for package, distribution in packages().items():
+        files.append(File.generated(config, page_uri(package),
+                                    content=page(package, distribution)))
     return files
