@@ -304,3 +304,29 @@ def test_the_plugin_page_shows_the_template_as_it_is(site: Path) -> None:
     assert 'href="#the-plugin-template"' in html
     assert 'href="../reference/api/runstream.testing/"' in html
     assert 'href="../reference/cli/#runstream-plugins"' in html
+
+
+class _AllText(_Text):
+    """All the text of a page, code included (not scripts or styles)."""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._skip += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style") and self._skip:
+            self._skip -= 1
+
+
+def test_no_page_names_a_private_module(site: Path) -> None:
+    """Private modules are rearranged at will: the site names things by their public path."""
+    packages = "|".join(re.escape(p) for p in api_packages() if "." not in p)
+    private = re.compile(rf"\b(?:{packages})\._[a-z]\w*")
+    found = {}
+    for page in pages(site):
+        parser = _AllText()
+        parser.feed(page.read_text(encoding="utf-8"))
+        hits = sorted(set(private.findall(" ".join(parser.parts))))
+        if hits:
+            found[str(page.relative_to(site))] = hits
+    assert found == {}
