@@ -9,7 +9,9 @@ A page that contains one of these markers on a line of its own gets it replaced:
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import re
 import textwrap
 from typing import Any
 
@@ -17,10 +19,20 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+#: ``runstream._retry.Retry``: a class named by the private module it lives in.
+_PRIVATE_PATH = re.compile(r"\b([a-z_]+)(?:\._\w+)+\.([A-Za-z]\w*)")
+
+
+def _public_path(match: re.Match[str]) -> str:
+    package, name = match.groups()
+    exported = getattr(importlib.import_module(package), "__all__", ())
+    return f"{package}.{name}" if name in exported else name
+
 
 def _type_name(annotation: Any) -> str:
     text = annotation.__name__ if isinstance(annotation, type) else str(annotation)
-    return text.replace("typing.", "").replace("collections.abc.", "")
+    text = text.replace("typing.", "").replace("collections.abc.", "")
+    return _PRIVATE_PATH.sub(_public_path, text)
 
 
 def _default(field: FieldInfo) -> str:
@@ -52,12 +64,20 @@ def _doc(obj: Any) -> str:
     return inspect.cleandoc(obj.__doc__ or "").strip()
 
 
-def config_reference() -> str:
-    from runstream import Config, Limits, ParametersConfig, Runtime
-    from runstream._config import ComponentConfig
+def _public_class(cls: type) -> str:
+    """The class by its public path, linked to the API reference; private classes (built-in
+    stores) by their name alone: the private module they live in is nobody's business."""
+    package = cls.__module__.split(".")[0]
+    if cls.__name__ in getattr(importlib.import_module(package), "__all__", ()):
+        return f"[`{package}.{cls.__name__}`][{package}.{cls.__name__}]"
+    return f"`{cls.__name__}`"
 
-    runtime = Runtime(Config.model_validate({"run_log_store": {"type": "memory"}}))
-    plugins = runtime.plugins
+
+def config_reference() -> str:
+    from runstream import ComponentConfig, Config, Limits, ParametersConfig, load_plugins
+
+    # Strict: a plugin that fails to load fails the build instead of missing from the page.
+    plugins = load_plugins(strict=True)
     out = ["## `runstream.yaml`", "", _doc(Config), "", model_table(Config), "",
            "Each component entry is " + _doc(ComponentConfig).split("\n")[0][0].lower()
            + _doc(ComponentConfig).replace("\n", " ")[1:], "",
@@ -73,8 +93,8 @@ def config_reference() -> str:
         for name in registry.names():
             cls = registry.get(name)
             out += [f"### `{key}` type `{name}`", "",
-                    f"`{cls.__module__}.{cls.__qualname__}` (from plugin "
-                    f"`{registry.owner(name)}`)", "", _doc(cls), "", model_table(cls, skip), ""]
+                    f"{_public_class(cls)} (from plugin `{registry.owner(name)}`)", "",
+                    _doc(cls), "", model_table(cls, skip), ""]
     return "\n".join(out)
 
 
@@ -90,12 +110,20 @@ def hooks_reference() -> str:
     return "\n".join(out)
 
 
+def _cli_module() -> Any:
+    """The module behind the ``runstream`` command, found by its entry point (wherever the
+    refactors of the day put it)."""
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="runstream")
+    return importlib.import_module(script.module)
+
+
 def cli_reference() -> str:
     import argparse
 
-    from runstream._cli import build_parser
-
-    parser = build_parser()
+    cli = _cli_module()
+    parser = cli.build_parser()
     out = ["Generated from the CLI's own argument parser.", ""]
 
     def walk(p: argparse.ArgumentParser, title: str) -> None:
@@ -106,7 +134,7 @@ def cli_reference() -> str:
                     walk(sub, f"{title} {name}")
 
     walk(parser, "runstream")
-    out.append(textwrap.dedent(_doc(__import__("runstream._cli", fromlist=["x"]))))
+    out.append(textwrap.dedent(_doc(cli)))
     return "\n".join(out)
 
 

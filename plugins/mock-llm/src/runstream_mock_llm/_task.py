@@ -28,7 +28,7 @@ class MockLLMTask(Task):
         {"type": "chunk", "text": "word "}            one per word, at tokens_per_second
         {"type": "done", "full_text": "..."}
 
-    The answer is, by default, the user's plan's ``mock_llm_stream`` answer for the prompt
+    The answer is, by default, the FastAPI example's ``mock_llm_stream`` answer for the prompt
     (:data:`DEFAULT_TEMPLATE`). Set ``response_template`` (placeholders ``{prompt}`` and
     ``{prompt_preview}``), a fixed ``response``, or ``response_words`` (that many words drawn with
     ``seed``, the same for the same seed) instead. Chunks are the answer's whitespace-separated

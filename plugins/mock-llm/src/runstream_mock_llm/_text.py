@@ -8,15 +8,15 @@ import string
 __all__ = ["DEFAULT_TEMPLATE", "PREVIEW_CHARS", "VOCABULARY", "check_template", "chunks",
            "random_words", "render"]
 
-#: The answer of the user's plan (``mock_llm_stream``); ``{prompt_preview}`` is the prompt cut to
-#: 50 characters, with ``...`` appended when it was longer.
+#: The answer of ``mock_llm_stream`` in the FastAPI example; ``{prompt_preview}`` is the prompt
+#: cut to 50 characters, with ``...`` appended when it was longer.
 DEFAULT_TEMPLATE = (
     "I received your prompt: '{prompt_preview}'. "
     "Here is my simulated response with multiple words to demonstrate "
     "token-by-token streaming in action."
 )
 
-#: Length of ``{prompt_preview}``, as in the plan.
+#: Length of ``{prompt_preview}``.
 PREVIEW_CHARS = 50
 
 _PLACEHOLDERS = ("prompt", "prompt_preview")
@@ -63,7 +63,7 @@ def random_words(count: int, seed: int) -> str:
 
 def chunks(text: str) -> list[str]:
     """The streamed pieces of ``text``: one per whitespace-separated word, each followed by a
-    space except the last (as the plan streams them)."""
+    space except the last."""
     words = text.split()
     last = len(words) - 1
     return [word + " " if i < last else word for i, word in enumerate(words)]
