@@ -159,7 +159,7 @@ def _check_plugins(loaded: Any, as_json: bool, out: TextIO) -> int:
 async def _runs(args: argparse.Namespace, out: TextIO) -> int:
     from ._runtime import Runtime
 
-    runtime = Runtime(args.config) if args.config else Runtime.shared()
+    runtime = Runtime(args.config)
     try:
         if args.runs_command == "show":
             log = await runtime.store.get(args.run_id)

@@ -143,7 +143,7 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
     from ._runtime import Runtime
 
     params = parse_params(args.param)
-    runtime = Runtime(args.config) if args.config else Runtime.shared()
+    runtime = Runtime(args.config)
     try:
         pipeline = load_target(args.target, runtime)
         check_params(pipeline, runtime, params, strict=args.strict)

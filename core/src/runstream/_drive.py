@@ -90,11 +90,17 @@ async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> Run
     except BaseException:
         if run.channel is not None:
             run.channel.close()
+        if run.owns_runtime:
+            await runtime.aclose()
         raise
     try:
         return await _drive(run, steps, on_failure)
     finally:
         runtime.release_run_id(run.run_id)
+        if run.owns_runtime:
+            # Built for this run alone (it was given a config, not a runtime): close it, after
+            # the final record is saved (aclose waits for that, bounded).
+            await asyncio.shield(runtime.aclose())
 
 
 async def _drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> RunLog:

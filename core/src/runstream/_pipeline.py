@@ -171,6 +171,7 @@ class AsyncPipeline:
         run = Run(runtime, log, params, channel)
         run.secrets = secrets
         run.id_given = run_id is not None
+        run.owns_runtime = runtime is not config
         return run
 
     async def execute(

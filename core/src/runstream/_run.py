@@ -118,9 +118,9 @@ class Run:
     """The state of one run, owned by its driver task (see ``_drive``)."""
 
     __slots__ = ("announced", "cancel_reason", "channel", "ended", "finished", "id_given",
-                 "log", "max_event_bytes", "measure_from", "parameters", "pending_create",
-                 "recorded", "runtime", "secrets", "seq", "sink_runners", "started_at",
-                 "terminal")
+                 "log", "max_event_bytes", "measure_from", "owns_runtime", "parameters",
+                 "pending_create", "recorded", "runtime", "secrets", "seq", "sink_runners",
+                 "started_at", "terminal")
 
     def __init__(self, runtime: Runtime, log: RunLog, parameters: dict[str, Any],
                  channel: Channel[EventRecord] | None) -> None:
@@ -141,6 +141,8 @@ class Run:
         self.announced = False
         #: Whether the caller chose the run id (else it is a fresh random one).
         self.id_given = False
+        #: Whether the runtime was built for this run alone: the run closes it when it ends.
+        self.owns_runtime = False
         self.terminal: tuple[str, dict[str, Any]] | None = None
         self.pending_create: asyncio.Future[None] | None = None
         limits = runtime.config.limits

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -15,7 +14,7 @@ from ._config import Config, find_config_file
 from ._errors import ConfigError, RunIdError, RunstreamError
 from ._executor import Executor
 from ._leases import Leases
-from ._plugins import BLOCK_ENV, LOAD_ENV, STRICT_ENV, Plugins, load_plugins
+from ._plugins import Plugins, load_plugins
 from ._recorder import Recorder
 from ._sinks import Sink
 from ._store import RunLogStore
@@ -70,9 +69,12 @@ class State:
 class Runtime:
     """Everything runs share: plugins, config, executor, run log store and configured sinks.
 
-    Build one per application (or let runstream build and share a default one per config file):
-    it loads plugins once and keeps the run log store's connection open. Runs never share
-    anything else through it.
+    Build one per application and pass it to every run (``config=runtime``): it loads plugins
+    once and keeps the run log store's connection open. Its owner closes it, with
+    :meth:`aclose` or ``async with Runtime(...) as runtime:``. A run given a config (or none)
+    instead builds a runtime of its own and closes it when it ends: simple, but it loads the
+    plugins for every run. Runs never share anything but these services through it; plugins
+    keep per-runtime state in :attr:`state`. There is no hidden shared runtime.
     """
 
     def __init__(
@@ -188,36 +190,10 @@ class Runtime:
         await self.store.close()
         self.task_threads.close()
 
-    # -- shared default runtimes -------------------------------------------------------------
-    # Loading plugins and opening the store costs milliseconds, so pipelines that are given no
-    # runtime share one per (config file, its mtime, plugin env vars, cwd). This is a cache of
-    # read-only set-up, like a connection pool; no run state lives here.
-    _shared: ClassVar[dict[tuple[Any, ...], Runtime]] = {}
-    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
-
-    @classmethod
-    def shared(cls, config: str | os.PathLike[str] | None = None) -> Runtime:
-        """The shared runtime for ``config`` (a path, or ``None`` for the default lookup)."""
-        path = find_config_file(config)
-        try:
-            stamp = path.stat().st_mtime_ns if path is not None else None
-        except OSError:
-            stamp = None
-        key = (str(path.resolve()) if path is not None else None, stamp, os.getcwd(),
-               os.environ.get(LOAD_ENV), os.environ.get(BLOCK_ENV), os.environ.get(STRICT_ENV))
-        with cls._shared_lock:
-            runtime = cls._shared.get(key)
-            if runtime is None:
-                runtime = cls(path)
-                if len(cls._shared) >= 32:
-                    cls._shared.pop(next(iter(cls._shared)))
-                cls._shared[key] = runtime
-            return runtime
-
 
 def resolve_runtime(config: Runtime | Config | str | os.PathLike[str] | None) -> Runtime:
+    """``config`` if it is a Runtime; else a new Runtime for it (a :class:`Config`, a config
+    file path, or ``None`` for the default lookup), which the caller owns and closes."""
     if isinstance(config, Runtime):
         return config
-    if isinstance(config, Config):
-        return Runtime(config)
-    return Runtime.shared(config)
+    return Runtime(config)

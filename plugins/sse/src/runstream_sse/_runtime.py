@@ -10,9 +10,9 @@ ConfigArg = Runtime | Config | str | os.PathLike[str] | None
 
 
 def resolve_runtime(config: ConfigArg) -> Runtime:
-    """A Runtime as is; a Config built into a new Runtime; a path or None: the shared one."""
+    """A Runtime as is; else a new Runtime for the config (a Config, a path, or None for the
+    default lookup). Applications pass one Runtime (or use one :class:`SSE`) for their
+    responses and their runs router: that is what makes them share runs."""
     if isinstance(config, Runtime):
         return config
-    if isinstance(config, Config):
-        return Runtime(config)
-    return Runtime.shared(config)
+    return Runtime(config)
