@@ -11,12 +11,12 @@ from typing import Any
 from fastapi import APIRouter
 from runstream import AsyncPipeline, Config, Pipeline, Runtime
 
+from ._binding import resolve_runtime
 from ._inflight import RunsInFlight
 from ._owners import ANONYMOUS, Authorize
 from ._replay import ReplayBuffer, replay_for
 from ._response import SSEResponse, check_send_timeout
 from ._router import runs_router
-from ._runtime import resolve_runtime
 from ._signals import on_exit_signal
 from ._stream import OnDisconnect, sse_response
 
@@ -61,7 +61,7 @@ class SSE:
 
     @property
     def runs(self) -> RunsInFlight:
-        """The runs in flight for this object's runtime (``runtime.sse_runs``)."""
+        """The runs in flight for this object's runtime (``runtime.state.sse_runs``)."""
         return RunsInFlight.for_runtime(self.runtime)
 
     def response(self, pipeline: AsyncPipeline | Pipeline,
