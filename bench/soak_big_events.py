@@ -73,7 +73,7 @@ def app() -> Any:
     send_timeout = float(os.environ["SOAK_SEND_TIMEOUT"])
     runtime = Runtime(Config(run_log_store=ComponentConfig(type="memory")))
     replay = ReplayBuffer(ttl=float(os.environ["SOAK_TTL"]))  # default byte bounds
-    runtime.sse_replay = replay  # type: ignore[attr-defined]
+    runtime.state.sse_replay = replay
     example = create_app(config=runtime, send_timeout=send_timeout)
 
     async def big(n: int) -> Any:

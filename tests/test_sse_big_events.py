@@ -44,7 +44,7 @@ class Probe:
 def rt() -> Iterator[Runtime]:
     runtime = Runtime(Config(run_log_store=ComponentConfig(type="memory"),
                              limits=Limits(max_queued_bytes=MAX_QUEUED_BYTES)))
-    runtime.sse_replay = ReplayBuffer(  # type: ignore[attr-defined]
+    runtime.state.sse_replay = ReplayBuffer(
         max_run_bytes=MAX_RUN_BYTES, max_total_bytes=MAX_TOTAL_BYTES, ttl=TTL)
     yield runtime
     asyncio.run(runtime.aclose())

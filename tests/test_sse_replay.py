@@ -326,7 +326,7 @@ async def test_replay_buffers_are_objects_not_globals(memory_config: Config) -> 
     try:
         sse1, sse2 = SSE(rt1), SSE(rt2)
         assert sse1.replay is not sse2.replay
-        assert ReplayBuffer.for_runtime(rt1) is sse1.replay is rt1.sse_replay  # type: ignore[attr-defined]
+        assert ReplayBuffer.for_runtime(rt1) is sse1.replay is rt1.state.sse_replay
         app1, app2 = FastAPI(), FastAPI()
         app1.include_router(sse1.router())
         app2.include_router(sse2.router())

@@ -50,7 +50,7 @@ def big_events(probe: Probe) -> Any:
 @pytest.fixture
 def rt(memory_config: Config) -> Iterator[Runtime]:
     runtime = Runtime(memory_config)
-    runtime.sse_replay = ReplayBuffer(max_events=MAX_EVENTS)  # type: ignore[attr-defined]
+    runtime.state.sse_replay = ReplayBuffer(max_events=MAX_EVENTS)
     yield runtime
     asyncio.run(runtime.aclose())
 

@@ -1,4 +1,7 @@
-"""The framed events of one run: bounded, followed by any number of readers in one event loop."""
+"""The framed events of one run: bounded, followed by any number of readers in one event loop.
+
+Plain data: a buffer knows nothing of the run that publishes into it (``_live``) nor of tasks.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +9,12 @@ import asyncio
 import sys
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from runstream import TERMINAL_EVENT_TYPES
 
 from ._encoder import json_frame
-from ._wire import failure_data, is_default
-
-if TYPE_CHECKING:
-    from ._live import LiveRun
+from ._wire import end_data, failure_data, is_default
 
 #: One framed event: (seq, type, sent without lifecycle?, SSE text, its size in bytes, the
 #: bytes published up to and including it: the size of a run of frames in one subtraction).
@@ -69,7 +69,6 @@ class RunBuffer:
         "_waiters",
         "ended",
         "last_seq",
-        "live",
         "nbytes",
         "owner",
         "run_id",
@@ -95,8 +94,6 @@ class RunBuffer:
         #: The terminal event type once published (run.completed / run.failed / run.cancelled).
         self.terminal: str | None = None
         self.ended = False
-        #: The run this process drives for it, while it runs (see ``_live``).
-        self.live: LiveRun | None = None
         self._on_end = on_end
         #: The futures of the readers waiting for the next frame (one each; see ``waiter``).
         self._waiters: list[asyncio.Future[bool]] = []
@@ -110,7 +107,7 @@ class RunBuffer:
     def publish(self, seq: int, type_: str, text: str) -> asyncio.Future[None] | None:
         """Append a frame; returns a future to await before the next one if the primary reader
         is a full buffer behind (by count or by bytes)."""
-        if self.ended:  # a run cut off at shutdown that still reports (see LiveRun.abandon)
+        if self.ended:  # a run cut off at shutdown that still reports (see ``_live``)
             return None
         frames = self._frames
         size = _sizeof(text) + FRAME_OVERHEAD
@@ -172,7 +169,7 @@ class RunBuffer:
 
     def fail(self, error: BaseException) -> None:
         """End with ``run.failed`` for an error outside the run (it could not start)."""
-        self.publish_terminal("run.failed", failure_data(error))
+        self.publish_terminal("run.failed", end_data(failure_data(error), None))
         self.end()
 
     def end(self) -> None:
@@ -180,7 +177,6 @@ class RunBuffer:
         if self.ended:
             return
         self.ended = True
-        self.live = None
         self._wake()
         self._release_room()
         if self._on_end is not None:

@@ -11,12 +11,12 @@ from typing import Any
 from fastapi import APIRouter
 from runstream import AsyncPipeline, Config, Pipeline, Runtime
 
+from ._binding import resolve_runtime
 from ._inflight import RunsInFlight
 from ._owners import ANONYMOUS, Authorize
 from ._replay import ReplayBuffer, replay_for
 from ._response import SSEResponse, check_send_timeout
 from ._router import runs_router
-from ._runtime import resolve_runtime
 from ._signals import on_exit_signal
 from ._stream import OnDisconnect, sse_response
 
@@ -51,7 +51,9 @@ class SSE:
         if not 0 <= shutdown_grace_period < float("inf"):
             raise ValueError(f"shutdown_grace_period must be a number of seconds >= 0, "
                              f"got {shutdown_grace_period}")
+        #: Built here (and closed at the end of :meth:`lifespan`) unless a Runtime was given.
         self.runtime = resolve_runtime(config)
+        self._owns_runtime = self.runtime is not config
         self.replay = replay_for(self.runtime, replay)
         self.ping_interval = ping_interval
         self.send_timeout = send_timeout
@@ -61,7 +63,7 @@ class SSE:
 
     @property
     def runs(self) -> RunsInFlight:
-        """The runs in flight for this object's runtime (``runtime.sse_runs``)."""
+        """The runs in flight for this object's runtime (``runtime.state.sse_runs``)."""
         return RunsInFlight.for_runtime(self.runtime)
 
     def response(self, pipeline: AsyncPipeline | Pipeline,
@@ -117,3 +119,5 @@ class SSE:
         finally:
             restore()
             await self.shutdown()
+            if self._owns_runtime:
+                await self.runtime.aclose()

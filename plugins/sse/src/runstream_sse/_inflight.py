@@ -1,7 +1,9 @@
 """``RunsInFlight``: the runs and streams runstream-sse serves for one runtime.
 
-It admits new runs (``limits.max_concurrent_runs``: 503 beyond it) and ends everything at
-shutdown: every run it drives is cancelled, every open stream gets its last event and ends.
+It admits new runs (``limits.max_concurrent_runs``: 503 beyond it), owns the live runs (it
+creates each :class:`LiveRun` and the task that pumps it, and cancels and awaits them) and ends
+everything at shutdown: every run it drives is cancelled, every open stream gets its last event
+and ends.
 """
 
 from __future__ import annotations
@@ -9,24 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Final
+from typing import Any
 
-from runstream import Runtime
+from runstream import RunHandle, Runtime
 
-if TYPE_CHECKING:
-    from ._live import LiveRun
+from ._binding import RUNS_STATE, state_object
+from ._buffer import RunBuffer
+from ._live import LiveRun
 
 __all__ = ["RunsInFlight"]
 
 logger = logging.getLogger("runstream.sse")
 
-#: The attribute of a :class:`runstream.Runtime` that holds its :class:`RunsInFlight`.
-RUNTIME_ATTRIBUTE: Final = "sse_runs"
-
 
 class RunsInFlight:
     """The runs that :func:`sse_response` started with one runtime and that are still running,
-    and the event streams open on them. One per runtime: ``runtime.sse_runs``
+    and the event streams open on them. One per runtime: ``runtime.state.sse_runs``
     (:meth:`for_runtime` makes it on first use).
 
     - ``len()`` is the number of runs in flight. When the runtime's
@@ -40,19 +40,20 @@ class RunsInFlight:
 
     def __init__(self, runtime: Runtime) -> None:
         self._config = runtime.config
+        #: The runs that count against the limit: until their terminal event is out.
         self._runs: set[LiveRun] = set()
-        self._streams: set[asyncio.Task[None]] = set()
+        #: Every live run's pump task, by its buffer, until the pump has ended.
+        self._pumps: dict[RunBuffer, tuple[LiveRun, asyncio.Task[None]]] = {}
+        self._streams: set[asyncio.Task[Any]] = set()
+        #: The cancellations :meth:`shutdown` started, until they end.
+        self._stopping: set[asyncio.Task[None]] = set()
         #: Set by :meth:`shutdown`: no new runs from then on.
         self.closing = False
 
     @classmethod
     def for_runtime(cls, runtime: Runtime) -> RunsInFlight:
-        """The runtime's ``sse_runs``, made on first use."""
-        current = vars(runtime).get(RUNTIME_ATTRIBUTE)
-        if not isinstance(current, RunsInFlight):
-            current = cls(runtime)
-            setattr(runtime, RUNTIME_ATTRIBUTE, current)
-        return current
+        """The runtime's ``runtime.state.sse_runs``, made on first use."""
+        return state_object(runtime, RUNS_STATE, RunsInFlight, lambda: cls(runtime))
 
     def __len__(self) -> int:
         return len(self._runs)
@@ -91,13 +92,23 @@ class RunsInFlight:
         runs = list(self._runs)
         if runs:
             logger.info("shutdown: cancelling %d run(s) in flight", len(runs))
+            # Tasks of their own (not a task group cut at the deadline): a run that ignores its
+            # cancellation is ended from outside by runstream after limits.cancel_grace_period,
+            # which may come after our deadline; they are owned here until they end.
             loop = asyncio.get_running_loop()
-            cancels = {loop.create_task(live.cancel(reason)) for live in runs}
+            cancels = set()
+            for live in runs:
+                task = loop.create_task(self.cancel(live, reason),
+                                        name=f"runstream-sse-cancel-{live.handle.run_id}")
+                self._stopping.add(task)
+                task.add_done_callback(self._stopping.discard)
+                cancels.add(task)
             await asyncio.wait(cancels, timeout=max(0.0, deadline - time.monotonic()))
             for live in runs:
                 # The run ignored its cancellation past the deadline (a task stuck in a thread):
                 # its clients still hear how the run ends for them.
-                live.abandon(reason)
+                if live.buffer in self._pumps:
+                    live.abandon(reason)
         streams = set(self._streams)
         if streams:
             await asyncio.wait(streams, timeout=max(0.0, deadline - time.monotonic()))
@@ -110,12 +121,40 @@ class RunsInFlight:
                 await asyncio.wait(late)
 
     # -- for the rest of runstream-sse ----------------------------------------------------
-    def _add_run(self, live: LiveRun) -> None:
+    def start(self, handle: RunHandle, buffer: RunBuffer) -> LiveRun:
+        """Pump ``handle``'s events into ``buffer`` in a task owned here; the run counts as in
+        flight until its terminal event is out."""
+        live = LiveRun(handle, buffer, self._runs.discard)
         self._runs.add(live)
+        task = asyncio.get_running_loop().create_task(
+            self._pump(live), name=f"runstream-sse-pump-{handle.run_id}")
+        self._pumps[buffer] = (live, task)
+        return live
 
-    def _discard_run(self, live: LiveRun) -> None:
-        self._runs.discard(live)
+    async def _pump(self, live: LiveRun) -> None:
+        try:
+            await live.pump()
+        finally:
+            self._pumps.pop(live.buffer, None)
 
-    def _add_stream(self, writer: asyncio.Task[None]) -> None:
+    async def cancel(self, live: LiveRun, reason: str = "cancelled") -> None:
+        """Cancel ``live``'s run (its clients get ``run.cancelled`` with ``reason``) and wait
+        until it and its pump have ended."""
+        live.cancel_reason = reason
+        await live.handle.cancel(reason)
+        entry = self._pumps.get(live.buffer)
+        if entry is not None:
+            await asyncio.wait({entry[1]})
+
+    async def cancel_run(self, buffer: RunBuffer, reason: str) -> bool:
+        """:meth:`cancel` the live run that publishes into ``buffer``; False if none here."""
+        entry = self._pumps.get(buffer)
+        if entry is None:
+            return False
+        await self.cancel(entry[0], reason)
+        return True
+
+    def _add_stream(self, writer: asyncio.Task[Any]) -> None:
         self._streams.add(writer)
         writer.add_done_callback(self._streams.discard)
+

@@ -1,49 +1,46 @@
-"""A run started for an HTTP client: its events are framed into a :class:`RunBuffer`."""
+"""A run started for an HTTP client: its events are framed into a :class:`RunBuffer`.
+
+A :class:`LiveRun` starts no task: :class:`RunsInFlight` creates it, runs its :meth:`pump` as a
+task it owns, and cancels it.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from runstream import RunHandle
 
 from ._buffer import RunBuffer
-from ._wire import failure_data, frame_record
-
-if TYPE_CHECKING:
-    from ._inflight import RunsInFlight
+from ._wire import end_data, failure_data, frame_record
 
 
 class LiveRun:
     """Owns a :class:`runstream.RunHandle` and pumps its events into ``buffer``.
 
-    The pump is its own task, so the buffer fills (and a reconnecting client can replay) whether
-    or not a client is reading; readers wait on the buffer, and everything queued while a reader
-    was busy goes out in its next write. ``cancel()`` stops the run explicitly: nothing here
-    relies on a generator's ``finally``.
+    The pump runs as its own task (its owner's), so the buffer fills (and a reconnecting client
+    can replay) whether or not a client is reading; readers wait on the buffer, and everything
+    queued while a reader was busy goes out in its next write. The run is stopped explicitly:
+    nothing here relies on a generator's ``finally``. ``on_release`` is called once, as soon as
+    the run has ended for its clients (its terminal event is out).
     """
 
-    __slots__ = ("buffer", "cancel_reason", "handle", "runs", "task")
+    __slots__ = ("buffer", "cancel_reason", "handle", "on_release")
 
     def __init__(self, handle: RunHandle, buffer: RunBuffer,
-                 runs: RunsInFlight | None = None) -> None:
+                 on_release: Callable[[LiveRun], None] | None = None) -> None:
         self.handle = handle
         self.buffer = buffer
+        #: The reason the run is cancelled with if the pump stops it.
         self.cancel_reason = "cancelled"
-        #: Where the run counts as in flight until its terminal event is out.
-        self.runs = runs
-        if runs is not None:
-            runs._add_run(self)
-        buffer.live = self
-        self.task = asyncio.get_running_loop().create_task(
-            self._pump(), name=f"runstream-sse-pump-{handle.run_id}")
+        self.on_release = on_release
 
-    async def _pump(self) -> None:
+    async def pump(self) -> None:
+        """Publish the run's events into the buffer until the run ends, then end the buffer."""
         buffer = self.buffer
         publish = buffer.publish
         run_id = self.handle.run_id
-        # The run's records a batch at a time (RunHandle iterates them so, see _pipeline.py):
-        # no Event envelope and no async-generator hop per event.
+        # The run's records a batch at a time: no Event envelope and no async-generator hop
+        # per event.
         events = self.handle.batches()
         try:
             async for batch in events:
@@ -57,7 +54,8 @@ class LiveRun:
                         await room
         except Exception as exc:
             if self.handle.done():  # the run could not start (e.g. its run id is taken)
-                buffer.publish_terminal("run.failed", failure_data(exc))
+                buffer.publish_terminal("run.failed",
+                                        end_data(failure_data(exc), self.handle.run_log))
             else:  # an event could not be encoded: the run is cancelled below, with this reason
                 self.cancel_reason = f"the event stream failed: {type(exc).__name__}: {exc}"
         finally:
@@ -73,37 +71,32 @@ class LiveRun:
 
     def _publish_end(self) -> None:
         # RunHandle.cancel() detaches the consumer, so the run's own terminal event never
-        # reaches us then: say how it ended here, after everything the client was sent.
+        # reaches us then: say how it ended here, after everything the client was sent, with
+        # the fields of the run's own terminal event.
         buffer = self.buffer
         log = self.handle.run_log
         if log.status == "completed":
-            buffer.publish_terminal("run.completed", {"status": "completed"})
+            buffer.publish_terminal("run.completed", end_data({"status": "completed"}, log))
         elif log.status == "failed" and log.error is not None:
-            buffer.publish_terminal("run.failed", {
-                "error_type": log.error.type, "message": log.error.message,
-                "step": log.error.step})
+            buffer.publish_terminal("run.failed", end_data(log.error.event_data(), log))
         else:
-            buffer.publish_terminal("run.cancelled", {"reason": self.cancel_reason})
+            buffer.publish_terminal("run.cancelled",
+                                    end_data({"reason": self.cancel_reason}, log))
 
     def _release(self) -> None:
-        runs = self.runs
-        if runs is not None:
-            self.runs = None
-            runs._discard_run(self)
+        on_release = self.on_release
+        if on_release is not None:
+            self.on_release = None
+            on_release(self)
 
     def abandon(self, reason: str) -> None:
         """End the run for its clients now (``run.cancelled`` with ``reason``) even though it
         has not stopped yet: for a shutdown whose grace period is over."""
-        if self.task.done():
-            return
         buffer = self.buffer
+        if buffer.ended:
+            return
         if buffer.terminal is None:
-            buffer.publish_terminal("run.cancelled", {"reason": reason})
+            buffer.publish_terminal("run.cancelled",
+                                    end_data({"reason": reason}, self.handle.run_log))
         self._release()
         buffer.end()
-
-    async def cancel(self, reason: str = "cancelled") -> None:
-        """Cancel the run and wait until it and the pump have ended."""
-        self.cancel_reason = reason
-        await self.handle.cancel(reason)
-        await asyncio.wait({self.task})

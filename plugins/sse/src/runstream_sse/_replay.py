@@ -5,16 +5,22 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from typing import Final
+from typing import Protocol
 
 from runstream import RunIdError, Runtime
 
+from ._binding import default_replay
 from ._buffer import ByteBudget, RunBuffer
 
 __all__ = ["ReplayBuffer"]
 
-#: The attribute of a :class:`runstream.Runtime` that holds its default :class:`ReplayBuffer`.
-RUNTIME_ATTRIBUTE: Final = "sse_replay"
+
+class RunCanceller(Protocol):
+    """Who drives runs published into a replay buffer, and can cancel them (``RunsInFlight``)."""
+
+    async def cancel_run(self, buffer: RunBuffer, reason: str) -> bool:
+        """Cancel the run that publishes into ``buffer``; False if none does here."""
+        ...
 
 
 class ReplayBuffer:
@@ -59,10 +65,12 @@ class ReplayBuffer:
         # 300 s ttl, those piled up as tens of thousands of TimerHandles).
         self._timer: asyncio.TimerHandle | None = None
         self._timer_loop: asyncio.AbstractEventLoop | None = None
+        #: Who can cancel the runs published here (see :meth:`cancel`).
+        self._cancellers: list[RunCanceller] = []
 
     @classmethod
     def for_runtime(cls, runtime: Runtime) -> ReplayBuffer:
-        """The default replay buffer of ``runtime``: its ``sse_replay`` attribute, made on first
+        """The default replay buffer of ``runtime``: ``runtime.state.sse_replay``, made on first
         use. The ``sse`` sinks of the runtime publish into it."""
         return replay_for(runtime, None)
 
@@ -108,11 +116,12 @@ class ReplayBuffer:
         """Cancel a run that :func:`sse_response` started in this process and that is still
         running. Its clients get ``run.cancelled`` with ``reason``. Returns whether it did."""
         buffer = self._runs.get(run_id)
-        live = buffer.live if buffer is not None else None
-        if live is None:
+        if buffer is None or buffer.ended:
             return False
-        await live.cancel(reason)
-        return True
+        for canceller in self._cancellers:
+            if await canceller.cancel_run(buffer, reason):
+                return True
+        return False
 
     def sweep(self) -> None:
         """Drop the runs that ended more than ``ttl`` seconds ago (also done on a timer)."""
@@ -129,6 +138,11 @@ class ReplayBuffer:
             self._drop(run_id)
 
     # -- for the rest of runstream-sse ----------------------------------------------------
+    def _add_canceller(self, canceller: RunCanceller) -> None:
+        """``canceller`` drives runs that it publishes here: :meth:`cancel` asks it."""
+        if not any(c is canceller for c in self._cancellers):
+            self._cancellers.append(canceller)
+
     def _get(self, run_id: str) -> RunBuffer | None:
         self.sweep()
         return self._runs.get(run_id)
@@ -195,12 +209,5 @@ class ReplayBuffer:
 
 def replay_for(runtime: Runtime, replay: ReplayBuffer | None) -> ReplayBuffer:
     """``replay``, or the runtime's default one. The first replay buffer used with a runtime
-    becomes its default (``runtime.sse_replay``), which its ``sse`` sinks publish into."""
-    current = vars(runtime).get(RUNTIME_ATTRIBUTE)
-    if not isinstance(current, ReplayBuffer):
-        current = replay if replay is not None else ReplayBuffer()
-        setattr(runtime, RUNTIME_ATTRIBUTE, current)
-        from ._sink import bind_sinks
-
-        bind_sinks(runtime, current)
-    return replay if replay is not None else current
+    becomes its default (``runtime.state.sse_replay``), which its ``sse`` sinks publish into."""
+    return default_replay(runtime, replay, ReplayBuffer, ReplayBuffer)

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from runstream import Config, RunIdError, RunLog, RunNotFoundError, Runtime
 from starlette.responses import Response
 
+from ._binding import shared_runtime
 from ._inflight import RunsInFlight
 from ._owners import Authorize, may_read, no_authorize
 from ._replay import ReplayBuffer, replay_for
 from ._response import ReplayResponse, SSEResponse, check_send_timeout
-from ._runtime import resolve_runtime
 from ._wire import check_run_id, parse_event_id, sse_openapi_response
 
 __all__ = ["runs_router"]
@@ -49,12 +49,12 @@ def runs_router(
       kept.
 
     ``replay`` must be the :class:`ReplayBuffer` that :func:`sse_response` publishes into;
-    default: the runtime's (``runtime.sse_replay``), which ``sse_response`` with the same
+    default: the runtime's (``runtime.state.sse_replay``), which ``sse_response`` with the same
     runtime also uses. ``send_timeout`` ends a replay whose client stops reading (see
     :func:`sse_response`); a shutdown (:meth:`RunsInFlight.shutdown`) ends replays too.
     """
     check_send_timeout(send_timeout)
-    runtime = resolve_runtime(config)
+    runtime = shared_runtime(config, "runs_router()")
     buffers = replay_for(runtime, replay)
     inflight = RunsInFlight.for_runtime(runtime)
     router = APIRouter(prefix=prefix, tags=["runs"])

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import enum
-from collections.abc import Awaitable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from starlette.types import Message, Receive, Send
 
 from ._buffer import Frame, RunBuffer
 from ._encoder import PING, encode_event, json_dumps, to_bytes
+from ._fastpath import SendTimeout, send_within, start_send
 
 if TYPE_CHECKING:
     from ._inflight import RunsInFlight
@@ -43,80 +42,6 @@ class Outcome(enum.Enum):
     GONE = "gone"
     #: A write did not complete within the send timeout: the client does not read.
     STALLED = "stalled"
-
-
-class SendTimeout(Exception):
-    """A write to the client did not complete within the send timeout."""
-
-
-async def _send(send: Send, message: Message, within: float | None) -> None:
-    if within is None:
-        await send(message)
-        return
-    pending = _start_send(send, message, within)
-    if pending is not None:
-        await pending
-
-
-def _start_send(send: Send, message: Message, within: float | None
-                ) -> Awaitable[None] | None:
-    """Start ``send(message)``; None if it completed at once, else an awaitable that finishes
-    it, bounded by ``within`` seconds (None: unbounded).
-
-    The ASGI server's send waits only while the socket's buffers are full (its flow control),
-    so nearly every send completes without suspending: it is run up to its first suspension
-    here, and only a send that does suspend pays for a timeout (a timer). A client that stops
-    reading cannot hold the run forever.
-    """
-    sending = send(message)
-    if not isinstance(sending, Coroutine):  # any other awaitable: the general way
-        return sending if within is None else _bounded(sending, within)
-    try:
-        yielded = sending.send(None)
-    except StopIteration:
-        return None
-    resume = _Resume(sending, yielded)
-    return resume if within is None else _bounded(resume, within)
-
-
-async def _bounded(sending: Awaitable[None], within: float) -> None:
-    try:
-        async with asyncio.timeout(within):
-            await sending
-    except TimeoutError:
-        raise SendTimeout(f"a write to the client did not complete within {within} s") from None
-
-
-class _Resume:
-    """Awaits a coroutine already run up to its first suspension (``yielded``: what it yielded
-    then), as the task driving it would have: ``yield from`` by hand."""
-
-    __slots__ = ("coro", "yielded")
-
-    def __init__(self, coro: Coroutine[Any, Any, None], yielded: Any) -> None:
-        self.coro = coro
-        self.yielded = yielded
-
-    def __await__(self) -> Generator[Any, None, None]:
-        coro = self.coro
-        yielded = self.yielded
-        self.yielded = None
-        while True:
-            try:
-                yield yielded
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:  # cancellation (the timeout), thrown in by the task
-                try:
-                    yielded = coro.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    yielded = coro.send(None)
-                except StopIteration:
-                    return
 
 
 def _gap_frame(cursor: int, first: int, missed: int) -> str:
@@ -192,7 +117,7 @@ async def _follow(send: Send, buffer: RunBuffer, cursor: int, lifecycle: bool,
                 cursor = frames[-1][0]
                 pending = None
                 if text:
-                    pending = _start_send(send, {"type": "http.response.body",
+                    pending = start_send(send, {"type": "http.response.body",
                                                  "body": to_bytes(text), "more_body": True},
                                           send_timeout)
                     if pending is not None:
@@ -210,7 +135,7 @@ async def _follow(send: Send, buffer: RunBuffer, cursor: int, lifecycle: bool,
                 return
             elif ping:
                 ping = False
-                await _send(send, {"type": "http.response.body", "body": PING,
+                await send_within(send, {"type": "http.response.body", "body": PING,
                                    "more_body": True}, send_timeout)
                 if pinger is not None:
                     pinger.last = loop.time()
@@ -227,10 +152,29 @@ async def _follow(send: Send, buffer: RunBuffer, cursor: int, lifecycle: bool,
 
 
 async def _wait_disconnect(receive: Receive) -> None:
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            return
+    try:
+        while True:
+            message: Message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+    except Exception:  # the connection broke under receive(): as gone as a disconnect
+        return
+
+
+async def _write(send: Send, buffer: RunBuffer, cursor: int, lifecycle: bool,
+                 ping_interval: float | None, primary: bool, send_timeout: float | None
+                 ) -> Outcome | Exception | None:
+    """:func:`_follow`, its end as a value (not an exception that would fail the task group):
+    None once the run's end was sent, else STALLED, GONE, or an unexpected error."""
+    try:
+        await _follow(send, buffer, cursor, lifecycle, ping_interval, primary, send_timeout)
+    except SendTimeout:
+        return Outcome.STALLED
+    except OSError:  # ASGI servers may raise it on send to a closed connection
+        return Outcome.GONE
+    except Exception as exc:  # a bug: raised again by stream_buffer, outside the group
+        return exc
+    return None
 
 
 async def stream_buffer(receive: Receive, send: Send, buffer: RunBuffer, cursor: int, *,
@@ -239,41 +183,33 @@ async def stream_buffer(receive: Receive, send: Send, buffer: RunBuffer, cursor:
                         ) -> Outcome:
     """Stream ``buffer`` after ``cursor`` (the response has started) and say how it ended.
 
-    The writer and the disconnect watcher are tasks of their own, so a disconnect is seen at
-    once even while the writer waits for events or for a slow socket. ``runs`` learns about the
-    writer, so that a shutdown can wait for it (and cut it at its deadline). A stalled stream
-    returns without completing the response: the client must not take a cut stream for a
-    whole one (the server then closes the connection).
+    The writer and the disconnect watcher are tasks of one task group, each cancelling the
+    other when it ends, so a disconnect is seen at once even while the writer waits for events
+    or for a slow socket. ``runs`` learns about the writer, so that a shutdown can wait for it
+    (and cut it at its deadline: then the stream is GONE). A stalled stream returns without
+    completing the response: the client must not take a cut stream for a whole one (the server
+    then closes the connection).
     """
-    loop = asyncio.get_running_loop()
-    writer = loop.create_task(
-        _follow(send, buffer, cursor, lifecycle, ping_interval, primary, send_timeout),
-        name=f"runstream-sse-writer-{buffer.run_id}")
-    if runs is not None:
-        runs._add_stream(writer)
-    watcher = loop.create_task(_wait_disconnect(receive),
-                               name=f"runstream-sse-watch-{buffer.run_id}")
+    async with asyncio.TaskGroup() as group:
+        writer = group.create_task(
+            _write(send, buffer, cursor, lifecycle, ping_interval, primary, send_timeout),
+            name=f"runstream-sse-writer-{buffer.run_id}")
+        watcher = group.create_task(_wait_disconnect(receive),
+                                    name=f"runstream-sse-watch-{buffer.run_id}")
+        writer.add_done_callback(lambda _: watcher.cancel())
+        watcher.add_done_callback(lambda _: writer.cancel())
+        if runs is not None:
+            runs._add_stream(writer)
+    if not watcher.cancelled() or writer.cancelled():
+        return Outcome.GONE
+    ended = writer.result()
+    if isinstance(ended, Outcome):
+        return ended
+    if ended is not None:
+        raise ended
     try:
-        await asyncio.wait((writer, watcher), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        writer.cancel()
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait((writer, watcher))
-    if watcher.done() and not watcher.cancelled():
-        return Outcome.GONE
-    if writer.cancelled():
-        return Outcome.GONE
-    error = writer.exception()
-    if error is None:
-        try:
-            await _send(send, {"type": "http.response.body", "body": b"", "more_body": False},
-                        send_timeout)
-        except SendTimeout:
-            return Outcome.STALLED
-        return Outcome.ENDED
-    if isinstance(error, SendTimeout):
+        await send_within(send, {"type": "http.response.body", "body": b"", "more_body": False},
+                          send_timeout)
+    except SendTimeout:
         return Outcome.STALLED
-    if isinstance(error, OSError):  # ASGI servers may raise it on send to a closed connection
-        return Outcome.GONE
-    raise error
+    return Outcome.ENDED

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pydantic import PrivateAttr
-from runstream import Event, RunLog, RunstreamError, Runtime, Sink
+from runstream import Event, RunLog, RunstreamError, Sink
 
+from ._replay import ReplayBuffer
 from ._wire import frame_event
 
 if TYPE_CHECKING:
     from ._buffer import RunBuffer
-    from ._replay import ReplayBuffer
 
 __all__ = ["SSESink"]
 
@@ -20,7 +20,7 @@ class SSESink(Sink):
     """Sink ``sse``: makes every run of the runtime followable at ``/runs/{run_id}/events``.
 
     Configure it with ``sinks: [{type: sse}]``. It publishes each run's events into the
-    runtime's default :class:`ReplayBuffer` (``runtime.sse_replay``), which is made, and this
+    runtime's default :class:`ReplayBuffer` (``runtime.state.sse_replay``), which is made, and this
     sink attached to it, by the first :func:`runs_router`, :func:`sse_response`, :class:`SSE`
     or :meth:`ReplayBuffer.for_runtime` call with that runtime: build the app's SSE pieces
     before starting runs. Runs that :func:`sse_response` streams are published by it, once;
@@ -30,6 +30,13 @@ class SSESink(Sink):
 
     _replay: ReplayBuffer | None = PrivateAttr(default=None)
     _buffer: RunBuffer | None = PrivateAttr(default=None)
+
+    def attach_sse_replay(self, replay: object) -> None:
+        """Publish the runs from now on into ``replay`` (a :class:`ReplayBuffer`): done by
+        runstream-sse when ``replay`` becomes the runtime's default."""
+        if not isinstance(replay, ReplayBuffer):
+            raise TypeError(f"an sse sink publishes into a ReplayBuffer, not {replay!r}")
+        self._replay = replay
 
     async def open(self, run: RunLog) -> None:
         """Start the run's buffer (unless :func:`sse_response` publishes the run itself)."""
@@ -54,9 +61,3 @@ class SSESink(Sink):
         if buffer is not None:
             buffer.end()
 
-
-def bind_sinks(runtime: Runtime, replay: ReplayBuffer) -> None:
-    """Attach the runtime's configured ``sse`` sinks to its replay buffer."""
-    for _label, sink in runtime.sinks:
-        if isinstance(sink, SSESink):
-            sink._replay = replay

@@ -10,13 +10,12 @@ from runstream import AsyncPipeline, Config, Pipeline, RunIdError, Runtime, new_
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ._binding import shared_runtime
 from ._buffer import RunBuffer
 from ._inflight import RunsInFlight
-from ._live import LiveRun
 from ._owners import ANONYMOUS, check_owner
 from ._replay import ReplayBuffer, replay_for
 from ._response import SSEResponse, check_send_timeout, last_event_id, reject, unavailable
-from ._runtime import resolve_runtime
 from ._serve import Outcome
 from ._wire import check_run_id
 
@@ -34,6 +33,7 @@ class RunResponse(SSEResponse):
                  lifecycle: bool, ping_interval: float | None, replay: ReplayBuffer,
                  send_timeout: float | None, owner: str | None) -> None:
         inflight = RunsInFlight.for_runtime(runtime)
+        replay._add_canceller(inflight)  # ReplayBuffer.cancel() reaches the runs it starts
         super().__init__(run_id, lifecycle=lifecycle, ping_interval=ping_interval,
                          send_timeout=send_timeout, runs=inflight)
         self.inflight = inflight
@@ -75,7 +75,7 @@ class RunResponse(SSEResponse):
             await self._start(send)
             await self._follow(receive, send, buffer, 0, primary=True)
             return
-        live = LiveRun(handle, buffer, inflight)
+        live = inflight.start(handle, buffer)
         outcome = Outcome.GONE
         try:
             await self._start(send)
@@ -88,7 +88,7 @@ class RunResponse(SSEResponse):
                               f"{self.send_timeout} s")
                 else:
                     reason = "client disconnected"
-                await live.cancel(reason)
+                await inflight.cancel(live, reason)
 
     async def _resume(self, scope: Scope, receive: Receive, send: Send, cursor: int) -> None:
         # A reconnecting EventSource: follow the run it was reading, never start another one.
@@ -136,7 +136,7 @@ def sse_response(
     - ``on_disconnect``: ``"cancel"`` (default) cancels the run as soon as its client goes
       away; ``"continue"`` lets it finish, its events kept for replay.
     - ``replay``: the :class:`ReplayBuffer` the run is published into (for
-      ``/runs/{run_id}/events``); default: the runtime's (``runtime.sse_replay``).
+      ``/runs/{run_id}/events``); default: the runtime's (``runtime.state.sse_replay``).
     - ``send_timeout``: seconds one write to the client may take (it waits while the client
       does not read). Past it the response is cut and the run handled as on a disconnect
       (cancelled, reason ``send timeout ...``). None: wait forever.
@@ -154,7 +154,7 @@ def sse_response(
     check_send_timeout(send_timeout)
     if isinstance(pipeline, Pipeline):
         pipeline = pipeline.as_async()
-    runtime = resolve_runtime(config)
+    runtime = shared_runtime(config, "sse_response()")
     replay = replay_for(runtime, replay)
     check_owner(owner)
     given = run_id is not None

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime
 from typing import Any, Final
 
 from runstream import (
     RUN_ID_PATTERN,
     TERMINAL_EVENT_TYPES,
+    ErrorInfo,
     Event,
     RunIdError,
+    RunLog,
     public_error_message,
 )
 
@@ -69,8 +72,24 @@ def failure_data(error: BaseException, step: str | None = None) -> dict[str, obj
     details (:func:`runstream.public_error_message`); the full error goes to the server log."""
     if not isinstance(error, RunIdError):
         logger.error("a run failed outside its steps: %s: %s", type(error).__name__, error)
-    return {"error_type": type(error).__name__, "message": public_error_message(error),
-            "step": step}
+    data = ErrorInfo.from_exception(error, step).event_data()
+    data["message"] = public_error_message(error)
+    return data
+
+
+def end_data(data: dict[str, Any], log: RunLog | None) -> dict[str, Any]:
+    """``data`` of a terminal event that runstream-sse makes itself (the run could not report
+    its own end to it), with the fields runstream's own terminal events carry, from the run
+    log: ``duration_ms`` (0 for a run that never started) and, if the log has any,
+    ``warnings``. A client sees the same fields wherever the terminal event was made."""
+    if log is None:
+        data["duration_ms"] = 0.0
+        return data
+    ended = log.ended if log.ended is not None else datetime.now(log.started.tzinfo)
+    data["duration_ms"] = round(max(0.0, (ended - log.started).total_seconds()) * 1000, 3)
+    if log.warnings:
+        data["warnings"] = list(log.warnings)
+    return data
 
 
 def parse_event_id(value: str, source: str) -> int:
