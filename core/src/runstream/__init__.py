@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         ParameterError as ParameterError,
         PipelineDefinitionError as PipelineDefinitionError,
         PluginError as PluginError,
+        ReturnsError as ReturnsError,
         RunIdError as RunIdError,
         RunNotFoundError as RunNotFoundError,
         RunstreamError as RunstreamError,

@@ -10,7 +10,8 @@ what was wrong and what to do about it::
     ├── PipelineDefinitionError     a pipeline (Python or YAML) is malformed
     ├── ParameterError              a parameter could not be read, or a step's parameter is missing
     ├── TaskError                   a task broke its contract (e.g. yielded a non-dict)
-    │   └── StepTimeoutError        a step ran past its ``timeout``
+    │   ├── StepTimeoutError        a step ran past its ``timeout``
+    │   └── ReturnsError            a task did not produce the returns its step declares
     ├── RunIdError                  a run id is malformed or already used
     ├── RunNotFoundError            no run with that id in the run log store
     ├── StoreError                  the run log store failed
@@ -29,6 +30,7 @@ __all__ = [
     "ParameterError",
     "PipelineDefinitionError",
     "PluginError",
+    "ReturnsError",
     "RunIdError",
     "RunNotFoundError",
     "RunstreamError",
@@ -70,6 +72,12 @@ class TaskError(RunstreamError):
 
 class StepTimeoutError(TaskError):
     """A step ran past its ``timeout``."""
+
+
+class ReturnsError(TaskError):
+    """A task did not produce the returns its step declares. A definition error: the step fails
+    at once and is never retried, whatever its ``retry`` says (the next attempt would not
+    produce them either)."""
 
 
 class RunIdError(RunstreamError):

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NoReturn, Protocol, TypeAlias
 
-from ._errors import StepTimeoutError, TaskError
+from ._errors import ReturnsError, StepTimeoutError
 from ._hotpath import set_fields
 from ._run import Frame, StepFailed
 from ._runlog import StepAttempt, StepLog, StepStatus, now
@@ -89,15 +89,10 @@ async def run_step(frame: Frame, step: Step, path: str) -> None:
                              else {"attempt": n, "node": step.kind})
         if waiter is not None:
             await waiter
-        definition_error = False
         try:
             if isinstance(step, Task):
                 output = await _attempt_task(frame, step, path)
-                # Not retried: a task that does not produce what its step declares will not
-                # on the next attempt either (a definition error).
-                definition_error = True
                 outputs = pick_returns(step, path, output)
-                definition_error = False
             else:
                 outputs = await _attempt_node(frame, step, path)
             outputs = run.secrets.absorb(outputs)
@@ -113,7 +108,9 @@ async def run_step(frame: Frame, step: Step, path: str) -> None:
             end_attempt(frame, attempt, step_log, "cancelled", "cancelled")
             raise
         except Exception as exc:
-            if (retry is None or definition_error or isinstance(exc, StepFailed)
+            # A ReturnsError is never retried: a task that does not produce what its step
+            # declares will not on the next attempt either (a definition error).
+            if (retry is None or isinstance(exc, (StepFailed, ReturnsError))
                     or not retry.should_retry(exc, n)):
                 await _fail(frame, step_log, attempt, path, exc)
             end_attempt(frame, attempt, step_log, "failed", f"{type(exc).__name__}: {exc}")
@@ -199,11 +196,11 @@ async def _run_task(frame: Frame, task: Task, ctx: TaskContext) -> Mapping[str, 
 
 
 def pick_returns(task: Task, step: str, output: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The declared returns of ``task`` from its output; TaskError if one is missing."""
+    """The declared returns of ``task`` from its output; ReturnsError if one is missing."""
     if not task.returns:
         return {}
     if output is None or not isinstance(output, Mapping):
-        raise TaskError(
+        raise ReturnsError(
             f"step '{step}' declares returns {task.returns} but its task produced "
             f"{'nothing' if output is None else type(output).__name__}; make the task return "
             "(or, for an async generator, end with a {'type': 'done', ...} dict holding) them"
@@ -211,7 +208,7 @@ def pick_returns(task: Task, step: str, output: Mapping[str, Any] | None) -> dic
     missing = [name for name in task.returns if name not in output]
     if missing:
         have = ", ".join(sorted(map(str, output))) or "nothing"
-        raise TaskError(
+        raise ReturnsError(
             f"step '{step}' declares returns {task.returns} but its output has no "
             f"{', '.join(repr(m) for m in missing)} (it has: {have})"
         )

@@ -9,6 +9,7 @@ from typing import Annotated, Any, cast
 
 from pydantic import BeforeValidator, Field, PlainSerializer
 from runstream import (
+    ReturnsError,
     RunstreamError,
     SyncTaskContext,
     Task,
@@ -84,7 +85,7 @@ def map_returns(step: str, returns: Sequence[str], value: Any) -> dict[str, Any]
         return dict(value)
     if isinstance(value, (tuple, list)) and len(value) == len(returns):
         return dict(zip(returns, value, strict=True))
-    raise TaskError(
+    raise ReturnsError(
         f"step '{step}' declares {len(returns)} returns {list(returns)}; its function must "
         f"return a tuple of {len(returns)} values or a dict with those keys, "
         f"got {type(value).__name__}"
@@ -96,7 +97,7 @@ def _done_returns(step: str, returns: Sequence[str], done: dict[str, Any] | None
     if not returns:
         return None
     if done is None:
-        raise TaskError(
+        raise ReturnsError(
             f"step '{step}' declares returns {list(returns)} but its generator never yielded "
             f"a {{'type': '{done_type}', ...}} dict to read them from"
         )
