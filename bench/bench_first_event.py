@@ -6,7 +6,7 @@ Target (issue 2): with a 100,000-event async generator that never awaits, the co
 
 Baselines measured in the same run:
 - a bare ``async for`` over the same generator (the floor: no pipeline at all);
-- the user's plan's bridge (runnable 0.50.0's ``execute_streaming``): the task pushes into an
+- a queue bridge (runnable 0.50.0's ``execute_streaming``): the task pushes into an
   unbounded ``asyncio.Queue`` with ``put_nowait`` from a background task and the caller awaits
   ``queue.get()``. Re-created in-process here, so that only the hand-over design differs.
 
@@ -68,7 +68,7 @@ async def plan_queue_bridge(n: int, _runtime: Any) -> AsyncGenerator[Any, None]:
 CASES: dict[str, Callable[[int, Any], AsyncIterator[Any]]] = {
     "bare async for (floor)": bare,
     "execute_streaming()": execute_streaming,
-    "plan's asyncio.Queue bridge": plan_queue_bridge,
+    "asyncio.Queue bridge": plan_queue_bridge,
 }
 
 

@@ -223,11 +223,14 @@ async def one_stream(port: int, prompt: str, abandon_after: int | None) -> dict[
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
         run_id = headers.get("x-run-id", "")
+        # The example serves a run's log only to the session that started it (its cookie).
+        cookie = headers.get("set-cookie", "").split(";", 1)[0]
         if status != 200:
             raise StreamFailure(f"status {status}", raw[:200].decode("utf-8", "replace"))
         chunked = headers.get("transfer-encoding", "").lower() == "chunked"
         if abandon_after == 0:
-            return {"abandoned": True, "run_id": run_id, "ttfe": None, "events": 0}
+            return {"abandoned": True, "run_id": run_id, "ttfe": None, "events": 0,
+                    "cookie": cookie}
 
         sse = b""
         events = 0
@@ -272,7 +275,7 @@ async def one_stream(port: int, prompt: str, abandon_after: int | None) -> dict[
                     full_text = item["full_text"]
                 if abandon_after is not None and events >= abandon_after:
                     return {"abandoned": True, "run_id": run_id, "ttfe": first,
-                            "events": events}
+                            "events": events, "cookie": cookie}
             if finished:
                 break
             if eof:
@@ -356,7 +359,7 @@ async def client_main(cfg: dict[str, Any]) -> dict[str, Any]:
                 ttfe.append(result["ttfe"])
             if result["abandoned"]:
                 counts["abandoned"] += 1
-                abandoned.append([result["run_id"], abandon])
+                abandoned.append([result["run_id"], abandon, result.get("cookie", "")])
             else:
                 counts["completed"] += 1
                 durations.append(result["duration"])
@@ -421,11 +424,13 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-async def http_get(port: int, path: str, limit_s: float = 10.0) -> tuple[int, bytes]:
+async def http_get(port: int, path: str, limit_s: float = 10.0,
+                   cookie: str = "") -> tuple[int, bytes]:
     async with asyncio.timeout(limit_s):
         reader, writer = await asyncio.open_connection(HOST, port)
         try:
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+            extra = f"Cookie: {cookie}\r\n" if cookie else ""
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{extra}"
                          "Connection: close\r\n\r\n".encode())
             raw = await reader.read()
         finally:
@@ -618,12 +623,12 @@ def check_cancelled(port: int, run_ids: list[list[Any]], seed: int) -> dict[str,
     by_events: dict[str, dict[str, int]] = {}
     odd: list[str] = []
 
-    async def one(run_id: str, events: int, gate: asyncio.Semaphore) -> None:
+    async def one(run_id: str, events: int, cookie: str, gate: asyncio.Semaphore) -> None:
         async with gate:
             status_ = "?"
             for _ in range(20):  # a run that is still "running" gets up to ~10 s to end
                 try:
-                    code, body = await http_get(port, f"/runs/{run_id}")
+                    code, body = await http_get(port, f"/runs/{run_id}", cookie=cookie)
                 except (OSError, TimeoutError) as exc:
                     status_ = f"error {type(exc).__name__}"
                     break
@@ -644,7 +649,7 @@ def check_cancelled(port: int, run_ids: list[list[Any]], seed: int) -> dict[str,
     async def go() -> None:
         gate = asyncio.Semaphore(20)
         async with asyncio.timeout(120):
-            await asyncio.gather(*(one(r, k, gate) for r, k in sample))
+            await asyncio.gather(*(one(r, k, c, gate) for r, k, c in sample))
 
     asyncio.run(go())
     return {"abandoned": len(run_ids), "checked": len(sample), "statuses": statuses,

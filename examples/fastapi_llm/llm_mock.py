@@ -1,6 +1,6 @@
 """Mock LLM functions for demonstrating async streaming.
 
-This is plain user code, as in the plan: an async generator whose dicts runstream streams to the
+This is plain user code: an async generator whose dicts runstream streams to the
 client. It knows nothing about runstream, HTTP or SSE.
 """
 
