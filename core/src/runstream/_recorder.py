@@ -22,7 +22,7 @@ _BACKOFF_FIRST = 0.2
 _BACKOFF_MAX = 5.0
 
 
-def _problem(exc: BaseException) -> str:
+def client_problem(exc: BaseException) -> str:
     """What a client may read about a store error: its type, no message (that names paths)."""
     return f"{type(exc).__name__}: {public_error_message(exc)}"
 
@@ -96,7 +96,7 @@ class Recorder:
                     _resolve(first, message)
                     return
                 except Exception as exc:
-                    problem = _problem(exc)
+                    problem = client_problem(exc)
                     if not isinstance(exc, TimeoutError):
                         detail = f"{type(exc).__name__}: {exc}"
                     else:

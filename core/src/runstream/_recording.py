@@ -18,21 +18,13 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from ._errors import RunIdError, public_error_message
+from ._errors import RunIdError
+from ._recorder import client_problem
 
 if TYPE_CHECKING:
     from ._run import Run
 
 logger = logging.getLogger("runstream")
-
-#: Pauses between attempts to save a final record: doubled after each failure, up to the last.
-_BACKOFF_FIRST = 0.2
-_BACKOFF_MAX = 5.0
-
-
-def _problem(exc: BaseException) -> str:
-    """What a client may read about a store error: its type, no message (that names paths)."""
-    return f"{type(exc).__name__}: {public_error_message(exc)}"
 
 
 async def record_start(run: Run) -> bool:
@@ -68,7 +60,7 @@ async def record_start(run: Run) -> bool:
             return True
         if isinstance(exc, RunIdError) or not isinstance(exc, Exception):
             raise exc
-        problem = f"the run log store failed to record the run's start ({_problem(exc)})"
+        problem = f"the run log store failed to record the run's start ({client_problem(exc)})"
         detail = f"the run log store failed to record the run's start: {type(exc).__name__}: {exc}"
     message = f"{problem}; the run goes on and its log is written again when it ends"
     run.log.warnings.append(message)
