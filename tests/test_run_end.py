@@ -145,7 +145,7 @@ async def test_cancel_while_the_final_save_is_slow() -> None:
     """The store's save outlasts the grace period: cancel() still returns, the reader gets
     run.cancelled, and the warning names the store, not a task."""
     runtime = Runtime(Config(run_log_store=ComponentConfig(type="slow-save"),
-                             limits=Limits(cancel_grace_period=0.2, store_save_timeout=10)),
+                             limits=Limits(cancel_grace_period=0.2, store_save_timeout=1.0)),
                       plugins=[_Stores()], entry_points=False)
     pipeline = AsyncPipeline("p", [AsyncPythonTask(name="s", function=_block_forever)])
     handle = pipeline.stream(config=runtime)
