@@ -10,6 +10,8 @@ import pytest
 from runstream import AsyncPipeline, RunCancelledError, Runtime
 from runstream_async_python import AsyncPythonTask, PythonTask
 
+from tests._nodes_util import runstream_tasks
+
 
 class Probe:
     def __init__(self) -> None:
@@ -29,10 +31,6 @@ class Probe:
 
     def pipeline(self) -> AsyncPipeline:
         return AsyncPipeline("cancel", [AsyncPythonTask(name="gen", function=self.gen)])
-
-
-def runstream_tasks() -> set[asyncio.Task[Any]]:
-    return {t for t in asyncio.all_tasks() if t.get_name().startswith("runstream")}
 
 
 async def assert_cancelled(runtime: Runtime, run_id: str, probe: Probe) -> None:

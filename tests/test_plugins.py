@@ -29,6 +29,7 @@ from runstream import (
     pipeline_from_dict,
 )
 from runstream.hookspecs import Register
+from runstream.testing import read_jsonl
 
 # -- helpers -----------------------------------------------------------------------------------
 
@@ -67,10 +68,6 @@ class FileCollector(Sink):
 
     async def close(self, run: RunLog, status: str) -> None:
         self._write({"closed": status})
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 # A plugin module the way a user writes one: register_task_types and register_sinks.
