@@ -4,14 +4,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from runstream import ComponentConfig, Config, Runtime
+import runstream.testing
+from runstream import Config, Runtime
 from runstream.testing import make_runtime
 
 
 @pytest.fixture
 def memory_config() -> Config:
     """A config with the in-memory run log store and no sinks."""
-    return Config(run_log_store=ComponentConfig(type="memory"))
+    return runstream.testing.memory_config()
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from runstream import (
     pipeline_from_dict,
 )
 from runstream.hookspecs import Register
-from runstream.testing import read_jsonl
+from runstream.testing import make_runtime, memory_config, read_jsonl
 
 # -- helpers -----------------------------------------------------------------------------------
 
@@ -271,8 +271,7 @@ misbehaving = make_plugin("misbehaving_sinks", register_sinks=_register_misbehav
 
 
 def _runtime_with_sinks(*sinks: ComponentConfig) -> Runtime:
-    config = Config(run_log_store=ComponentConfig(type="memory"), sinks=list(sinks))
-    return Runtime(config, plugins=[words_plugin, misbehaving], entry_points=False)
+    return make_runtime(words_plugin, misbehaving, config=memory_config(*sinks))
 
 
 async def test_a_raising_sink_is_dropped_and_reported_once(tmp_path: Path) -> None:

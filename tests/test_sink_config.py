@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from runstream import (
     AsyncPipeline,
-    ComponentConfig,
     Config,
     ConfigError,
     Event,
@@ -24,7 +23,7 @@ from runstream import (
     hookimpl,
 )
 from runstream._cli import main
-from runstream.testing import run_pipeline
+from runstream.testing import memory_config, run_pipeline
 from runstream_async_python import AsyncPythonTask
 from runstream_file import read_events
 
@@ -42,8 +41,7 @@ PIPELINE = AsyncPipeline("chat", [AsyncPythonTask(name="talk", function=chatter)
 
 
 def config(*sinks: dict[str, Any]) -> Config:
-    return Config(run_log_store=ComponentConfig(type="memory"),
-                  sinks=[ComponentConfig(**s) for s in sinks])
+    return memory_config(*sinks)
 
 
 async def test_two_sinks_receive_every_event_of_50_concurrent_runs(

@@ -11,8 +11,15 @@ from typing import Any
 
 import httpx
 import pytest
-from runstream import AsyncPipeline, Runtime, hookimpl, load_pipeline
-from runstream.testing import CollectingSink, RunResult, RuntimeFactory, read_jsonl, serve
+from runstream import AsyncPipeline, ComponentConfig, Limits, Runtime, hookimpl, load_pipeline
+from runstream.testing import (
+    CollectingSink,
+    RunResult,
+    RuntimeFactory,
+    memory_config,
+    read_jsonl,
+    serve,
+)
 from runstream_async_python import AsyncPythonTask, PythonTask
 
 
@@ -117,3 +124,13 @@ def test_serve_says_when_the_app_cannot_start() -> None:
     with pytest.raises(RuntimeError, match="uvicorn did not start"), serve(broken):
         pass
     assert set(threading.enumerate()) <= before
+
+
+def test_memory_config_takes_sinks_as_in_the_config_file() -> None:
+    config = memory_config({"type": "file", "path": "ev/{run_id}.jsonl"},
+                           ComponentConfig(type="stdout"), limits=Limits(cancel_grace_period=0.5))
+    assert config.run_log_store.type == "memory"
+    assert [s.type for s in config.sinks] == ["file", "stdout"]
+    assert config.sinks[0].model_extra == {"path": "ev/{run_id}.jsonl"}
+    assert config.limits.cancel_grace_period == 0.5
+    assert memory_config().sinks == []

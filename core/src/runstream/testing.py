@@ -37,7 +37,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,6 +59,7 @@ __all__ = [
     "RuntimeFactory",
     "collecting_sink",
     "make_runtime",
+    "memory_config",
     "read_jsonl",
     "run_pipeline",
     "runstream_cwd",
@@ -125,10 +126,21 @@ class RunResult:
         return [e.type for e in self.events]
 
 
+def memory_config(*sinks: Mapping[str, Any] | ComponentConfig, **fields: Any) -> Config:
+    """A :class:`~runstream.Config` with the memory run log store and ``sinks``, each written as
+    in ``runstream.yaml`` (``{"type": "file", "path": "ev/{run_id}.jsonl"}``); ``fields`` are
+    the other config fields, e.g. ``limits=Limits(cancel_grace_period=0.2)``."""
+    return Config(run_log_store=ComponentConfig(type="memory"),
+                  sinks=[s if isinstance(s, ComponentConfig) else ComponentConfig(**s)
+                         for s in sinks], **fields)
+
+
 def make_runtime(*plugins: object, sinks: Sequence[Sink] = (), entry_points: bool = False,
                  config: Config | None = None) -> Runtime:
-    """A runtime with the memory store and only ``plugins`` (plus built-ins) registered."""
-    cfg = config or Config(run_log_store=ComponentConfig(type="memory"))
+    """A runtime with the memory store (or ``config``) and only ``plugins`` (plus built-ins)
+    registered, or the installed plugins too with ``entry_points=True``. ``sinks`` are sink
+    objects (a :class:`CollectingSink`) added to the configured ones."""
+    cfg = config or memory_config()
     return Runtime(cfg, plugins=plugins, entry_points=entry_points, sinks=sinks)
 
 
@@ -211,10 +223,9 @@ def serve(app: Any, *, start_timeout: float = 10.0, **config: Any) -> Iterator[s
     server = uvicorn.Server(uvicorn.Config(app, **options))
 
     def run() -> None:
-        try:
+        # uvicorn exits when the app's startup fails: said below, not as a thread traceback.
+        with suppress(SystemExit):
             server.run(sockets=[sock])
-        except SystemExit:
-            pass  # uvicorn exits when the app's startup fails; said below, not as a traceback
 
     thread = threading.Thread(target=run, daemon=True, name="uvicorn-test-server")
     thread.start()

@@ -14,14 +14,12 @@ from typing import Any
 import pytest
 from runstream import (
     AsyncPipeline,
-    ComponentConfig,
-    Config,
     ConfigError,
     Event,
     RunLog,
     Runtime,
 )
-from runstream.testing import run_pipeline
+from runstream.testing import make_runtime, memory_config, run_pipeline
 from runstream_async_python import AsyncPythonTask
 from runstream_file import DEFAULT_PATH, EventPathError, FileSink, PathTemplate, read_events
 
@@ -40,8 +38,7 @@ def pipeline(name: str = "demo", fn: Any = words) -> AsyncPipeline:
 
 
 def runtime_with(*sinks: dict[str, Any]) -> Runtime:
-    return Runtime(Config(run_log_store=ComponentConfig(type="memory"),
-                          sinks=[ComponentConfig(**s) for s in sinks]))
+    return make_runtime(config=memory_config(*sinks), entry_points=True)
 
 
 async def test_file_holds_the_runs_events_in_order() -> None:
