@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from rich.console import Console
-from runstream import AsyncPipeline, ComponentConfig, Config, ConfigError, Event, Runtime
-from runstream.testing import run_pipeline
+from runstream import AsyncPipeline, ConfigError, Event, Runtime
+from runstream.testing import make_runtime, memory_config, run_pipeline
 from runstream_async_python import AsyncPythonTask
 from runstream_stdout import StdoutSink
 
@@ -44,8 +44,7 @@ async def until(condition: Callable[[], bool]) -> None:
 
 
 def runtime_with(**options: Any) -> Runtime:
-    return Runtime(Config(run_log_store=ComponentConfig(type="memory"),
-                          sinks=[ComponentConfig(type="stdout", **options)]))
+    return make_runtime(config=memory_config({"type": "stdout", **options}), entry_points=True)
 
 
 def terminal(color: bool = False) -> tuple[Console, io.StringIO]:
@@ -243,7 +242,8 @@ async def test_a_long_run_gets_a_live_progress_row(monkeypatch: pytest.MonkeyPat
     console, buf = terminal()
 
     async def slow() -> AsyncIterator[dict[str, Any]]:
-        await asyncio.sleep(0.05)  # the live display (due at once) starts meanwhile
+        await until(lambda: "\x1b[?25l" in buf.getvalue())  # the live display (due at once)
+        # has started: rich hid the cursor
         yield {"type": "chunk", "text": "thinking about it"}
         # Until the live row has shown the line in progress.
         await until(lambda: "1 event  thinking about it" in buf.getvalue())
@@ -277,8 +277,8 @@ async def test_an_unfinished_line_moves_out_of_the_way_of_a_second_run() -> None
         yield {"type": "chunk", "text": " line\n"}
 
     async def second() -> AsyncIterator[dict[str, Any]]:
-        for _ in range(3):
-            await asyncio.sleep(0)
+        # This run's arrival on the terminal takes "one"'s unfinished line back (erases it).
+        await until(lambda: "unfinished\r\x1b[2K" in buf.getvalue())
         second_started.set()
         yield {"type": "chunk", "text": "other\n"}
         await until(lambda: "unfinished line" in buf.getvalue())  # active till "one" is done
@@ -319,12 +319,11 @@ async def test_a_sink_that_is_dropped_leaves_the_display() -> None:
     try:
         p = AsyncPipeline("p", [AsyncPythonTask(name="s", function=emits)])
         log = (await run_pipeline(p, runtime=rt)).run_log
-        await asyncio.sleep(0)  # let the sink task's done callback run
+        await until(lambda: sink._terminal._runs == [])  # the sink task's done callback ran
     finally:
         await rt.aclose()
     assert log.warnings == ["sink 'stdout' (sinks[0]) failed and was dropped for this run: "
                             "OSError: details in the server log"]
-    assert sink._terminal._runs == []
 
 
 @pytest.mark.parametrize(("options", "expected"), [
