@@ -10,6 +10,8 @@ import pytest
 from runstream import AsyncPipeline, RunCancelledError, Runtime
 from runstream_async_python import AsyncPythonTask, PythonTask
 
+from tests._nodes_util import runstream_tasks
+
 
 class Probe:
     def __init__(self) -> None:
@@ -29,10 +31,6 @@ class Probe:
 
     def pipeline(self) -> AsyncPipeline:
         return AsyncPipeline("cancel", [AsyncPythonTask(name="gen", function=self.gen)])
-
-
-def runstream_tasks() -> set[asyncio.Task[Any]]:
-    return {t for t in asyncio.all_tasks() if t.get_name().startswith("runstream")}
 
 
 async def assert_cancelled(runtime: Runtime, run_id: str, probe: Probe) -> None:
@@ -142,19 +140,23 @@ async def test_sync_thread_task_emits_after_cancel_are_dropped(runtime: Runtime)
 
     release = threading.Event()
     emitted_after = threading.Event()
+    closed = threading.Event()
 
     def worker():  # type: ignore[no-untyped-def]
-        yield {"type": "chunk", "n": 0}
-        release.wait(5)
-        yield {"type": "chunk", "n": 1}
-        emitted_after.set()
+        try:
+            yield {"type": "chunk", "n": 0}
+            release.wait(5)
+            yield {"type": "chunk", "n": 1}
+            emitted_after.set()
+        finally:
+            closed.set()
 
     p = AsyncPipeline("t", [PythonTask(name="gen", function=worker)])
     agen = p.execute_streaming(run_id="thr-1", config=runtime)
     assert await agen.__anext__() == {"type": "chunk", "n": 0}
     await agen.aclose()
     release.set()
-    await asyncio.sleep(0.1)
+    assert await asyncio.to_thread(closed.wait, 5)  # the thread is done with the generator
     log = await runtime.store.get("thr-1")
     assert log.status == "cancelled"
     assert not emitted_after.is_set()  # the generator was closed at its next yield

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from runstream.testing import read_jsonl
 
 GOOD_DIST = "rs-testplugin-good"
 BROKEN_DIST = "rs-testplugin-broken"
@@ -320,7 +321,7 @@ def test_run_uses_the_plugins_task_type_and_sink(shell: Shell) -> None:
                          "rs_testplugin_broken needs the 'frobnicate' library")
     assert stderr[1].startswith("run shout-1 completed")
     assert len(stderr) == 2
-    events = [json.loads(line) for line in (shell.cwd / "events.jsonl").read_text().splitlines()]
+    events = read_jsonl(shell.cwd / "events.jsonl")
     assert [e["type"] for e in events] == [
         "run.started", "step.started", "step.event", "step.event", "step.event",
         "step.completed", "run.completed"]

@@ -15,8 +15,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from runstream import ComponentConfig, Config
 
 from examples.fastapi_llm.main import create_app
+from tests._mock_llm_plan import plan_answer
 from tests._server import serve
-from tests.test_mock_llm import plan_answer
 from tests.test_sse_shutdown import _free_port, example_server
 
 CHROMIUM = "/usr/bin/chromium"

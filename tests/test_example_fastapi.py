@@ -21,8 +21,8 @@ from httpx_sse import aconnect_sse
 from runstream import ComponentConfig, Config
 
 from examples.fastapi_llm.main import DEFAULT_MAX_PROMPT_CHARS, create_app
+from tests._mock_llm_plan import plan_answer, plan_events
 from tests._server import serve
-from tests.test_mock_llm import plan_answer, plan_events
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = httpx.Timeout(30.0)

@@ -15,9 +15,9 @@ from runstream import ComponentConfig, Config
 
 from examples.fastapi_llm.main import create_app
 from examples.fastapi_llm.sessions import COOKIE
+from tests._mock_llm_plan import plan_events
 from tests._server import serve
 from tests.test_example_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.test_mock_llm import plan_events
 
 TIMEOUT = httpx.Timeout(30.0)
 PROMPT = "my private question"

@@ -12,19 +12,18 @@ from typing import Any
 import pytest
 from runstream import (
     AsyncPipeline,
-    ComponentConfig,
-    Config,
     Limits,
     RunFailedError,
     Runtime,
     StepTimeoutError,
 )
 from runstream._retry import Retry
+from runstream.testing import make_runtime, memory_config
 from runstream_async_python import AsyncPythonTask, PythonTask
 
 
 def runtime_with(**limits: Any) -> Runtime:
-    return Runtime(Config(run_log_store=ComponentConfig(type="memory"), limits=Limits(**limits)))
+    return make_runtime(config=memory_config(limits=Limits(**limits)), entry_points=True)
 
 
 async def test_a_step_past_its_timeout_fails_in_band(runtime: Runtime) -> None:
@@ -68,18 +67,22 @@ async def test_timeouts_can_be_retried(runtime: Runtime) -> None:
 async def test_a_task_that_ignores_cancellation_is_cut_off_after_the_grace_period() -> None:
     runtime = runtime_with(cancel_grace_period=0.2)
     release = asyncio.Event()
+    gone = asyncio.Event()
     emitted_late = []
 
     async def stubborn() -> AsyncGenerator[dict[str, Any], None]:
-        yield {"type": "chunk", "text": "first"}
-        while True:
-            try:
-                await asyncio.sleep(60)
-            except asyncio.CancelledError:
-                await release.wait()  # ignores cancellation until the test lets go
-                emitted_late.append(True)
-                yield {"type": "chunk", "text": "too late"}
-                return
+        try:
+            yield {"type": "chunk", "text": "first"}
+            while True:
+                try:
+                    await asyncio.sleep(60)
+                except asyncio.CancelledError:
+                    await release.wait()  # ignores cancellation until the test lets go
+                    emitted_late.append(True)
+                    yield {"type": "chunk", "text": "too late"}
+                    return
+        finally:
+            gone.set()
 
     next_step_ran = []
 
@@ -101,8 +104,7 @@ async def test_a_task_that_ignores_cancellation_is_cut_off_after_the_grace_perio
     assert took < 5  # bounded by the grace period, not by the task
     assert any("did not stop within 0.2 s" in w for w in log.warnings)
     release.set()
-    for _ in range(20):
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(gone.wait(), 5)  # the abandoned task has run to its end
     assert emitted_late == [True]  # it did run on, but nothing reached the stream
     assert next_step_ran == []  # and the pipeline did not go on without its run
     assert (await runtime.store.get("stubborn-1")).status == "cancelled"
@@ -118,12 +120,16 @@ async def test_sync_task_blocked_in_its_thread_is_reported_cancelled() -> None:
     runtime = make_runtime(sinks=[sink], entry_points=True)
     release = threading.Event()
     resumed = threading.Event()
+    closed = threading.Event()
 
     def blocked():  # type: ignore[no-untyped-def]
-        yield {"type": "chunk", "n": 0}
-        release.wait(10)
-        resumed.set()
-        yield {"type": "chunk", "n": 1}
+        try:
+            yield {"type": "chunk", "n": 0}
+            release.wait(10)
+            resumed.set()
+            yield {"type": "chunk", "n": 1}
+        finally:
+            closed.set()
 
     p = AsyncPipeline("b", [PythonTask(name="blocked", function=blocked)])
     handle = p.stream(run_id="thread-1", config=runtime)
@@ -135,12 +141,14 @@ async def test_sync_task_blocked_in_its_thread_is_reported_cancelled() -> None:
     assert log.steps["blocked"].attempts[0].status == "cancelled"
     release.set()
     assert await asyncio.to_thread(resumed.wait, 5)
-    await asyncio.sleep(0.2)
+    # Joined: the thread has passed its n=1 (an emit would have blocked it until delivered) and
+    # closed the generator; closing the runtime drains anything still on its way to the sink.
+    assert await asyncio.to_thread(closed.wait, 5)
+    await runtime.aclose()
     # The thread's later event was dropped: nobody (stream or sink) got n=1.
     delivered = [e.data for e in sink.events if e.type == "step.event"]
     assert delivered == [{"type": "chunk", "n": 0}]
     assert sink.events[-1].type == "run.cancelled"
-    await runtime.aclose()
 
 
 async def test_event_over_the_size_cap_fails_the_step() -> None:
@@ -258,14 +266,20 @@ async def test_a_stubborn_branch_inside_a_map_is_bounded_too() -> None:
 
     runtime = runtime_with(cancel_grace_period=0.2)
     started = asyncio.Event()
+    release = asyncio.Event()
+    stubborn_done = asyncio.Event()
 
     async def item_work(item: int) -> int:
-        started.set()
+        if item == 3:
+            started.set()  # the stubborn one is running
         try:
             await asyncio.sleep(60)
         except asyncio.CancelledError:
             if item == 3:
-                await asyncio.sleep(1)  # this one ignores cancellation for a while
+                try:
+                    await release.wait()  # this one ignores cancellation until let go
+                finally:
+                    stubborn_done.set()
             raise
         return item
 
@@ -276,5 +290,6 @@ async def test_a_stubborn_branch_inside_a_map_is_bounded_too() -> None:
     log = await asyncio.wait_for(handle.cancel("stop"), timeout=5)
     assert log.status == "cancelled"
     assert any("did not stop within 0.2 s" in w for w in log.warnings)
-    await asyncio.sleep(1.2)  # let the stubborn branch finish before the loop closes
+    release.set()
+    await asyncio.wait_for(stubborn_done.wait(), 5)  # it ends before the loop closes
     await runtime.aclose()

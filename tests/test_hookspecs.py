@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -13,8 +13,6 @@ import pytest
 import runstream.hookspecs
 from runstream import (
     AsyncPipeline,
-    ComponentConfig,
-    Config,
     RunLog,
     Runtime,
     StepLog,
@@ -22,6 +20,7 @@ from runstream import (
     TaskContext,
     hookimpl,
 )
+from runstream.testing import RuntimeFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -146,30 +145,16 @@ def recorder() -> Recorder:
     return Recorder()
 
 
-@pytest.fixture
-async def runtime_for() -> AsyncIterator[Any]:
-    runtimes: list[Runtime] = []
-
-    def make(*plugins: object) -> Runtime:
-        config = Config(run_log_store=ComponentConfig(type="memory"))
-        rt = Runtime(config, plugins=list(plugins), entry_points=False)
-        runtimes.append(rt)
-        return rt
-
-    yield make
-    for rt in runtimes:
-        await rt.aclose()
-
-
 @pytest.fixture(autouse=True)
 def _clear_ran() -> None:
     Emit.ran.clear()
 
 
-async def test_hooks_fire_in_order_on_success(recorder: Recorder, runtime_for: Any) -> None:
+async def test_hooks_fire_in_order_on_success(recorder: Recorder,
+        runstream_runtime: RuntimeFactory) -> None:
     pipeline = AsyncPipeline("p", [Emit(name="a", value=1, returns=["x"]), Emit(name="b")])
 
-    log = await pipeline.execute({"topic": "t"}, config=runtime_for(recorder))
+    log = await pipeline.execute({"topic": "t"}, config=runstream_runtime(recorder))
 
     assert log.status == "completed"
     assert recorder.calls == [
@@ -182,10 +167,11 @@ async def test_hooks_fire_in_order_on_success(recorder: Recorder, runtime_for: A
     ]
 
 
-async def test_hooks_fire_in_order_on_failure(recorder: Recorder, runtime_for: Any) -> None:
+async def test_hooks_fire_in_order_on_failure(recorder: Recorder,
+        runstream_runtime: RuntimeFactory) -> None:
     pipeline = AsyncPipeline("p", [Emit(name="a"), Boom(name="b"), Emit(name="c")])
 
-    log = await _run_to_end(pipeline, runtime_for(recorder))
+    log = await _run_to_end(pipeline, runstream_runtime(recorder))
 
     assert log.status == "failed"
     assert recorder.calls == [
@@ -206,11 +192,11 @@ async def _run_to_end(pipeline: AsyncPipeline, runtime: Runtime) -> RunLog:
     return await handle.result()
 
 
-async def test_a_raising_before_node_run_fails_the_step(runtime_for: Any) -> None:
+async def test_a_raising_before_node_run_fails_the_step(runstream_runtime: RuntimeFactory) -> None:
     recorder = Recorder(fail_in="before_node_run", fail_step="b")
     pipeline = AsyncPipeline("p", [Emit(name="a"), Emit(name="b"), Emit(name="c")])
 
-    log = await _run_to_end(pipeline, runtime_for(recorder))
+    log = await _run_to_end(pipeline, runstream_runtime(recorder))
 
     assert log.status == "failed"
     assert log.error is not None
@@ -222,11 +208,11 @@ async def test_a_raising_before_node_run_fails_the_step(runtime_for: Any) -> Non
     assert ("on_node_error", "b", "RuntimeError: before_node_run hook broke") in recorder.calls
 
 
-async def test_a_raising_after_node_run_fails_the_step(runtime_for: Any) -> None:
+async def test_a_raising_after_node_run_fails_the_step(runstream_runtime: RuntimeFactory) -> None:
     recorder = Recorder(fail_in="after_node_run", fail_step="a")
     pipeline = AsyncPipeline("p", [Emit(name="a"), Emit(name="b")])
 
-    log = await _run_to_end(pipeline, runtime_for(recorder))
+    log = await _run_to_end(pipeline, runstream_runtime(recorder))
 
     assert log.status == "failed"
     assert log.error is not None
@@ -234,11 +220,11 @@ async def test_a_raising_after_node_run_fails_the_step(runtime_for: Any) -> None
     assert Emit.ran == ["a"]
 
 
-async def test_a_raising_before_run_fails_the_run(runtime_for: Any) -> None:
+async def test_a_raising_before_run_fails_the_run(runstream_runtime: RuntimeFactory) -> None:
     recorder = Recorder(fail_in="before_run")
     pipeline = AsyncPipeline("p", [Emit(name="a")])
 
-    handle = pipeline.stream(config=runtime_for(recorder))
+    handle = pipeline.stream(config=runstream_runtime(recorder))
     events = [event async for event in handle]
     log = await handle.result()
 
@@ -250,9 +236,9 @@ async def test_a_raising_before_run_fails_the_run(runtime_for: Any) -> None:
     assert recorder.calls[-1] == ("after_run", "failed", True)
 
 
-async def test_a_raising_after_run_is_a_warning(runtime_for: Any) -> None:
+async def test_a_raising_after_run_is_a_warning(runstream_runtime: RuntimeFactory) -> None:
     recorder = Recorder(fail_in="after_run")
-    runtime = runtime_for(recorder)
+    runtime = runstream_runtime(recorder)
 
     log = await AsyncPipeline("p", [Emit(name="a")]).execute(config=runtime)
 
@@ -261,10 +247,10 @@ async def test_a_raising_after_run_is_a_warning(runtime_for: Any) -> None:
     assert (await runtime.store.get(log.run_id)).warnings == log.warnings
 
 
-async def test_a_raising_on_node_error_is_a_warning(runtime_for: Any) -> None:
+async def test_a_raising_on_node_error_is_a_warning(runstream_runtime: RuntimeFactory) -> None:
     recorder = Recorder(fail_in="on_node_error")
 
-    log = await _run_to_end(AsyncPipeline("p", [Boom(name="b")]), runtime_for(recorder))
+    log = await _run_to_end(AsyncPipeline("p", [Boom(name="b")]), runstream_runtime(recorder))
 
     assert log.status == "failed"
     assert log.error is not None
@@ -273,8 +259,9 @@ async def test_a_raising_on_node_error_is_a_warning(runtime_for: Any) -> None:
         "hook on_node_error raised RuntimeError: details in the server log"]
 
 
-async def test_after_run_sees_a_cancelled_run(recorder: Recorder, runtime_for: Any) -> None:
-    handle = AsyncPipeline("p", [Hang(name="h")]).stream(config=runtime_for(recorder))
+async def test_after_run_sees_a_cancelled_run(recorder: Recorder,
+        runstream_runtime: RuntimeFactory) -> None:
+    handle = AsyncPipeline("p", [Hang(name="h")]).stream(config=runstream_runtime(recorder))
     async for event in handle:
         if event.type == "step.event":
             break  # leaving the iteration cancels the run
@@ -286,10 +273,10 @@ async def test_after_run_sees_a_cancelled_run(recorder: Recorder, runtime_for: A
     assert [c[0] for c in recorder.calls] == ["before_run", "before_node_run", "after_run"]
 
 
-async def test_every_plugins_hooks_fire(runtime_for: Any) -> None:
+async def test_every_plugins_hooks_fire(runstream_runtime: RuntimeFactory) -> None:
     first, second = Recorder(), Recorder()
 
-    await AsyncPipeline("p", [Emit(name="a")]).execute(config=runtime_for(first, second))
+    await AsyncPipeline("p", [Emit(name="a")]).execute(config=runstream_runtime(first, second))
 
     assert first.calls == second.calls
     assert [c[0] for c in first.calls] == [

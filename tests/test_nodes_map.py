@@ -14,24 +14,31 @@ from runstream_async_python import AsyncPythonTask, PythonTask
 from tests._nodes_util import of_type, run_events, runstream_tasks, task_dicts, terminal
 
 
-async def slow_upper(item: str, delay: float) -> AsyncGenerator[dict[str, Any], None]:
-    yield {"type": "start", "item": item}
-    await asyncio.sleep(delay)
-    yield {"type": "done", "out": item.upper()}
-
-
 async def test_results_are_collected_in_input_order(runtime: Runtime) -> None:
-    # Later items finish first: the lists still follow the input order.
-    async def fn(item: str, delays: dict[str, float]) -> AsyncGenerator[dict[str, Any], None]:
-        async for event in slow_upper(item, delays[item]):
-            yield event
-
+    # Later items finish first (each waits until the stream has shown the next item's step
+    # completed): the lists still follow the input order.
     items = ["a", "b", "c", "d"]
+    completed_seen = {f"m.{i}.up": asyncio.Event() for i in range(len(items))}
+
+    async def fn(item: str) -> AsyncGenerator[dict[str, Any], None]:
+        yield {"type": "start", "item": item}
+        i = items.index(item)
+        if i + 1 < len(items):
+            async with asyncio.timeout(10):
+                await completed_seen[f"m.{i + 1}.up"].wait()
+        yield {"type": "done", "out": item.upper()}
+
     p = AsyncPipeline("order", [Map("m", over="items", max_concurrency=4, returns=["out"],
                                     branch=[AsyncPythonTask(name="up", function=fn,
                                                             returns=["out"])])])
-    events, log = await run_events(p, runtime, {
-        "items": items, "delays": {"a": 0.08, "b": 0.06, "c": 0.04, "d": 0.0}})
+    handle = p.stream({"items": items}, config=runtime)
+    events = []
+    async for event in handle:
+        events.append(event)
+        if event.type == "step.completed" and event.step in completed_seen:
+            completed_seen[event.step].set()
+    await handle.result()
+    log = await runtime.store.get(handle.run_id)
     assert log.steps["m"].attempts[0].output_parameters == {"out": ["A", "B", "C", "D"]}
     completed = [e.step for e in of_type(events, "step.completed") if e.step != "m"]
     assert completed == ["m.3.up", "m.2.up", "m.1.up", "m.0.up"]

@@ -22,22 +22,21 @@ from runstream_async_python import AsyncPythonTask, PythonTask
 from tests._nodes_util import of_type, run_events, task_dicts, terminal
 
 
-async def work(branch: str) -> AsyncGenerator[dict[str, Any], None]:
-    yield {"type": "start", "branch": branch}
-    await asyncio.sleep(0.2)
-    yield {"type": "end", "branch": branch}
-
-
-def worker(i: int) -> AsyncPythonTask:
+def worker(i: int, all_started: asyncio.Barrier) -> AsyncPythonTask:
+    """Branch ``b{i}``: a start event, then (once every branch has started) an end event."""
     async def fn() -> AsyncGenerator[dict[str, Any], None]:
-        async for item in work(f"b{i}"):
-            yield item
+        yield {"type": "start", "branch": f"b{i}"}
+        # Branches that ran one after another would never get past this (the test times out).
+        async with asyncio.timeout(10):
+            await all_started.wait()
+        yield {"type": "end", "branch": f"b{i}"}
     return AsyncPythonTask(name="work", function=fn)
 
 
 async def test_ten_branches_run_concurrently_and_interleave_with_branch_paths(
         runtime: Runtime) -> None:
-    fan = Parallel("fan", branches={f"b{i}": [worker(i)] for i in range(10)})
+    all_started = asyncio.Barrier(10)
+    fan = Parallel("fan", branches={f"b{i}": [worker(i, all_started)] for i in range(10)})
     events, log = await run_events(AsyncPipeline("p", [fan]), runtime)
 
     dicts = of_type(events, "step.event")
@@ -57,7 +56,7 @@ async def test_ten_branches_run_concurrently_and_interleave_with_branch_paths(
 
 
 async def test_the_node_has_its_own_lifecycle_events(runtime: Runtime) -> None:
-    fan = Parallel("fan", branches={"a": [worker(0)]})
+    fan = Parallel("fan", branches={"a": [worker(0, asyncio.Barrier(1))]})
     events, _ = await run_events(AsyncPipeline("p", [fan]), runtime)
     node = [(e.type, e.data.get("node")) for e in events if e.step == "fan"]
     assert node == [("step.started", "parallel"), ("step.completed", None)]
@@ -69,31 +68,34 @@ async def topic() -> str:
     return "rivers"
 
 
-async def a_first(topic: str) -> str:
-    return f"{topic}-a1"
-
-
-async def a_second(topic: str, x: str) -> str:
-    return f"{x}+a2"
-
-
-async def b_reads(topic: str, x: str | None = None) -> dict[str, Any]:
-    await asyncio.sleep(0.05)  # branch a has set x by now: b must still not see it
-    return {"z": f"{topic}-b", "b_saw_x": x}
-
-
 def after(a__x: str, a__y: str, b__z: str, b__b_saw_x: Any, x: str = "unset") -> str:
     return f"{a__x}|{a__y}|{b__z}|{b__b_saw_x}|{x}"
 
 
 async def test_branches_see_earlier_params_and_their_own_never_a_siblings(
         runtime: Runtime) -> None:
+    a_has_set_x = asyncio.Event()
+
+    async def a_first(topic: str) -> str:
+        return f"{topic}-a1"
+
+    async def a_second(topic: str, x: str) -> str:
+        a_has_set_x.set()
+        return f"{x}+a2"
+
+    async def b_waits() -> None:
+        await a_has_set_x.wait()
+
+    async def b_reads(topic: str, x: str | None = None) -> dict[str, Any]:
+        return {"z": f"{topic}-b", "b_saw_x": x}  # branch a has set x by now: b must not see it
+
     p = AsyncPipeline("scopes", [
         AsyncPythonTask(name="topic", function=topic, returns=["topic"]),
         Parallel("fan", branches={
             "a": [AsyncPythonTask(name="one", function=a_first, returns=["x"]),
                   AsyncPythonTask(name="two", function=a_second, returns=["y"])],
-            "b": [AsyncPythonTask(name="one", function=b_reads, returns=["z", "b_saw_x"])],
+            "b": [AsyncPythonTask(name="wait", function=b_waits),
+                  AsyncPythonTask(name="one", function=b_reads, returns=["z", "b_saw_x"])],
         }),
         PythonTask(name="after", function=after, returns=["summary"]),
     ])
@@ -159,7 +161,12 @@ async def test_reducer_must_return_valid_names(runtime: Runtime) -> None:
 
 
 class Slow:
-    def __init__(self) -> None:
+    """Branch b: ten ticks. With ``hold``, it stops after its first tick until cancelled, so
+    only a sibling's failure can end it; branch a fails once b has ticked."""
+
+    def __init__(self, hold: bool) -> None:
+        self.hold = hold
+        self.ticked = asyncio.Event()
         self.finally_ran = False
         self.finished = False
 
@@ -167,27 +174,33 @@ class Slow:
         try:
             for i in range(10):
                 yield {"type": "tick", "i": i}
-                await asyncio.sleep(0.02)
+                self.ticked.set()
+                if self.hold:
+                    await asyncio.Event().wait()  # never set: only cancellation gets past
             self.finished = True
         finally:
             self.finally_ran = True
 
+    async def boom(self) -> AsyncGenerator[dict[str, Any], None]:
+        yield {"type": "about to fail"}
+        await self.ticked.wait()
+        raise RuntimeError("branch a broke")
+
 
 async def boom() -> AsyncGenerator[dict[str, Any], None]:
     yield {"type": "about to fail"}
-    await asyncio.sleep(0.01)
     raise RuntimeError("branch a broke")
 
 
 def failing(slow: Slow, fail_fast: bool) -> AsyncPipeline:
     return AsyncPipeline("ff", [Parallel("fan", fail_fast=fail_fast, branches={
-        "a": [AsyncPythonTask(name="boom", function=boom)],
+        "a": [AsyncPythonTask(name="boom", function=slow.boom)],
         "b": [AsyncPythonTask(name="slow", function=slow.run)],
     })])
 
 
 async def test_fail_fast_cancels_siblings_and_ends_once(runtime: Runtime) -> None:
-    slow = Slow()
+    slow = Slow(hold=True)
     events, log = await run_events(failing(slow, fail_fast=True), runtime)
     assert terminal(events) == ["run.failed"]
     assert slow.finally_ran and not slow.finished
@@ -205,7 +218,7 @@ async def test_fail_fast_cancels_siblings_and_ends_once(runtime: Runtime) -> Non
 
 async def test_without_fail_fast_siblings_finish_then_the_run_fails_once(
         runtime: Runtime) -> None:
-    slow = Slow()
+    slow = Slow(hold=False)
     events, log = await run_events(failing(slow, fail_fast=False), runtime)
     assert terminal(events) == ["run.failed"]
     assert slow.finished

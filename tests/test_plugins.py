@@ -29,6 +29,7 @@ from runstream import (
     pipeline_from_dict,
 )
 from runstream.hookspecs import Register
+from runstream.testing import make_runtime, memory_config, read_jsonl
 
 # -- helpers -----------------------------------------------------------------------------------
 
@@ -67,10 +68,6 @@ class FileCollector(Sink):
 
     async def close(self, run: RunLog, status: str) -> None:
         self._write({"closed": status})
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 # A plugin module the way a user writes one: register_task_types and register_sinks.
@@ -274,8 +271,7 @@ misbehaving = make_plugin("misbehaving_sinks", register_sinks=_register_misbehav
 
 
 def _runtime_with_sinks(*sinks: ComponentConfig) -> Runtime:
-    config = Config(run_log_store=ComponentConfig(type="memory"), sinks=list(sinks))
-    return Runtime(config, plugins=[words_plugin, misbehaving], entry_points=False)
+    return make_runtime(words_plugin, misbehaving, config=memory_config(*sinks))
 
 
 async def test_a_raising_sink_is_dropped_and_reported_once(tmp_path: Path) -> None:

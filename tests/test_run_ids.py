@@ -19,6 +19,7 @@ from runstream import (
     hookimpl,
 )
 from runstream._store_memory import MemoryStore
+from runstream.testing import read_jsonl
 from runstream_async_python import AsyncPythonTask
 
 #: While set, the store's writes hang (a locked or slow database).
@@ -66,10 +67,7 @@ async def runtime(in_tmp_cwd: Path) -> AsyncGenerator[Runtime, None]:
 
 
 def _texts(path: Path) -> list[str]:
-    import json
-
-    return [json.loads(line)["data"].get("text") for line in path.read_text().splitlines()
-            if json.loads(line)["type"] == "step.event"]
+    return [e["data"].get("text") for e in read_jsonl(path) if e["type"] == "step.event"]
 
 
 async def test_a_reused_id_is_refused_while_the_store_is_slow(runtime: Runtime) -> None:

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from runstream import (
     AsyncPipeline,
-    ComponentConfig,
     Config,
     ConfigError,
     Event,
@@ -24,6 +23,7 @@ from runstream import (
     hookimpl,
 )
 from runstream._cli import main
+from runstream.testing import memory_config, run_pipeline
 from runstream_async_python import AsyncPythonTask
 from runstream_file import read_events
 
@@ -41,14 +41,7 @@ PIPELINE = AsyncPipeline("chat", [AsyncPythonTask(name="talk", function=chatter)
 
 
 def config(*sinks: dict[str, Any]) -> Config:
-    return Config(run_log_store=ComponentConfig(type="memory"),
-                  sinks=[ComponentConfig(**s) for s in sinks])
-
-
-async def run(p: AsyncPipeline, rt: Runtime, **kw: Any) -> tuple[RunLog, list[Event]]:
-    handle = p.stream(config=rt, **kw)
-    events = [e async for e in handle]
-    return await handle.result(), events
+    return memory_config(*sinks)
 
 
 async def test_two_sinks_receive_every_event_of_50_concurrent_runs(
@@ -56,14 +49,14 @@ async def test_two_sinks_receive_every_event_of_50_concurrent_runs(
     rt = Runtime(config({"type": "file", "path": "runs/{run_id}.jsonl"},
                         {"type": "stdout", "format": "jsonl"}))
     try:
-        results = await asyncio.gather(*(run(PIPELINE, rt, parameters={"word": f"w{i}"})
+        results = await asyncio.gather(*(run_pipeline(PIPELINE, {"word": f"w{i}"}, runtime=rt)
                                          for i in range(50)))
     finally:
         await rt.aclose()
     printed = [Event.model_validate_json(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(printed) == sum(len(events) for _, events in results)
+    assert len(printed) == sum(len(r.events) for r in results)
     assert len(list(Path("runs").iterdir())) == 50
-    for log, events in results:
+    for log, events in ((r.run_log, r.events) for r in results):
         assert log.status == "completed" and log.warnings == []
         assert list(read_events(Path("runs") / f"{log.run_id}.jsonl")) == events
         assert [e for e in printed if e.run_id == log.run_id] == events
@@ -113,7 +106,8 @@ async def test_a_failing_sink_is_reported_once_and_the_others_carry_on(
                  plugins=[SinksPlugin()])
     try:
         with caplog.at_level(logging.WARNING, logger="runstream.sinks"):
-            log, events = await run(PIPELINE, rt, parameters={"word": "x"})
+            result = await run_pipeline(PIPELINE, {"word": "x"}, runtime=rt)
+            log, events = result.run_log, result.events
     finally:
         await rt.aclose()
     assert log.status == "completed"
@@ -133,7 +127,7 @@ async def test_a_failing_sink_is_reported_once_and_the_others_carry_on(
 async def test_each_run_gets_its_own_copy_of_a_sink() -> None:
     rt = Runtime(config({"type": "broken", "fail_at": 1000}), plugins=[SinksPlugin()])
     try:
-        await asyncio.gather(*(run(PIPELINE, rt, parameters={"word": "x"}) for _ in range(3)))
+        await asyncio.gather(*(run_pipeline(PIPELINE, {"word": "x"}, runtime=rt) for _ in range(3)))
     finally:
         await rt.aclose()
     configured = rt.sinks[0][1]
@@ -175,7 +169,8 @@ async def test_sinks_from_a_config_file() -> None:
         "  - {type: file, path: 'two/{pipeline}-{run_id}.jsonl', flush_every: 5}\n")
     rt = Runtime("runstream.yaml")
     try:
-        log, events = await run(PIPELINE, rt, parameters={"word": "y"})
+        result = await run_pipeline(PIPELINE, {"word": "y"}, runtime=rt)
+        log, events = result.run_log, result.events
     finally:
         await rt.aclose()
     assert list(read_events(f"one/{log.run_id}.jsonl")) == events

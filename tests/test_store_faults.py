@@ -23,6 +23,8 @@ from runstream import (
 from runstream._store_memory import MemoryStore
 from runstream_async_python import AsyncPythonTask
 
+from tests._nodes_util import runstream_tasks
+
 
 async def words() -> AsyncGenerator[dict[str, Any], None]:
     for w in ["a", "b", "c"]:
@@ -138,7 +140,7 @@ async def test_slow_store_does_not_hold_the_run_back() -> None:
     assert any("did not save this run within 0.1 s" in w for w in events[-1].data["warnings"])
     # The record is still being saved in the background; closing the runtime ends that too.
     await runtime.aclose()
-    assert {t for t in asyncio.all_tasks() if t.get_name().startswith("runstream")} == set()
+    assert runstream_tasks() == set()
 
 
 async def test_broken_store_execute_still_returns_the_log() -> None:

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import AsyncGenerator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from runstream import AsyncPipeline, Runtime, hookimpl, load_pipeline
-from runstream.testing import CollectingSink, RunResult, RuntimeFactory
+import httpx
+import pytest
+from runstream import AsyncPipeline, ComponentConfig, Limits, Runtime, hookimpl, load_pipeline
+from runstream.testing import (
+    CollectingSink,
+    RunResult,
+    RuntimeFactory,
+    memory_config,
+    read_jsonl,
+    serve,
+)
 from runstream_async_python import AsyncPythonTask, PythonTask
 
 
@@ -64,3 +76,61 @@ async def test_failed_runs_are_results_not_exceptions(runstream_runtime: Runtime
                                 runtime=runtime)
     assert result.status == "failed"
     assert result.events[-1].data["error_type"] == "KeyError"
+
+
+def test_runstream_cwd_is_empty_and_free_of_runstream_variables(
+        runstream_cwd: Path, tmp_path: Path) -> None:
+    assert Path.cwd() == runstream_cwd == tmp_path
+    assert list(runstream_cwd.iterdir()) == []
+    assert not [name for name in os.environ if name.startswith("RUNSTREAM_")]
+
+
+def test_read_jsonl_reads_every_line_and_skips_blank_ones(tmp_path: Path) -> None:
+    f = tmp_path / "e.jsonl"
+    f.write_text('{"seq": 1}\n\n{"seq": 2, "text": "é"}\n', encoding="utf-8")
+    assert read_jsonl(f) == [{"seq": 1}, {"seq": 2, "text": "é"}]
+    assert read_jsonl(str(f))[0] == {"seq": 1}
+
+
+async def _hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"hello " + scope["path"].encode()})
+
+
+def test_serve_runs_a_real_server_on_loopback_and_stops_it() -> None:
+    before = set(threading.enumerate())
+    with serve(_hello) as base_url:
+        assert base_url.startswith("http://127.0.0.1:")
+        response = httpx.get(f"{base_url}/x", timeout=5)
+        assert (response.status_code, response.text) == (200, "hello /x")
+    # Stopped and its thread joined: the port refuses connections, no thread is left behind.
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base_url}/x", timeout=5)
+    assert set(threading.enumerate()) <= before
+
+
+def test_serve_says_when_the_app_cannot_start() -> None:
+    async def broken(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "no database"})
+
+    before = set(threading.enumerate())
+    with pytest.raises(RuntimeError, match="uvicorn did not start"), serve(broken):
+        pass
+    assert set(threading.enumerate()) <= before
+
+
+def test_memory_config_takes_sinks_as_in_the_config_file() -> None:
+    config = memory_config({"type": "file", "path": "ev/{run_id}.jsonl"},
+                           ComponentConfig(type="stdout"), limits=Limits(cancel_grace_period=0.5))
+    assert config.run_log_store.type == "memory"
+    assert [s.type for s in config.sinks] == ["file", "stdout"]
+    assert config.sinks[0].model_extra == {"path": "ev/{run_id}.jsonl"}
+    assert config.limits.cancel_grace_period == 0.5
+    assert memory_config().sinks == []

@@ -17,13 +17,12 @@ from fastapi import FastAPI, Response
 from httpx_sse import aconnect_sse
 from runstream import (
     AsyncPipeline,
-    ComponentConfig,
-    Config,
     Event,
     Limits,
     Pipeline,
     Runtime,
 )
+from runstream.testing import make_runtime, memory_config
 from runstream_async_python import AsyncPythonTask
 from runstream_sse import sse_response
 
@@ -34,8 +33,8 @@ GUARD = 30.0
 
 
 def runtime_with(threshold: float | None) -> Runtime:
-    return Runtime(Config(run_log_store=ComponentConfig(type="memory"),
-                          limits=Limits(loop_block_warning=threshold)), entry_points=True)
+    return make_runtime(config=memory_config(limits=Limits(loop_block_warning=threshold)),
+                        entry_points=True)
 
 
 def watchdogs() -> set[threading.Thread]:

@@ -13,22 +13,42 @@ available in any project that has runstream installed:
 ``run_pipeline``
     ``await run_pipeline(pipeline, parameters, runtime=...)`` runs a pipeline to its end and
     returns a :class:`RunResult` with every event, the task dicts and the run log.
+``runstream_cwd``
+    Runs the test in an empty temporary working directory, with runstream's environment
+    variables (config file, plugin loading) unset, so files a run writes under ``.runstream/``
+    and the config it looks up belong to the test alone.
+
+Plain helpers, for tests with or without pytest:
+
+:func:`serve`
+    Serves an ASGI app (a FastAPI app with an SSE route, say) on a real uvicorn server on
+    ``127.0.0.1`` and a free port, for the duration of a ``with`` block.
+:func:`read_jsonl`
+    The objects of a JSON-lines file, such as the file sink's event files.
 
 The same helpers can be imported from ``runstream.testing`` outside pytest.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 from pydantic import PrivateAttr
 
-from ._config import ComponentConfig, Config
+from ._config import CONFIG_ENV, ComponentConfig, Config
 from ._events import Event
 from ._pipeline import AsyncPipeline
+from ._plugins import BLOCK_ENV, LOAD_ENV, STRICT_ENV
 from ._runlog import RunLog
 from ._runtime import Runtime
 from ._sinks import Sink
@@ -36,10 +56,15 @@ from ._sinks import Sink
 __all__ = [
     "CollectingSink",
     "RunResult",
+    "RuntimeFactory",
     "collecting_sink",
     "make_runtime",
+    "memory_config",
+    "read_jsonl",
     "run_pipeline",
+    "runstream_cwd",
     "runstream_runtime",
+    "serve",
 ]
 
 
@@ -101,10 +126,21 @@ class RunResult:
         return [e.type for e in self.events]
 
 
+def memory_config(*sinks: Mapping[str, Any] | ComponentConfig, **fields: Any) -> Config:
+    """A :class:`~runstream.Config` with the memory run log store and ``sinks``, each written as
+    in ``runstream.yaml`` (``{"type": "file", "path": "ev/{run_id}.jsonl"}``); ``fields`` are
+    the other config fields, e.g. ``limits=Limits(cancel_grace_period=0.2)``."""
+    return Config(run_log_store=ComponentConfig(type="memory"),
+                  sinks=[s if isinstance(s, ComponentConfig) else ComponentConfig(**s)
+                         for s in sinks], **fields)
+
+
 def make_runtime(*plugins: object, sinks: Sequence[Sink] = (), entry_points: bool = False,
                  config: Config | None = None) -> Runtime:
-    """A runtime with the memory store and only ``plugins`` (plus built-ins) registered."""
-    cfg = config or Config(run_log_store=ComponentConfig(type="memory"))
+    """A runtime with the memory store (or ``config``) and only ``plugins`` (plus built-ins)
+    registered, or the installed plugins too with ``entry_points=True``. ``sinks`` are sink
+    objects (a :class:`CollectingSink`) added to the configured ones."""
+    cfg = config or memory_config()
     return Runtime(cfg, plugins=plugins, entry_points=entry_points, sinks=sinks)
 
 
@@ -117,6 +153,8 @@ async def run_pipeline(pipeline: AsyncPipeline, parameters: Mapping[str, Any] | 
 
 
 class RuntimeFactory(Protocol):
+    """The type of the ``runstream_runtime`` fixture: :func:`make_runtime`'s signature."""
+
     def __call__(self, *plugins: object, sinks: Sequence[Sink] = ...,
                  entry_points: bool = ..., config: Config | None = ...) -> Runtime: ...
 
@@ -147,3 +185,59 @@ def collecting_sink() -> CollectingSink:
 def _run_pipeline_fixture() -> Callable[..., Awaitable[RunResult]]:
     """:func:`run_pipeline` as a fixture."""
     return run_pipeline
+
+
+@pytest.fixture
+def runstream_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Run the test in an empty directory (yielded) with runstream's environment variables
+    unset; the working directory and the variables are restored after the test."""
+    monkeypatch.chdir(tmp_path)
+    for var in (CONFIG_ENV, LOAD_ENV, BLOCK_ENV, STRICT_ENV):
+        monkeypatch.delenv(var, raising=False)
+    yield tmp_path
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[Any]:
+    """The JSON value of every non-blank line of ``path``, in order."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@contextmanager
+def serve(app: Any, *, start_timeout: float = 10.0, **config: Any) -> Iterator[str]:
+    """Serve the ASGI ``app`` with uvicorn on ``127.0.0.1`` and a free port, in a thread.
+
+    Yields the base URL (``http://127.0.0.1:PORT``) once the server accepts connections (its
+    lifespan startup has run); on leaving the block the server shuts down gracefully and its
+    thread is joined. ``config`` goes to :class:`uvicorn.Config` (defaults: ``log_level=
+    "warning"``, ``lifespan="on"``). Needs uvicorn, which runstream itself does not depend on.
+    Raises :class:`RuntimeError` if the server has not started within ``start_timeout`` s.
+    """
+    import uvicorn  # only tests that serve HTTP need it
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    options: dict[str, Any] = {"log_level": "warning", "lifespan": "on", **config}
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+
+    def run() -> None:
+        # uvicorn exits when the app's startup fails: said below, not as a thread traceback.
+        with suppress(SystemExit):
+            server.run(sockets=[sock])
+
+    thread = threading.Thread(target=run, daemon=True, name="uvicorn-test-server")
+    thread.start()
+    try:
+        # uvicorn offers a flag, not an event, for "started"; poll it with a deadline.
+        deadline = time.monotonic() + start_timeout
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start within {start_timeout} s")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

@@ -14,17 +14,16 @@ from typing import Any
 import pytest
 from runstream import (
     AsyncPipeline,
-    ComponentConfig,
-    Config,
     ConfigError,
     Event,
     RunLog,
     Runtime,
 )
+from runstream.testing import make_runtime, memory_config, run_pipeline
 from runstream_async_python import AsyncPythonTask
 from runstream_file import DEFAULT_PATH, EventPathError, FileSink, PathTemplate, read_events
 
-pytestmark = pytest.mark.usefixtures("in_tmp_cwd")
+pytestmark = pytest.mark.usefixtures("runstream_cwd")
 
 
 async def words(n: int = 5) -> AsyncIterator[dict[str, Any]]:
@@ -39,20 +38,14 @@ def pipeline(name: str = "demo", fn: Any = words) -> AsyncPipeline:
 
 
 def runtime_with(*sinks: dict[str, Any]) -> Runtime:
-    return Runtime(Config(run_log_store=ComponentConfig(type="memory"),
-                          sinks=[ComponentConfig(**s) for s in sinks]))
-
-
-async def run_and_collect(p: AsyncPipeline, rt: Runtime, **kw: Any) -> tuple[RunLog, list[Event]]:
-    handle = p.stream(config=rt, **kw)
-    events = [e async for e in handle]
-    return await handle.result(), events
+    return make_runtime(config=memory_config(*sinks), entry_points=True)
 
 
 async def test_file_holds_the_runs_events_in_order() -> None:
     rt = runtime_with({"type": "file"})
     try:
-        log, events = await run_and_collect(pipeline(), rt)
+        result = await run_pipeline(pipeline(), runtime=rt)
+        log, events = result.run_log, result.events
     finally:
         await rt.aclose()
     path = Path(".runstream/events") / f"{log.run_id}.jsonl"
@@ -69,8 +62,8 @@ async def test_placeholders_pipeline_date_and_params() -> None:
     rt = runtime_with({"type": "file",
                        "path": "out/{pipeline}/{date}/{params.user}-{run_id}.jsonl"})
     try:
-        log, events = await run_and_collect(pipeline("chat"), rt,
-                                            parameters={"user": "ann", "n": 2})
+        result = await run_pipeline(pipeline("chat"), {"user": "ann", "n": 2}, runtime=rt)
+        log, events = result.run_log, result.events
     finally:
         await rt.aclose()
     date = log.started.strftime("%Y-%m-%d")
@@ -82,15 +75,15 @@ async def test_placeholders_pipeline_date_and_params() -> None:
 async def test_runs_sharing_one_file_keep_whole_lines() -> None:
     rt = runtime_with({"type": "file", "path": "events/{date}.jsonl"})
     try:
-        results = await asyncio.gather(*(run_and_collect(pipeline(), rt) for _ in range(20)))
+        results = await asyncio.gather(*(run_pipeline(pipeline(), runtime=rt) for _ in range(20)))
     finally:
         await rt.aclose()
     (path,) = Path("events").iterdir()
     lines = path.read_bytes().split(b"\n")
     assert lines[-1] == b""
     everything = [Event.model_validate_json(line) for line in lines[:-1]]
-    assert len(everything) == sum(len(events) for _, events in results)
-    for log, events in results:
+    assert len(everything) == sum(len(r.events) for r in results)
+    for log, events in ((r.run_log, r.events) for r in results):
         assert list(read_events(path, run_id=log.run_id)) == events
 
 
@@ -108,7 +101,8 @@ async def test_batched_events_are_written_when_the_run_ends() -> None:
 
     rt = runtime_with({"type": "file", "flush_every": 1000})
     try:
-        log, events = await run_and_collect(pipeline(fn=probe), rt)
+        result = await run_pipeline(pipeline(fn=probe), runtime=rt)
+        log, events = result.run_log, result.events
     finally:
         await rt.aclose()
     assert seen == [0]  # nothing written while fewer than 1000 events were buffered
@@ -118,7 +112,8 @@ async def test_batched_events_are_written_when_the_run_ends() -> None:
 async def test_flush_every_writes_whole_batches() -> None:
     rt = runtime_with({"type": "file", "flush_every": 3})
     try:
-        log, events = await run_and_collect(pipeline(), rt)
+        result = await run_pipeline(pipeline(), runtime=rt)
+        log, events = result.run_log, result.events
     finally:
         await rt.aclose()
     assert list(read_events(Path(".runstream/events") / f"{log.run_id}.jsonl")) == events
@@ -141,7 +136,8 @@ async def test_flush_interval_writes_a_quiet_runs_buffer() -> None:
     rt = runtime_with({"type": "file", "path": "ev/{run_id}.jsonl", "flush_every": 1000,
                        "flush_interval": 0.02})
     try:
-        log, events = await run_and_collect(pipeline(fn=slow), rt)
+        result = await run_pipeline(pipeline(fn=slow), runtime=rt)
+        log, events = result.run_log, result.events
     finally:
         await rt.aclose()
     assert {"type": "seen"} in [e.data for e in events]
@@ -160,11 +156,12 @@ async def test_flush_interval_writes_a_quiet_runs_buffer() -> None:
     ("logs/{params.user}/{run_id}.jsonl", "demo", {}),
 ])
 async def test_unsafe_values_are_refused_and_the_run_goes_on(
-        template: str, name: str, params: dict[str, Any], in_tmp_cwd: Path) -> None:
-    before = sorted(in_tmp_cwd.parent.iterdir())
+        template: str, name: str, params: dict[str, Any], runstream_cwd: Path) -> None:
+    before = sorted(runstream_cwd.parent.iterdir())
     rt = runtime_with({"type": "file", "path": template})
     try:
-        log, events = await run_and_collect(pipeline(name), rt, parameters=params)
+        result = await run_pipeline(pipeline(name), params, runtime=rt)
+        log, events = result.run_log, result.events
     finally:
         await rt.aclose()
     assert log.status == "completed"
@@ -172,18 +169,18 @@ async def test_unsafe_values_are_refused_and_the_run_goes_on(
     assert len(log.warnings) == 1
     assert "sink 'file' (sinks[0]) failed" in log.warnings[0]
     assert "EventPathError" in log.warnings[0]
-    assert sorted(in_tmp_cwd.parent.iterdir()) == before  # nothing written next to the cwd
-    assert not list(in_tmp_cwd.rglob("*.jsonl"))
+    assert sorted(runstream_cwd.parent.iterdir()) == before  # nothing written next to the cwd
+    assert not list(runstream_cwd.rglob("*.jsonl"))
 
 
-async def test_a_symlink_out_of_the_base_directory_is_refused(in_tmp_cwd: Path,
+async def test_a_symlink_out_of_the_base_directory_is_refused(runstream_cwd: Path,
                                                               tmp_path_factory: Any) -> None:
     outside = tmp_path_factory.mktemp("outside")
     Path("logs").mkdir()
     Path("logs/link").symlink_to(outside)
     rt = runtime_with({"type": "file", "path": "logs/{pipeline}/{run_id}.jsonl"})
     try:
-        log, _ = await run_and_collect(pipeline("link"), rt)
+        log = (await run_pipeline(pipeline("link"), runtime=rt)).run_log
     finally:
         await rt.aclose()
     assert log.status == "completed"
@@ -268,7 +265,8 @@ async def test_a_full_disk_is_reported_and_leaves_no_half_line() -> None:
     try:
         with pytest.MonkeyPatch.context() as mp:
             calls = _failing_write(mp, after=3)
-            log, events = await run_and_collect(pipeline(), rt)
+            result = await run_pipeline(pipeline(), runtime=rt)
+            log, events = result.run_log, result.events
     finally:
         await rt.aclose()
     assert len(calls) == 5  # 3 good writes, a short write, the failing rest; then dropped
@@ -286,7 +284,8 @@ async def test_a_failing_batch_write_is_rolled_back_whole() -> None:
     try:
         with pytest.MonkeyPatch.context() as mp:
             _failing_write(mp, after=1)
-            log, events = await run_and_collect(pipeline(), rt)
+            result = await run_pipeline(pipeline(), runtime=rt)
+            log, events = result.run_log, result.events
     finally:
         await rt.aclose()
     assert len(log.warnings) == 1 and "ENOSPC" not in log.warnings[0]

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 from rich.console import Console
-from runstream import AsyncPipeline, ComponentConfig, Config, ConfigError, Event, RunLog, Runtime
+from runstream import AsyncPipeline, ConfigError, Event, Runtime
+from runstream.testing import make_runtime, memory_config, run_pipeline
 from runstream_async_python import AsyncPythonTask
 from runstream_stdout import StdoutSink
 
@@ -43,8 +44,7 @@ async def until(condition: Callable[[], bool]) -> None:
 
 
 def runtime_with(**options: Any) -> Runtime:
-    return Runtime(Config(run_log_store=ComponentConfig(type="memory"),
-                          sinks=[ComponentConfig(type="stdout", **options)]))
+    return make_runtime(config=memory_config({"type": "stdout", **options}), entry_points=True)
 
 
 def terminal(color: bool = False) -> tuple[Console, io.StringIO]:
@@ -60,12 +60,6 @@ def sink_of(rt: Runtime) -> StdoutSink:
     return sink
 
 
-async def run(p: AsyncPipeline, rt: Runtime, **kw: Any) -> tuple[RunLog, list[Event]]:
-    handle = p.stream(config=rt, **kw)
-    events = [e async for e in handle]
-    return await handle.result(), events
-
-
 CHAT = AsyncPipeline("chat", [AsyncPythonTask(name="llm", function=answer),
                               AsyncPythonTask(name="tidy", function=tidy)])
 
@@ -73,7 +67,8 @@ CHAT = AsyncPipeline("chat", [AsyncPythonTask(name="llm", function=answer),
 async def test_jsonl_parses_back_to_the_same_events(capsys: pytest.CaptureFixture[str]) -> None:
     rt = runtime_with(format="jsonl")
     try:
-        log, events = await run(CHAT, rt)
+        result = await run_pipeline(CHAT, runtime=rt)
+        log, events = result.run_log, result.events
     finally:
         await rt.aclose()
     out = capsys.readouterr().out
@@ -85,7 +80,7 @@ async def test_jsonl_parses_back_to_the_same_events(capsys: pytest.CaptureFixtur
 async def test_jsonl_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     rt = runtime_with(format="jsonl", stream="stderr")
     try:
-        _, events = await run(CHAT, rt)
+        events = (await run_pipeline(CHAT, runtime=rt)).events
     finally:
         await rt.aclose()
     captured = capsys.readouterr()
@@ -96,7 +91,7 @@ async def test_jsonl_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
 async def test_auto_is_jsonl_when_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
     rt = runtime_with()
     try:
-        _, events = await run(CHAT, rt)
+        events = (await run_pipeline(CHAT, runtime=rt)).events
     finally:
         await rt.aclose()
     assert [Event.model_validate_json(line)
@@ -108,7 +103,7 @@ async def test_auto_is_pretty_on_a_terminal() -> None:
     rt = runtime_with()
     sink_of(rt).use_console(console)
     try:
-        await run(CHAT, rt)
+        await run_pipeline(CHAT, runtime=rt)
     finally:
         await rt.aclose()
     out = buf.getvalue()
@@ -121,7 +116,8 @@ async def test_pretty_shows_steps_streamed_text_and_a_summary() -> None:
     rt = runtime_with(format="pretty")
     sink_of(rt).use_console(console)
     try:
-        log, events = await run(CHAT, rt)
+        result = await run_pipeline(CHAT, runtime=rt)
+        log, events = result.run_log, result.events
     finally:
         await rt.aclose()
     out = ANSI.sub("", buf.getvalue())
@@ -148,7 +144,7 @@ async def test_pretty_shows_the_error_of_a_failed_run() -> None:
                                AsyncPythonTask(name="flaky", function=boom),
                                AsyncPythonTask(name="tidy", function=tidy)])
     try:
-        log, _ = await run(p, rt)
+        log = (await run_pipeline(p, runtime=rt)).run_log
     finally:
         await rt.aclose()
     assert log.status == "failed"
@@ -194,7 +190,8 @@ async def test_event_data_is_not_rich_markup() -> None:
     rt = runtime_with(format="pretty")
     sink_of(rt).use_console(console)
     try:
-        await run(AsyncPipeline("p", [AsyncPythonTask(name="s", function=tricky)]), rt)
+        await run_pipeline(AsyncPipeline("p", [AsyncPythonTask(name="s", function=tricky)]),
+                           runtime=rt)
     finally:
         await rt.aclose()
     out = ANSI.sub("", buf.getvalue())
@@ -220,12 +217,12 @@ async def test_concurrent_runs_print_whole_lines_with_their_run_id() -> None:
     pipelines = [AsyncPipeline(word, [AsyncPythonTask(name="talk", function=talk)])
                  for word in ("alpha", "beta", "gamma")]
     try:
-        results = await asyncio.gather(*(run(p, rt, parameters={"word": p.name})
+        results = await asyncio.gather(*(run_pipeline(p, {"word": p.name}, runtime=rt)
                                          for p in pipelines))
     finally:
         await rt.aclose()
     lines = buf.getvalue().splitlines()
-    for (log, _), p in zip(results, pipelines, strict=True):
+    for log, p in zip((r.run_log for r in results), pipelines, strict=True):
         label = log.run_id[-6:]
         mine = [line for line in lines if line.startswith(f"[{label}] ")]
         for i in range(3):
@@ -245,7 +242,8 @@ async def test_a_long_run_gets_a_live_progress_row(monkeypatch: pytest.MonkeyPat
     console, buf = terminal()
 
     async def slow() -> AsyncIterator[dict[str, Any]]:
-        await asyncio.sleep(0.05)  # the live display (due at once) starts meanwhile
+        await until(lambda: "\x1b[?25l" in buf.getvalue())  # the live display (due at once)
+        # has started: rich hid the cursor
         yield {"type": "chunk", "text": "thinking about it"}
         # Until the live row has shown the line in progress.
         await until(lambda: "1 event  thinking about it" in buf.getvalue())
@@ -254,8 +252,8 @@ async def test_a_long_run_gets_a_live_progress_row(monkeypatch: pytest.MonkeyPat
     rt = runtime_with(format="pretty")
     sink_of(rt).use_console(console)
     try:
-        log, _ = await run(AsyncPipeline("slowpoke", [AsyncPythonTask(name="ponder",
-                                                                     function=slow)]), rt)
+        slowpoke = AsyncPipeline("slowpoke", [AsyncPythonTask(name="ponder", function=slow)])
+        log = (await run_pipeline(slowpoke, runtime=rt)).run_log
     finally:
         await rt.aclose()
     raw = buf.getvalue()
@@ -279,8 +277,8 @@ async def test_an_unfinished_line_moves_out_of_the_way_of_a_second_run() -> None
         yield {"type": "chunk", "text": " line\n"}
 
     async def second() -> AsyncIterator[dict[str, Any]]:
-        for _ in range(3):
-            await asyncio.sleep(0)
+        # This run's arrival on the terminal takes "one"'s unfinished line back (erases it).
+        await until(lambda: "unfinished\r\x1b[2K" in buf.getvalue())
         second_started.set()
         yield {"type": "chunk", "text": "other\n"}
         await until(lambda: "unfinished line" in buf.getvalue())  # active till "one" is done
@@ -291,8 +289,8 @@ async def test_an_unfinished_line_moves_out_of_the_way_of_a_second_run() -> None
         handle = AsyncPipeline("one", [AsyncPythonTask(name="s", function=first)]).stream(
             config=rt)
         await until(lambda: "unfinished" in buf.getvalue())
-        log_b, _ = await run(AsyncPipeline("two", [AsyncPythonTask(name="s", function=second)]),
-                             rt)
+        two = AsyncPipeline("two", [AsyncPythonTask(name="s", function=second)])
+        log_b = (await run_pipeline(two, runtime=rt)).run_log
         log_a = await handle.result()
     finally:
         await rt.aclose()
@@ -319,13 +317,13 @@ async def test_a_sink_that_is_dropped_leaves_the_display() -> None:
     rt = runtime_with(format="pretty")
     sink = sink_of(rt).use_console(console)
     try:
-        log, _ = await run(AsyncPipeline("p", [AsyncPythonTask(name="s", function=emits)]), rt)
-        await asyncio.sleep(0)  # let the sink task's done callback run
+        p = AsyncPipeline("p", [AsyncPythonTask(name="s", function=emits)])
+        log = (await run_pipeline(p, runtime=rt)).run_log
+        await until(lambda: sink._terminal._runs == [])  # the sink task's done callback ran
     finally:
         await rt.aclose()
     assert log.warnings == ["sink 'stdout' (sinks[0]) failed and was dropped for this run: "
                             "OSError: details in the server log"]
-    assert sink._terminal._runs == []
 
 
 @pytest.mark.parametrize(("options", "expected"), [
