@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import AsyncGenerator, Iterator
@@ -21,6 +20,7 @@ from runstream_async_python import AsyncPythonTask
 from runstream_sse import SSE, ReplayBuffer
 
 from tests._server import serve
+from tests._slow_clients import raw_request, wait_until_ended
 
 #: The send timeout under test, and the margin the issue allows on top of it.
 SEND_TIMEOUT = 0.5
@@ -66,27 +66,6 @@ def make_app(rt: Runtime, probe: Probe) -> FastAPI:
         return sse.response(pipe, run_id=run_id)
 
     return app
-
-
-def raw_request(base: str, path: str) -> socket.socket:
-    """A client with a tiny receive buffer that sends a request and reads nothing (yet)."""
-    host, port = base.removeprefix("http://").split(":")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)  # before connect: the window
-    sock.connect((host, int(port)))
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n"
-                 .encode())
-    return sock
-
-
-def wait_until_ended(client: httpx.Client, run_id: str, within: float) -> str:
-    deadline = time.monotonic() + within
-    while True:
-        response = client.get(f"/runs/{run_id}")
-        status = response.json()["status"] if response.status_code == 200 else "unknown"
-        if status not in ("running", "unknown") or time.monotonic() > deadline:
-            return str(status)
-        time.sleep(0.02)
 
 
 def last_event(client: httpx.Client, run_id: str) -> tuple[str, dict[str, Any]]:

@@ -33,7 +33,7 @@ from runstream_sse import SSE
 
 from tests._server import serve
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 #: Where the npm clients are installed (in .gitignore), pinned to versions that run on Node 20.
 NPM_DIR = ROOT / ".npm-clients"
 NPM_PACKAGES = {"eventsource": "4.1.1", "eventsource-parser": "3.1.1"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests._layers import cycles, import_graph, private_core_names, upward_imports
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SSE = ROOT / "plugins" / "sse" / "src" / "runstream_sse"
 
 #: runstream-sse's layers, lowest first: a module imports only from layers below its own.

@@ -22,7 +22,7 @@ from runstream_async_python import AsyncPythonTask
 from runstream_sse import SSE, ReplayBuffer
 
 from tests._server import serve
-from tests.test_sse_slow_clients import raw_request, wait_until_ended
+from tests._slow_clients import raw_request, wait_until_ended
 
 MIB = 1024 * 1024
 EVENT = 64 * 1024
