@@ -230,6 +230,8 @@ async def _announce(run: Run, terminal: tuple[str, dict[str, Any]]) -> None:
     its ``send_timeout``)."""
     if run.announced:
         return
+    for report in run.end_reports:
+        report()
     run.announced = True
     log = run.log
     if log.warnings:

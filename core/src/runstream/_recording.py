@@ -74,6 +74,18 @@ async def record_end(run: Run) -> None:
     by the runtime's :class:`Recorder`. Never raises but for cancellation, which leaves the
     saving to the background too."""
     limits = run.runtime.config.limits
+    if run.pending_create is None and run.recorded:
+        # The common case, inline (no task, no future): the start is in the store, save over it.
+        try:
+            async with asyncio.timeout(limits.store_save_timeout):
+                await run.runtime.store.save(run.log)
+            return
+        except asyncio.CancelledError:
+            save_end(run)  # stopped while saving: the Recorder saves it in the background
+            raise
+        except Exception as exc:
+            logger.warning("run %s: saving its final record failed (%s: %s); retrying",
+                           run.run_id, type(exc).__name__, exc)
     first = save_end(run)
     done, _ = await asyncio.wait({first}, timeout=limits.store_save_timeout)
     if done and first.result() is None:

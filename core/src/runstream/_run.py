@@ -21,13 +21,16 @@ from ._events import Event, EventRecord
 from ._runlog import RunLog
 from ._secrets import RunSecrets
 from ._sinks import SinkRunner
-from ._size import FACTOR, Unmeasured, estimate, estimate_value, json_size
+from ._size import FACTOR, Unmeasured, estimate_value, json_size
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
     from ._threads import TaskThreads
 
 logger = logging.getLogger("runstream")
+
+#: What a run's own event (lifecycle, warning, its end) counts in its channel's byte bound.
+_OWN_EVENT_BYTES = 256
 
 
 class Frame:
@@ -117,8 +120,8 @@ class StepFailed(Exception):
 class Run:
     """The state of one run, owned by its driver task (see ``_drive``)."""
 
-    __slots__ = ("announced", "cancel_reason", "channel", "ended", "finished", "id_given",
-                 "log", "max_event_bytes", "measure_from", "owns_runtime", "parameters",
+    __slots__ = ("announced", "cancel_reason", "channel", "end_reports", "ended", "finished",
+                 "id_given", "log", "max_event_bytes", "measure_from", "owns_runtime", "parameters",
                  "pending_create", "recorded", "runtime", "secrets", "seq", "sink_runners",
                  "started_at", "terminal")
 
@@ -144,6 +147,8 @@ class Run:
         #: Whether the runtime was built for this run alone: the run closes it when it ends.
         self.owns_runtime = False
         self.terminal: tuple[str, dict[str, Any]] | None = None
+        #: Reports to give just before the terminal event (the loop watchdog's, see _watchdog).
+        self.end_reports: list[Callable[[], None]] = []
         self.pending_create: asyncio.Future[None] | None = None
         limits = runtime.config.limits
         self.max_event_bytes = limits.max_event_bytes
@@ -231,10 +236,7 @@ class Run:
                 ) -> Awaitable[None] | None:
         """Publish one of runstream's own events (lifecycle, warnings, the end)."""
         self.seq += 1
-        try:
-            size = estimate(data)  # the run's own events: small, never limited
-        except (Unmeasured, TypeError):
-            size = 0
+        size = _OWN_EVENT_BYTES  # the run's own events: small and few, not walked
         if self.sink_runners:
             return self._publish_to_sinks(self.seq, type_, step, data, size)
         channel = self.channel

@@ -19,7 +19,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Coroutine
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -35,6 +35,8 @@ class Run(Protocol):
 
     announced: bool
     log: RunLog
+    #: Called on the loop thread just before the run's terminal event (see _drive._announce).
+    end_reports: list[Callable[[], None]]
 
     @property
     def run_id(self) -> str: ...
@@ -49,6 +51,37 @@ logger = logging.getLogger("runstream")
 #: The heartbeat interval is this fraction of the threshold, and at most MAX_INTERVAL seconds.
 _FRACTION = 4
 MAX_INTERVAL = 0.25
+
+class _Report:
+    """The report of one block to the run that caused it: made by the watchdog thread, given
+    (once) on the loop thread, when the loop answers or just before the run's end, whichever
+    comes first (a run may end in the same loop turn that the block ended in)."""
+
+    __slots__ = ("done", "run", "sent", "step", "watchdog", "where")
+
+    def __init__(self, watchdog: _Watchdog, run: Run, step: str, where: str,
+                 sent: float) -> None:
+        self.watchdog = watchdog
+        self.run = run
+        self.step = step
+        self.where = where
+        self.sent = sent
+        self.done = False
+
+    def __call__(self) -> None:
+        run = self.run
+        if self.done or run.announced:
+            return
+        self.done = True
+        message = (f"the event loop was blocked for {time.monotonic() - self.sent:.1f} s by "
+                   f"step '{self.step}' (in {self.where}), which froze every stream of this "
+                   "process; use await asyncio.sleep, or run blocking code in a thread "
+                   "(asyncio.to_thread, or a sync task such as PythonTask)")
+        run.log.warnings.append(message)
+        waiter = run.publish("run.warning", None, {"message": message})
+        if inspect.iscoroutine(waiter):  # a sink's queue is full: it takes it when it can
+            self.watchdog.keep(waiter)
+
 
 _Block = tuple["Run | None", "str | None", str]
 
@@ -105,6 +138,7 @@ class _Watchdog:
         self._sent: float | None = None
         #: What blocks the loop now, once reported (for the loop to add to the run).
         self._block: _Block | None = None
+        self._report: _Report | None = None
         self._reported = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._thread = threading.Thread(target=self._watch, name="runstream-loop-watchdog",
@@ -164,6 +198,9 @@ class _Watchdog:
                 return  # the loop answered meanwhile
             self._reported = True
             self._block = (run, step, where)
+            if run is not None and step is not None:
+                self._report = _Report(self, run, step, where, self._sent)
+                run.end_reports.append(self._report)  # atomic: the loop thread is blocked
         if step is None or run is None:
             logger.warning(
                 "the event loop has been blocked for %.1f s by code outside runstream's steps "
@@ -178,24 +215,18 @@ class _Watchdog:
     # -- in the loop --------------------------------------------------------------------------
     def _answer(self) -> None:
         with self._lock:
-            sent, self._sent = self._sent, None
-            block, self._block = self._block, None
+            self._sent = None
+            self._block = None
+            report, self._report = self._report, None
             self._reported = False
-        if block is None or sent is None:
-            return
-        run, step, where = block
-        if run is None or run.announced:
-            return
-        message = (f"the event loop was blocked for {time.monotonic() - sent:.1f} s by step "
-                   f"'{step}' (in {where}), which froze every stream of this process; use "
-                   "await asyncio.sleep, or run blocking code in a thread (asyncio.to_thread, "
-                   "or a sync task such as PythonTask)")
-        run.log.warnings.append(message)
-        waiter = run.publish("run.warning", None, {"message": message})
-        if inspect.iscoroutine(waiter):  # a sink's queue is full: it takes it when it can
-            task = self.loop.create_task(waiter)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if report is not None:
+            report()
+
+    def keep(self, waiter: Coroutine[Any, Any, None]) -> None:
+        """Run ``waiter`` (a publish that waits for a sink) in a task this watchdog owns."""
+        task = self.loop.create_task(waiter)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
 def _find_step(frame: FrameType | None) -> tuple[Run | None, str | None, str, str]:
