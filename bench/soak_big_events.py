@@ -63,7 +63,7 @@ def app() -> Any:
     """The example app plus ``/big`` and ``/_soak/limits`` (settings from SOAK_* variables)."""
     from runstream import AsyncPipeline, ComponentConfig, Config, Runtime
     from runstream_async_python import AsyncPythonTask
-    from runstream_sse import ReplayBuffer, sse_response
+    from runstream_sse import ReplayBuffer, runs_router, sse_response
     from runstream_sse._serve import WRITE_BYTES
     from starlette.responses import JSONResponse, Response
 
@@ -95,6 +95,9 @@ def app() -> Any:
             "bytes_kept": replay.bytes_kept(), "runs_kept": len(replay)})
 
     example.add_api_route("/big", big_route, methods=["GET"])
+    # /big's runs have no session owner (the example's /runs serves a run to its session only):
+    # the soak reads their status from a runs router of its own, without authorize.
+    example.include_router(runs_router(runtime, prefix="/_soak/runs"))
     example.add_api_route("/_soak/limits", limits, methods=["GET"])
     return example
 
@@ -180,7 +183,7 @@ def get_json(port: int, path: str) -> Any:
 
 
 def run_status(port: int, run_id: str) -> str:
-    status, body = asyncio.run(http_get(port, f"/runs/{run_id}"))
+    status, body = asyncio.run(http_get(port, f"/_soak/runs/{run_id}"))
     return str(json.loads(body)["status"]) if status == 200 else "unknown"
 
 
