@@ -13,6 +13,7 @@ replaced by ``***``: some servers echo the key they were given.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import math
 import time
@@ -72,11 +73,13 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     try:
         value = float(raw)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(raw) if raw.strip() else None
-        if parsed is None:
+        try:
+            parsed = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
             return None
-        value = parsed.timestamp() - time.time()
-        value = max(value, 0.0)
+        if parsed.tzinfo is None:  # RFC 9110 dates are GMT
+            parsed = parsed.replace(tzinfo=datetime.UTC)
+        value = max(parsed.timestamp() - time.time(), 0.0)
     return value if math.isfinite(value) and value >= 0 else None
 
 
