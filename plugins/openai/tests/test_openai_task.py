@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import textwrap
 import time
@@ -209,7 +210,8 @@ async def test_a_stalled_server_times_out(fake: Fake, api_key: str, runtime: Run
 
 
 async def test_the_key_appears_in_no_event_log_or_error(
-        fake: Fake, api_key: str, runtime: Runtime) -> None:
+        fake: Fake, api_key: str, runtime: Runtime, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # the SDK's and httpx's debug logs too
     seen: list[str] = []
     events, log = await run(runtime, task(fake, returns=["full_text", "usage"]))
     seen += [e.model_dump_json() for e in events] + [log.model_dump_json()]
@@ -221,6 +223,8 @@ async def test_the_key_appears_in_no_event_log_or_error(
     assert "Incorrect API key provided: ***." in log.error.message
     seen += [e.model_dump_json() for e in events] + [log.model_dump_json()]
     assert fake.app.requests[-1].headers["authorization"] == f"Bearer {KEY}"
+    seen += [record.getMessage() for record in caplog.records]
+    assert len(caplog.records) > 0
     assert all(KEY not in text for text in seen)
 
 
