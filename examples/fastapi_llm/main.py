@@ -38,8 +38,11 @@ from runstream_sse import SSE, SSEResponse, sse_openapi_response
 
 from examples.fastapi_llm.body_limit import BodyLimitMiddleware
 from examples.fastapi_llm.pipelines import (
+    MODELS,
     chat_pipeline,
     failing_chat_pipeline,
+    openai_chat_pipeline,
+    openai_yaml_chat_pipeline,
     yaml_chat_pipeline,
 )
 from examples.fastapi_llm.sessions import CurrentSession, Session, session_owner
@@ -97,6 +100,7 @@ def create_app(
     send_timeout: float | None = 30.0,
     shutdown_grace_period: float = 5.0,
     delay_scale: float = 1.0,
+    model: str | None = None,
 ) -> FastAPI:
     """Build the example app.
 
@@ -112,7 +116,14 @@ def create_app(
     - ``shutdown_grace_period``: when the server stops, open streams are ended with
       ``run.cancelled`` (reason ``shutdown``) within this many seconds.
     - ``delay_scale``: multiplies the mock model's delays (0: as fast as possible, for tests).
+    - ``model``: ``"mock"`` or ``"openai"`` (an OpenAI-compatible server: ``OPENAI_BASE_URL``,
+      ``OPENAI_MODEL``, ``OPENAI_API_KEY``); None reads ``RUNSTREAM_EXAMPLE_MODEL``, default
+      ``"mock"``. The failure demo (``fail_after``) always uses the mock.
     """
+    model = model if model is not None else os.environ.get("RUNSTREAM_EXAMPLE_MODEL") or "mock"
+    if model not in MODELS:
+        raise ValueError(f"model (RUNSTREAM_EXAMPLE_MODEL) must be one of {', '.join(MODELS)}, "
+                         f"got {model!r}")
     if max_prompt_chars < 1:
         raise ValueError(f"max_prompt_chars must be at least 1, got {max_prompt_chars}")
     if max_body_bytes < 1:
@@ -121,8 +132,12 @@ def create_app(
         raise ValueError(f"delay_scale must be >= 0, got {delay_scale}")
     owns_runtime = not isinstance(config, Runtime)
     runtime = config if isinstance(config, Runtime) else Runtime(config)
-    python_pipeline = chat_pipeline(delay_scale)
-    yaml_pipeline = yaml_chat_pipeline(runtime, delay_scale)
+    if model == "openai":
+        python_pipeline = openai_chat_pipeline()
+        yaml_pipeline = openai_yaml_chat_pipeline(runtime)
+    else:
+        python_pipeline = chat_pipeline(delay_scale)
+        yaml_pipeline = yaml_chat_pipeline(runtime, delay_scale)
     # One SSE object for the streams and the runs router: they share the runtime and its replay
     # buffer, so /runs/{id}/events replays (and resumes, Last-Event-ID) what /chat streamed.
     # authorize: /runs/{id} and /runs/{id}/events serve a run only to the session that started
@@ -176,6 +191,7 @@ def create_app(
                 "/runs/{run_id}/events": "GET - Replay a run's events via SSE "
                                          "(Last-Event-ID resumes)",
             },
+            "model": model,
             "max_prompt_chars": max_prompt_chars,
             "max_body_bytes": max_body_bytes,
         }

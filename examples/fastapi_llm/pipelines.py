@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
-from runstream import AsyncPipeline, Config, Runtime, load_pipeline
+from runstream import AsyncPipeline, Config, Retry, Runtime, load_pipeline
 from runstream_async_python import AsyncPythonTask
 from runstream_mock_llm import MockLLMTask
+from runstream_openai import OpenAIChatTask
 
 from examples.fastapi_llm.llm_mock import mock_llm_stream
 
 #: The YAML twin of :func:`chat_pipeline`, built on the ``mock-llm`` task type.
 CHAT_PIPELINE_YAML = Path(__file__).with_name("chat_pipeline.yaml")
+
+#: The YAML chat pipeline on a real model (task type ``openai-chat``).
+OPENAI_PIPELINE_YAML = Path(__file__).with_name("chat_pipeline_openai.yaml")
+
+#: The models the example can use (``RUNSTREAM_EXAMPLE_MODEL``): the mock (default) or any
+#: OpenAI-compatible server.
+MODELS = ("mock", "openai")
+
+#: The model ``OPENAI_MODEL`` names when it is not set.
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 
 #: The error the failure demo injects.
 DEMO_ERROR = "RuntimeError: upstream model overloaded"
@@ -80,3 +92,35 @@ def failing_chat_pipeline(fail_after: int, error: str = DEMO_ERROR,
             ), delay_scale)
         ],
     )
+
+
+def openai_settings(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """The real model's settings from the environment: ``OPENAI_MODEL`` (default
+    :data:`DEFAULT_OPENAI_MODEL`) and ``OPENAI_BASE_URL`` (default: OpenAI's). The API key stays
+    in ``OPENAI_API_KEY``, read by the task when it runs."""
+    env = os.environ if environ is None else environ
+    return {"model": env.get("OPENAI_MODEL") or DEFAULT_OPENAI_MODEL,
+            "base_url": env.get("OPENAI_BASE_URL") or None}
+
+
+def openai_chat_pipeline(environ: Mapping[str, str] | None = None) -> AsyncPipeline:
+    """The chat pipeline on an OpenAI-compatible server (``RUNSTREAM_EXAMPLE_MODEL=openai``).
+
+    429 and 5xx answers are retried twice, after the server's ``Retry-After``.
+    """
+    return AsyncPipeline(name="chat-openai", steps=[OpenAIChatTask(
+        name="llm_response", returns=["full_text"], retry=Retry(max_attempts=3),
+        **openai_settings(environ))])
+
+
+def openai_yaml_chat_pipeline(
+    config: Runtime | Config | str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> AsyncPipeline:
+    """``chat_pipeline_openai.yaml``, with ``model`` and ``base_url`` from the environment."""
+    pipeline = load_pipeline(OPENAI_PIPELINE_YAML, config)
+    settings = {k: v for k, v in openai_settings(environ).items() if v is not None}
+    steps = [step.model_copy(update=settings) if isinstance(step, OpenAIChatTask) else step
+             for step in pipeline.steps]
+    return AsyncPipeline(pipeline.name, steps=steps, on_failure=pipeline.on_failure,
+                         description=pipeline.description)

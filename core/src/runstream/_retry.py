@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Annotated, Any, Literal
 
@@ -32,6 +33,8 @@ class Retry(BaseModel):
     event and a pause of ``delay`` seconds (``fixed``) or ``delay * 2 ** (n - 1)`` seconds
     (``exponential``), at most ``max_delay``; with ``jitter`` the pause is drawn uniformly between
     half of that and all of it, so that many runs retrying one service spread out.
+
+    An error may ask for a longer pause itself: see :meth:`pause` (``retry_after``).
 
     ``retry_on`` lists exception classes or their names (``"TimeoutError"``, or with the module:
     ``"httpx.ReadTimeout"``); an error matches when it is an instance of one of them (a name
@@ -96,10 +99,19 @@ class Retry(BaseModel):
                 return True
         return False
 
-    def pause(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt ``attempt`` (from 1) before the next one."""
+    def pause(self, attempt: int, error: BaseException | None = None) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (from 1) before the next one.
+
+        An ``error`` with a ``retry_after`` attribute (seconds, a non-negative number: the
+        pause a server asked for, e.g. its ``Retry-After`` header) makes the pause at least
+        that long, and still at most ``max_delay``.
+        """
         base = self.delay if self.backoff == "fixed" else self.delay * 2.0 ** (attempt - 1)
         base = min(base, self.max_delay)
         if self.jitter:
             base = random.uniform(base / 2, base)
+        asked = getattr(error, "retry_after", None)
+        if (isinstance(asked, (int, float)) and not isinstance(asked, bool)
+                and math.isfinite(asked) and asked > base):
+            base = min(float(asked), self.max_delay)
         return base

@@ -114,7 +114,7 @@ async def run_step(frame: Frame, step: Step, path: str) -> None:
                     or not retry.should_retry(exc, n)):
                 await _fail(frame, step_log, attempt, path, exc)
             end_attempt(frame, attempt, step_log, "failed", f"{type(exc).__name__}: {exc}")
-            delay = retry.pause(n)
+            delay = retry.pause(n, exc)
             # The attempt failed and will be run again: say so, so that a client can drop the
             # partial output it showed for this step, then wait before the next attempt.
             step_log.status = "running"
