@@ -143,9 +143,8 @@ async def _drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> Ru
             await run_steps(frame, steps, "")
         except StepFailed as failed:
             log.status = "failed"
-            log.error = ErrorInfo(type=failed.error_type, message=failed.message,
-                                  step=failed.step)
-            terminal = ("run.failed", failed.event_data())
+            log.error = failed.info()
+            terminal = ("run.failed", log.error.event_data())
             if on_failure is not None:
                 await run_handler(frame, on_failure, on_failure.name)
         else:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ._channel import Channel
 from ._errors import TaskError, public_error_message
 from ._events import Event, EventRecord
-from ._runlog import RunLog
+from ._runlog import ErrorInfo, RunLog
 from ._secrets import RunSecrets
 from ._sinks import SinkRunner
 from ._size import FACTOR, Unmeasured, estimate_value, json_size
@@ -113,8 +113,11 @@ class StepFailed(Exception):
         self.error_type = type(error).__name__
         self.message = redact(str(error) or repr(error))
 
+    def info(self) -> ErrorInfo:
+        return ErrorInfo(type=self.error_type, message=self.message, step=self.step)
+
     def event_data(self) -> dict[str, Any]:
-        return {"error_type": self.error_type, "message": self.message, "step": self.step}
+        return self.info().event_data()
 
 
 class Run:
