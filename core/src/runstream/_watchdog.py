@@ -83,7 +83,6 @@ class _Report:
             self.watchdog.keep(waiter)
 
 
-_Block = tuple["Run | None", "str | None", str]
 
 
 class LoopWatch:
@@ -137,7 +136,6 @@ class _Watchdog:
         #: When the heartbeat the loop has not answered yet was posted (None: answered).
         self._sent: float | None = None
         #: What blocks the loop now, once reported (for the loop to add to the run).
-        self._block: _Block | None = None
         self._report: _Report | None = None
         self._reported = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -197,7 +195,6 @@ class _Watchdog:
             if self._sent is None:
                 return  # the loop answered meanwhile
             self._reported = True
-            self._block = (run, step, where)
             if run is not None and step is not None:
                 self._report = _Report(self, run, step, where, self._sent)
                 run.end_reports.append(self._report)  # atomic: the loop thread is blocked
@@ -216,7 +213,6 @@ class _Watchdog:
     def _answer(self) -> None:
         with self._lock:
             self._sent = None
-            self._block = None
             report, self._report = self._report, None
             self._reported = False
         if report is not None:
