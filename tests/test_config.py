@@ -27,7 +27,7 @@ def test_full_config_from_yaml() -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("execuotr: {type: local}\n", "unknown key 'execuotr'; allowed keys: executor, "
+    ("execuotr: {type: local}\n", "unknown key 'execuotr'; allowed keys: event_log, executor, "
                                  "limits, parameters, run_log_store, sinks"),
     ("limits: {max_event_byte: 10}\n", "unknown key 'limits.max_event_byte'; allowed keys: "
                                         "cancel_grace_period, loop_block_warning, "

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The hooks listed in DESIGN.md's "Plugins" section (registration, node and run lifecycle).
 DESIGN_HOOKS = {
     "register_task_types", "register_sinks", "register_executors", "register_run_log_stores",
+    "register_event_logs",
     "before_node_run", "after_node_run", "on_node_error",
     "before_run", "after_run",
 }

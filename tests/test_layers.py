@@ -19,9 +19,10 @@ CORE_LAYERS = [
     ["_runlog", "_events", "_channel", "_yaml_load", "_retry", "_imports"],
     ["_config", "_params"],
     # contracts that plugins subclass
-    ["_task", "_sinks", "_store", "_executor", "hookspecs", "_watchdog"],
+    ["_task", "_sinks", "_store", "_eventlog", "_executor", "hookspecs", "_watchdog"],
     # assembly: registries, plugins, built-in stores, the runtime and its services
-    ["_registry", "_store_fs", "_store_memory", "_store_sqlite", "_recorder", "_leases"],
+    ["_registry", "_store_fs", "_store_memory", "_eventlog_memory", "_store_sqlite",
+     "_recorder", "_leases"],
     ["_builtins"],
     ["_plugins"],
     ["_runtime"],

@@ -95,7 +95,8 @@ def test_builtins_are_registered_through_the_hooks_and_credited_to_runstream() -
     assert (builtin.name, builtin.distribution, builtin.status) == (
         "runstream", "runstream", "builtin")
     assert builtin.registered == {"executors": ["local"],
-                                  "run_log_stores": ["sqlite", "file-system", "memory"]}
+                                  "run_log_stores": ["sqlite", "file-system", "memory"],
+                                  "event_logs": ["memory"]}
     assert plugins.executors.get("local") is LocalExecutor
     assert plugins.run_log_stores.names() == ["file-system", "memory", "sqlite"]
     assert {plugins.run_log_stores.owner(n) for n in plugins.run_log_stores} == {"runstream"}

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     )
     from ._errors import (
         ConfigError as ConfigError,
+        EventLogError as EventLogError,
         ParameterError as ParameterError,
         PipelineDefinitionError as PipelineDefinitionError,
         PluginError as PluginError,
@@ -35,6 +36,12 @@ if TYPE_CHECKING:
         UnknownNameError as UnknownNameError,
         public_error_message as public_error_message,
     )
+    from ._eventlog import (
+        CancelHandler as CancelHandler,
+        EventLog as EventLog,
+        LoggedRun as LoggedRun,
+    )
+    from ._eventlog_memory import MemoryEventLog as MemoryEventLog
     from ._events import (
         EVENT_TYPES as EVENT_TYPES,
         TERMINAL_EVENT_TYPES as TERMINAL_EVENT_TYPES,

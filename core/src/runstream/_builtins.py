@@ -13,6 +13,13 @@ def register_executors(register: Register) -> None:
 
 
 @hookimpl
+def register_event_logs(register: Register) -> None:
+    from ._eventlog_memory import MemoryEventLog
+
+    register("memory", MemoryEventLog)
+
+
+@hookimpl
 def register_run_log_stores(register: Register) -> None:
     from ._store_fs import FileSystemStore
     from ._store_memory import MemoryStore

@@ -50,8 +50,16 @@ class Limits(BaseModel):
                     "run's queue holds at most this much plus one event. Default 8 MiB.")
     max_concurrent_runs: int | None = Field(
         default=None, ge=1,
-        description="Runs in flight per runtime; HTTP endpoints (runstream-sse) answer 503 with "
-                    "`Retry-After` beyond it. `null`: no limit.")
+        description="Runs that HTTP endpoints (runstream-sse) keep in flight at once; they "
+                    "answer 503 with `Retry-After` beyond it. Counted per process with the "
+                    "`memory` event log, across every process that shares a shared one "
+                    "(`redis`). `null`: no limit.")
+    reconnect_grace: float | None = Field(
+        default=None, ge=0, le=3600,
+        description="Seconds a run whose last client went away (with `on_disconnect=\"cancel\"`) "
+                    "keeps running for a client to resume it (`Last-Event-ID`, on any process) "
+                    "before it is cancelled. An explicit Stop (`POST /runs/{id}/cancel`) "
+                    "cancels at once. `null` (default): 5 with a shared event log, else 0.")
     cancel_grace_period: float = Field(
         default=5.0, ge=0,
         description="Seconds a cancelled or timed-out step may take to stop before runstream "
@@ -117,6 +125,12 @@ class Config(BaseModel):
         default_factory=lambda: ComponentConfig(type="sqlite"),
         description="Where run logs are kept. Built in: `sqlite` (default), `file-system`, "
                     "`memory`.",
+    )
+    event_log: ComponentConfig = Field(
+        default_factory=lambda: ComponentConfig(type="memory"),
+        description="Where the events of runs that clients follow are kept for replay, and "
+                    "how cancel signals and run slots are shared. Built in: `memory` (this "
+                    "process only); `redis` with runstream-redis (every process sharing it).",
     )
     sinks: list[ComponentConfig] = Field(
         default_factory=list,

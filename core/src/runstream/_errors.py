@@ -27,6 +27,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "EventLogError",
     "ParameterError",
     "PipelineDefinitionError",
     "PluginError",
@@ -90,6 +91,11 @@ class RunNotFoundError(RunstreamError):
 
 class StoreError(RunstreamError):
     """The run log store failed to read or write."""
+
+
+class EventLogError(RunstreamError):
+    """The event log cannot be reached or failed to read or write (its message names the
+    server, never its password)."""
 
 
 #: Errors whose messages are about what the caller sent, never about the server: they are safe to

@@ -16,6 +16,7 @@ import pluggy
 
 from . import hookspecs
 from ._errors import PluginError
+from ._eventlog import EventLog
 from ._executor import Executor
 from ._registry import Registry
 from ._sinks import Sink
@@ -37,6 +38,7 @@ REGISTRATION_HOOKS = {
     "register_sinks": "sinks",
     "register_executors": "executors",
     "register_run_log_stores": "run_log_stores",
+    "register_event_logs": "event_logs",
 }
 
 
@@ -78,6 +80,7 @@ class Plugins:
     sinks: Registry[Sink]
     executors: Registry[Executor]
     run_log_stores: Registry[RunLogStore]
+    event_logs: Registry[EventLog]
 
     def registry(self, key: str) -> Registry[Any]:
         return getattr(self, key)  # type: ignore[no-any-return]
@@ -221,6 +224,7 @@ def load_plugins(
         sinks=Registry("sink", Sink),
         executors=Registry("executor", Executor),
         run_log_stores=Registry("run log store", RunLogStore),
+        event_logs=Registry("event log", EventLog),
     )
     for key in REGISTRATION_HOOKS.values():
         result.registry(key).unknown_hint = partial(_skipped_hint, infos)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from ._config import Config, find_config_file
 from ._errors import ConfigError, RunIdError, RunstreamError
+from ._eventlog import EventLog
 from ._executor import Executor
 from ._leases import Leases
 from ._plugins import Plugins, load_plugins
@@ -111,6 +112,12 @@ class Runtime:
         self.store: RunLogStore = _build(
             store_cls, cfg.run_log_store.options(),
             f"{source}: run_log_store (type: {cfg.run_log_store.type})")
+        log_cls = self.plugins.event_logs.get_for_config(cfg.event_log.type,
+                                                         f"{source}: event_log")
+        #: Where the events of runs that clients follow live (see :class:`EventLog`).
+        self.event_log: EventLog = _build(
+            log_cls, cfg.event_log.options(),
+            f"{source}: event_log (type: {cfg.event_log.type})")
         self.sinks: list[tuple[str, Sink]] = []
         for i, entry in enumerate(cfg.sinks):
             where = f"{source}: sinks[{i}]"
@@ -177,7 +184,22 @@ class Runtime:
         return self._hooks[name]
 
     async def __aenter__(self) -> Runtime:
+        await self.start()
         return self
+
+    async def start(self) -> None:
+        """Connect to the shared services now (the event log), so that an unreachable server is
+        a clear error at application start rather than at the first request. ``async with
+        Runtime(...)`` calls it; without it they connect on first use."""
+        await self.event_log.start()
+
+    @property
+    def reconnect_grace(self) -> float:
+        """``limits.reconnect_grace``, or its default for this runtime's event log."""
+        grace = self.config.limits.reconnect_grace
+        if grace is not None:
+            return grace
+        return 5.0 if self.event_log.shared else 0.0
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
@@ -187,7 +209,10 @@ class Runtime:
         then close the run log store. Runs must not use the runtime afterwards."""
         await self.recorder.aclose(self.config.limits.store_save_timeout)
         await self.leases.aclose()
-        await self.store.close()
+        try:
+            await self.event_log.close()
+        finally:
+            await self.store.close()
         self.task_threads.close()
 
 

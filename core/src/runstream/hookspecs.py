@@ -28,6 +28,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "on_node_error",
+    "register_event_logs",
     "register_executors",
     "register_run_log_stores",
     "register_sinks",
@@ -74,6 +75,15 @@ def register_run_log_stores(register: Register) -> None:
 
     ``MyStore`` subclasses :class:`runstream.RunLogStore`; the config's
     ``run_log_store: {type: ...}`` picks one. Fires once when a runtime is built.
+    """
+
+
+@hookspec
+def register_event_logs(register: Register) -> None:
+    """Register event logs: call ``register("my-log", MyEventLog)`` for each.
+
+    ``MyEventLog`` subclasses :class:`runstream.EventLog`; the config's
+    ``event_log: {type: ...}`` picks one. Fires once when a runtime is built.
     """
 
 

@@ -1,0 +1,325 @@
+"""``memory`` event log (the default): runs' recent records in this process only."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Final
+
+from pydantic import Field, PrivateAttr
+
+from ._errors import RunIdError, RunNotFoundError
+from ._eventlog import CancelHandler, EventLog, LoggedRun
+from ._events import TERMINAL_EVENT_TYPES
+from ._size import Unmeasured, estimate, json_size
+
+if TYPE_CHECKING:
+    from ._events import EventRecord
+
+#: What a kept record costs besides its JSON: the tuple, its place in the deque, its size.
+RECORD_OVERHEAD: Final = 120
+
+
+def record_size(record: EventRecord) -> int:
+    """The bytes ``record`` holds in a log: its data's JSON size (the cheap estimate, exact
+    where the estimate cannot bound it) plus :data:`RECORD_OVERHEAD`."""
+    data = record[4]
+    try:
+        return estimate(data) + RECORD_OVERHEAD
+    except (Unmeasured, TypeError):
+        return json_size(data) + RECORD_OVERHEAD
+
+
+class _Run:
+    """One run's records (each with its size) and the readers waiting for more."""
+
+    __slots__ = (
+        "ended_at",
+        "last_seq",
+        "nbytes",
+        "owner",
+        "pipeline",
+        "readers",
+        "records",
+        "run_id",
+        "sizes",
+        "status",
+        "waiters",
+    )
+
+    def __init__(self, run_id: str, pipeline: str, owner: str | None, max_events: int) -> None:
+        self.run_id = run_id
+        self.pipeline = pipeline
+        self.owner = owner
+        self.status = "running"
+        self.records: deque[EventRecord] = deque(maxlen=max_events)
+        self.sizes: deque[int] = deque(maxlen=max_events)
+        self.nbytes = 0
+        self.last_seq = 0
+        self.readers = 0
+        self.waiters: list[asyncio.Future[None]] = []
+        self.ended_at: float | None = None
+
+    def since(self, cursor: int) -> list[EventRecord]:
+        records = self.records
+        if self.last_seq <= cursor or not records:
+            return []
+        first = records[0][0]
+        if cursor < first:
+            return list(records)
+        start = cursor - first + 1  # seqs are contiguous
+        n = len(records)
+        if n - start < start:
+            return [records[i] for i in range(start, n)]
+        return list(records)[start:]
+
+    def wake(self) -> None:
+        waiters = self.waiters
+        if waiters:
+            self.waiters = []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def info(self) -> LoggedRun:
+        first = self.records[0][0] if self.records else self.last_seq + 1
+        return LoggedRun(self.run_id, self.pipeline, self.owner, self.status, self.last_seq,
+                         first)
+
+
+class MemoryEventLog(EventLog):
+    """Keeps the recent records of runs in this process: replay and follow work for clients of
+    this process only, and cancel signals and run slots reach this process only.
+
+    Besides the per-run bounds it keeps at most ``max_runs`` runs and ``max_total_bytes`` of
+    records in all: past either, the runs that ended first are forgotten first (running runs
+    never are).
+    """
+
+    max_runs: int = Field(default=1_000, ge=1, description="Runs kept (ended ones go first).")
+    max_total_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1,
+        description="Bytes of records kept for all runs; past it the runs that ended first are "
+                    "forgotten first.")
+
+    _runs: dict[str, _Run] = PrivateAttr(default_factory=dict)
+    _ended: dict[str, float] = PrivateAttr(default_factory=dict)  # run id -> end, in end order
+    _held: int = PrivateAttr(default=0)
+    _handlers: list[CancelHandler] = PrivateAttr(default_factory=list)
+    _slots: set[str] = PrivateAttr(default_factory=set)
+    _timer: asyncio.TimerHandle | None = PrivateAttr(default=None)
+    _timer_loop: asyncio.AbstractEventLoop | None = PrivateAttr(default=None)
+
+    # -- writing ---------------------------------------------------------------------------
+    async def create(self, run_id: str, *, pipeline: str, owner: str | None) -> None:
+        self.sweep()
+        if run_id in self._runs:
+            raise RunIdError(f"run id '{run_id}' is already used by a run in the event log; "
+                             "pick another or omit it")
+        while len(self._runs) >= self.max_runs and self._ended:
+            self._drop(next(iter(self._ended)))
+        self._runs[run_id] = _Run(run_id, pipeline, owner, self.max_events)
+
+    async def append(self, run_id: str, records: Sequence[EventRecord]) -> None:
+        self.append_now(run_id, records)
+
+    def append_now(self, run_id: str, records: Sequence[EventRecord]) -> None:
+        """:meth:`append` without a coroutine (this log never waits)."""
+        run = self._runs.get(run_id)
+        if run is None or run.ended_at is not None or not records:
+            return
+        kept, sizes = run.records, run.sizes
+        max_events = self.max_events
+        grow = 0
+        for record in records:
+            size = record_size(record)
+            if len(kept) == max_events:
+                grow -= sizes[0]  # the deque drops it as the new one comes in
+            kept.append(record)
+            sizes.append(size)
+            grow += size
+        run.last_seq = records[-1][0]
+        run.nbytes += grow
+        self._held += grow
+        if run.nbytes > self.max_run_bytes:
+            self._trim(run)
+        if records[-1][2] in TERMINAL_EVENT_TYPES:
+            run.status = records[-1][2].removeprefix("run.")
+        if self._held > self.max_total_bytes:
+            self._evict()
+        run.wake()
+
+    def _trim(self, run: _Run) -> None:
+        kept, sizes = run.records, run.sizes
+        freed = 0
+        while len(kept) > 1 and run.nbytes - freed > self.max_run_bytes:
+            kept.popleft()
+            freed += sizes.popleft()
+        run.nbytes -= freed
+        self._held -= freed
+
+    async def end(self, run_id: str, status: str) -> None:
+        run = self._runs.get(run_id)
+        if run is None or run.ended_at is not None:
+            return
+        run.status = status
+        run.ended_at = time.monotonic()
+        self._slots.discard(run_id)
+        run.wake()
+        if self.ttl == 0:
+            self._drop(run_id)
+            return
+        self._ended[run_id] = run.ended_at
+        self._evict()
+        self._schedule_sweep()
+
+    # -- reading ---------------------------------------------------------------------------
+    async def read(self, run_id: str, after: int = 0, *, follow: bool = True
+                   ) -> AsyncIterator[list[EventRecord]]:
+        self.sweep()
+        run = self._runs.get(run_id)
+        if run is None:
+            raise RunNotFoundError(f"no run '{run_id}' in the event log")
+        cursor = after
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = run.since(cursor)
+            if batch:
+                cursor = batch[-1][0]
+                yield batch
+                if batch[-1][2] in TERMINAL_EVENT_TYPES:
+                    return
+                continue
+            if run.ended_at is not None or not follow or self._runs.get(run_id) is not run:
+                return
+            waiter: asyncio.Future[None] = loop.create_future()
+            run.waiters.append(waiter)
+            await waiter
+
+    async def get_run(self, run_id: str) -> LoggedRun | None:
+        run = self.get_now(run_id)
+        return None if run is None else run.info()
+
+    def get_now(self, run_id: str) -> _Run | None:
+        self.sweep()
+        return self._runs.get(run_id)
+
+    # -- signals, slots, readers -----------------------------------------------------------
+    async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        run = self._runs.get(run_id)
+        if run is None or run.status != "running":
+            return False
+        for handler in list(self._handlers):
+            handler(run_id, reason)
+        return True
+
+    def subscribe_cancel(self, handler: CancelHandler) -> Callable[[], None]:
+        self._handlers.append(handler)
+
+        def unsubscribe() -> None:
+            if handler in self._handlers:
+                self._handlers.remove(handler)
+
+        return unsubscribe
+
+    async def acquire_slot(self, run_id: str, limit: int) -> bool:
+        slots = self._slots
+        if run_id in slots:
+            return True
+        if len(slots) >= limit:
+            return False
+        slots.add(run_id)
+        return True
+
+    async def release_slot(self, run_id: str) -> None:
+        self._slots.discard(run_id)
+
+    async def slots_in_use(self) -> int:
+        return len(self._slots)
+
+    async def add_reader(self, run_id: str) -> None:
+        run = self._runs.get(run_id)
+        if run is not None:
+            run.readers += 1
+
+    async def remove_reader(self, run_id: str) -> None:
+        run = self._runs.get(run_id)
+        if run is not None and run.readers > 0:
+            run.readers -= 1
+
+    async def readers(self, run_id: str) -> int:
+        run = self._runs.get(run_id)
+        return 0 if run is None else run.readers
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for run in self._runs.values():
+            run.wake()
+
+    # -- bounds and expiry -----------------------------------------------------------------
+    def run_ids(self) -> list[str]:
+        """Ids of the runs kept, oldest first."""
+        self.sweep()
+        return list(self._runs)
+
+    def bytes_kept(self, run_id: str | None = None) -> int:
+        """Bytes of records kept: of ``run_id`` (0 for an unknown run), or of every run."""
+        self.sweep()
+        if run_id is None:
+            return self._held
+        run = self._runs.get(run_id)
+        return 0 if run is None else run.nbytes
+
+    def sweep(self) -> None:
+        """Forget the runs that ended more than ``ttl`` seconds ago (also done on a timer)."""
+        ended = self._ended
+        if not ended:
+            return
+        deadline = time.monotonic() - self.ttl
+        while ended:
+            run_id = next(iter(ended))
+            if ended[run_id] > deadline:
+                break
+            self._drop(run_id)
+
+    def _evict(self) -> None:
+        ended = self._ended
+        while self._held > self.max_total_bytes and ended:
+            self._drop(next(iter(ended)))
+
+    def _drop(self, run_id: str) -> None:
+        self._ended.pop(run_id, None)
+        run = self._runs.pop(run_id, None)
+        if run is not None:
+            self._held -= run.nbytes
+            run.records.clear()
+            run.sizes.clear()
+            run.nbytes = 0
+            if run.ended_at is None:
+                run.ended_at = time.monotonic()
+            run.wake()
+
+    def _schedule_sweep(self) -> None:
+        """One timer, due when the oldest ended run expires: memory is released on time even if
+        nobody touches the log again."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - runs end inside a loop
+            return
+        timer = self._timer
+        if (timer is not None and self._timer_loop is loop and not loop.is_closed()
+                and not timer.cancelled()) or not self._ended:
+            return
+        oldest = next(iter(self._ended.values()))
+        delay = max(0.0, oldest + self.ttl - time.monotonic()) + 0.01
+        self._timer = loop.call_later(delay, self._on_timer)
+        self._timer_loop = loop
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.sweep()
+        self._schedule_sweep()
