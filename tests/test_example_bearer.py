@@ -79,3 +79,19 @@ def test_a_ticket_opens_one_run_for_a_minute(client: httpx.Client) -> None:
     expired = payload.decode() + "." + hmac.new(KEY, payload, hashlib.sha256).hexdigest()
     assert client.get(f"/runs/{run_id}/events", params={"ticket": expired}).status_code == 404
     assert bearer.ticket_user(KEY, ticket, run_id) == "alice"  # while the real one is valid
+
+
+def test_the_ticket_key_comes_from_the_environment_shared_by_every_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two processes of one deployment must accept each other's tickets: the key is not made
+    # per process when the environment gives one.
+    monkeypatch.setenv(bearer.TICKET_KEY_ENV, KEY.hex())
+    assert bearer.ticket_key_from_env() == KEY
+    monkeypatch.setenv(bearer.TICKET_KEY_ENV, "not hex")
+    with pytest.raises(ValueError, match="must be hex"):
+        bearer.ticket_key_from_env()
+    monkeypatch.setenv(bearer.TICKET_KEY_ENV, "ab" * 8)
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        bearer.ticket_key_from_env()
+    monkeypatch.delenv(bearer.TICKET_KEY_ENV)
+    assert bearer.ticket_key_from_env() != bearer.ticket_key_from_env()  # one per process

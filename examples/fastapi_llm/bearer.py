@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import secrets
 import time
 from collections.abc import Mapping
@@ -105,17 +106,40 @@ def caller(request: Request) -> str | None:
     return None
 
 
+#: The environment variable with the key that signs tickets, shared by every process.
+TICKET_KEY_ENV = "RUNSTREAM_EXAMPLE_TICKET_KEY"
+
+
+def ticket_key_from_env() -> bytes:
+    """``$RUNSTREAM_EXAMPLE_TICKET_KEY`` as bytes (hex; ValueError if malformed or short), or a
+    random key for this process only if it is unset."""
+    raw = os.environ.get(TICKET_KEY_ENV)
+    if not raw:
+        return secrets.token_bytes(32)
+    try:
+        key = bytes.fromhex(raw)
+    except ValueError:
+        raise ValueError(f"{TICKET_KEY_ENV} must be hex (e.g. from `openssl rand -hex 32`)"
+                         ) from None
+    if len(key) < 32:
+        raise ValueError(f"{TICKET_KEY_ENV} must hold at least 32 bytes (64 hex digits), "
+                         f"got {len(key)}")
+    return key
+
+
 def create_app(tokens: Mapping[str, str], *, config: Config | None = None,
                ticket_key: bytes | None = None, delay_scale: float = 1.0) -> FastAPI:
     """The app. ``tokens`` maps each bearer token to its user id; ``ticket_key`` signs
-    tickets (default: random per process, so tickets do not survive a restart)."""
+    tickets. Default: ``$RUNSTREAM_EXAMPLE_TICKET_KEY`` (hex, at least 32 bytes), which every
+    process of a deployment must share (docs/deploy.md); without it, a random key for this
+    process only, so tickets work on this process only and not after a restart."""
     runtime = Runtime(config if config is not None
                       else Config(run_log_store=ComponentConfig(type="memory")))
     sse = SSE(runtime, authorize=caller)
     pipeline = chat_pipeline(delay_scale)
     app = FastAPI(title="Bearer-token chat", lifespan=sse.lifespan)
     app.state.tokens = dict(tokens)
-    app.state.ticket_key = ticket_key if ticket_key is not None else secrets.token_bytes(32)
+    app.state.ticket_key = ticket_key if ticket_key is not None else ticket_key_from_env()
     app.include_router(sse.router())
 
     @app.post("/chat")
