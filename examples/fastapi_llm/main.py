@@ -99,7 +99,7 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     send_timeout: float | None = 30.0,
     shutdown_grace_period: float = 5.0,
-    delay_scale: float = 1.0,
+    delay_scale: float | None = None,
     model: str | None = None,
 ) -> FastAPI:
     """Build the example app.
@@ -115,7 +115,8 @@ def create_app(
       is cancelled (None: wait forever).
     - ``shutdown_grace_period``: when the server stops, open streams are ended with
       ``run.cancelled`` (reason ``shutdown``) within this many seconds.
-    - ``delay_scale``: multiplies the mock model's delays (0: as fast as possible, for tests).
+    - ``delay_scale``: multiplies the mock model's delays (0: as fast as possible, for tests);
+      None reads ``RUNSTREAM_EXAMPLE_DELAY_SCALE``, default 1.
     - ``model``: ``"mock"`` or ``"openai"`` (an OpenAI-compatible server: ``OPENAI_BASE_URL``,
       ``OPENAI_MODEL``, ``OPENAI_API_KEY``); None reads ``RUNSTREAM_EXAMPLE_MODEL``, default
       ``"mock"``. The failure demo (``fail_after``) always uses the mock.
@@ -128,6 +129,13 @@ def create_app(
         raise ValueError(f"max_prompt_chars must be at least 1, got {max_prompt_chars}")
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be at least 1, got {max_body_bytes}")
+    if delay_scale is None:
+        raw_scale = os.environ.get("RUNSTREAM_EXAMPLE_DELAY_SCALE") or "1"
+        try:
+            delay_scale = float(raw_scale)
+        except ValueError:
+            raise ValueError(f"RUNSTREAM_EXAMPLE_DELAY_SCALE must be a number, got {raw_scale!r}"
+                             ) from None
     if not delay_scale >= 0:
         raise ValueError(f"delay_scale must be >= 0, got {delay_scale}")
     owns_runtime = not isinstance(config, Runtime)
