@@ -1,0 +1,214 @@
+"""The protocol adapters (docs/protocols.md) on recorded runs: frames, ids, resume, retries,
+the shapes each protocol carries; AG-UI events validated by ``ag-ui-protocol``'s models."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from ag_ui.core import Event as AGUIEvent
+from pydantic import TypeAdapter
+from runstream import EventRecord, Runtime
+from runstream_sse import ADAPTERS, make_adapter, openai_completion
+
+from ._protocol_runs import HOSTILE, failed_run, mock_run, retried_run, shapes_run
+
+AGUI_EVENT: TypeAdapter[Any] = TypeAdapter(AGUIEvent)
+
+
+def frames(text: str) -> list[tuple[int, str]]:
+    """(id, data) of each frame; every frame must have exactly one id and one data line."""
+    out = []
+    for block in text.split("\n\n")[:-1]:
+        lines = block.split("\n")
+        assert len(lines) == 2 and lines[0].startswith("id: ") and lines[1].startswith("data: ")
+        out.append((int(lines[0][4:]), lines[1][6:]))
+    assert text.endswith("\n\n") or text == ""
+    return out
+
+
+def payloads(text: str) -> list[Any]:
+    return [data if data == "[DONE]" else json.loads(data) for _, data in frames(text)]
+
+
+def encode(protocol: str, run_id: str, records: list[EventRecord], **options: Any) -> str:
+    return make_adapter(protocol, run_id=run_id, **options).encode(records)
+
+
+def agui_text(events: list[dict[str, Any]]) -> str:
+    return "".join(e["delta"] for e in events if e["type"] == "TEXT_MESSAGE_CONTENT")
+
+
+def vercel_text(chunks: list[Any]) -> str:
+    return "".join(c["delta"] for c in chunks if isinstance(c, dict) and c["type"] == "text-delta")
+
+
+def openai_text(chunks: list[Any]) -> str:
+    return "".join(c["choices"][0]["delta"].get("content", "") for c in chunks
+                   if isinstance(c, dict) and c.get("choices"))
+
+
+@pytest.mark.parametrize("protocol", sorted(ADAPTERS))
+@pytest.mark.parametrize("prompt", ["Hello, how are you?", *HOSTILE])
+async def test_frames_carry_ids_and_the_text_adds_up(runtime: Runtime, protocol: str,
+                                                      prompt: str) -> None:
+    run_id, records, text = await mock_run(runtime, prompt)
+    out = encode(protocol, run_id, records)
+    seqs = {record[0] for record in records}
+    ids = [frame_id for frame_id, _ in frames(out)]
+    assert ids == sorted(ids) and set(ids) <= seqs
+    got = payloads(out)
+    reader = {"vercel-ai": vercel_text, "ag-ui": agui_text, "openai": openai_text}[protocol]
+    assert reader(got) == text
+    if protocol == "ag-ui":
+        for event in got:
+            AGUI_EVENT.validate_python(event)
+        assert got[0]["type"] == "RUN_STARTED" and got[-1]["type"] == "RUN_FINISHED"
+    else:
+        assert got[-1] == "[DONE]"
+
+
+@pytest.mark.parametrize("protocol", sorted(ADAPTERS))
+async def test_encoding_is_deterministic_and_resumes_after_any_id(runtime: Runtime,
+                                                                  protocol: str) -> None:
+    run_id, records, _ = await shapes_run(runtime)
+    whole = encode(protocol, run_id, records)
+    assert whole == encode(protocol, run_id, records)
+    # Fed in batches, as a live stream is, the frames are the same.
+    adapter = make_adapter(protocol, run_id=run_id)
+    assert "".join(adapter.encode(records[i:i + 3]) for i in range(0, len(records), 3)) == whole
+    assert adapter.finished
+    for cut in range(1, len(records) + 1):
+        resumed = make_adapter(protocol, run_id=run_id).encode(records, after=cut)
+        tail = [(i, d) for i, d in frames(whole) if i > cut]
+        got = frames(resumed)
+        # The resumed stream is the rest of the whole one, after the frames a protocol sends
+        # again for a new reader (the open message, for Vercel and AG-UI).
+        assert got[len(got) - len(tail):] == tail
+        assert all(i > cut for i, _ in got)
+
+
+async def test_vercel_maps_every_shape(runtime: Runtime) -> None:
+    run_id, records, text = await shapes_run(runtime)
+    chunks = payloads(encode("vercel-ai", run_id, records))
+    types = [c["type"] if isinstance(c, dict) else c for c in chunks]
+    assert types[0] == "start" and chunks[0]["messageId"] == f"msg-{run_id}"
+    assert types[-3:] == ["finish-step", "finish", "[DONE]"]
+    assert chunks[-2]["finishReason"] == "stop"
+    assert chunks[-2]["messageMetadata"]["usage"]["total_tokens"] == 16
+    for expected in ("reasoning-start", "reasoning-delta", "reasoning-end", "text-start",
+                     "text-end", "tool-input-start", "tool-input-delta",
+                     "tool-input-available", "tool-output-available", "tool-input-error",
+                     "data-sources", "data-runstream-status", "data-runstream-event",
+                     "start-step"):
+        assert expected in types, expected
+    assert vercel_text(chunks) == text
+    available = next(c for c in chunks if c["type"] == "tool-input-available")
+    assert available["input"] == {"city": "Paris"}
+    unknown = [c["data"]["event"] for c in chunks[:-1] if c["type"] == "data-runstream-event"]
+    assert unknown == [{"type": "tool_result", "id": "nobody", "result": 1},
+                       {"type": "chunk", "text": 42},
+                       {"type": "something-else", "value": None}]
+
+
+async def test_agui_maps_every_shape(runtime: Runtime) -> None:
+    run_id, records, text = await shapes_run(runtime)
+    events = payloads(encode("ag-ui", run_id, records, thread_id="t1", agui_run_id="r1"))
+    for event in events:
+        AGUI_EVENT.validate_python(event)
+    types = [e["type"] for e in events]
+    assert events[0] == {"type": "RUN_STARTED", "threadId": "t1", "runId": "r1"}
+    assert types[-2:] == ["STEP_FINISHED", "RUN_FINISHED"]
+    assert events[-1]["usage"] == [{"inputTokens": 12, "outputTokens": 4, "totalTokens": 16}]
+    for expected in ("STEP_STARTED", "REASONING_START", "REASONING_MESSAGE_CONTENT",
+                     "REASONING_END", "TEXT_MESSAGE_START", "TEXT_MESSAGE_END",
+                     "TOOL_CALL_START", "TOOL_CALL_ARGS", "TOOL_CALL_END", "TOOL_CALL_RESULT",
+                     "CUSTOM"):
+        assert expected in types, expected
+    assert agui_text(events) == text
+    assert {e["name"] for e in events if e["type"] == "CUSTOM"} == {
+        "runstream.status", "sources", "runstream.event"}
+
+
+async def test_openai_maps_text_reasoning_and_tool_calls(runtime: Runtime) -> None:
+    run_id, records, text = await shapes_run(runtime)
+    chunks = payloads(encode("openai", run_id, records, model="m", include_usage=True))
+    assert chunks[-1] == "[DONE]"
+    assert chunks[-2]["choices"] == [] and chunks[-2]["usage"]["total_tokens"] == 16
+    assert chunks[-3]["choices"][0]["finish_reason"] == "stop"
+    assert openai_text(chunks) == text
+    deltas = [c["choices"][0]["delta"] for c in chunks[:-2]]
+    assert "".join(d.get("reasoning_content", "") for d in deltas) == (
+        "The user greets me, so I answer.\n")
+    calls = [call for d in deltas for call in d.get("tool_calls", [])]
+    assert [c["index"] for c in calls] == [0, 0, 0, 1]
+    assert calls[0]["function"]["name"] == "get_weather"
+    assert "".join(c["function"]["arguments"] for c in calls[:3]) == '{"city": "Paris"}'
+    status, body = openai_completion(records, run_id=run_id, model="m")
+    assert status == 200 and body["choices"][0]["message"]["content"] == text
+    assert body["usage"] == {"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16}
+    assert [c["id"] for c in body["choices"][0]["message"]["tool_calls"]] == ["call_1",
+                                                                               "call_2"]
+
+
+async def test_a_failed_run_ends_with_each_protocols_error(runtime: Runtime) -> None:
+    run_id, records, partial = await failed_run(runtime)
+    vercel = payloads(encode("vercel-ai", run_id, records))
+    assert vercel[-3:] == [{"type": "error",
+                            "errorText": "RuntimeError: upstream model overloaded"},
+                           {"type": "finish", "finishReason": "error"}, "[DONE]"]
+    assert vercel_text(vercel) == partial
+    agui = payloads(encode("ag-ui", run_id, records))
+    for event in agui:
+        AGUI_EVENT.validate_python(event)
+    assert agui[-2]["type"] == "TEXT_MESSAGE_END"
+    assert agui[-1] == {"type": "RUN_ERROR", "message": "RuntimeError: upstream model overloaded",
+                        "code": "RuntimeError"}
+    openai = payloads(encode("openai", run_id, records))
+    assert openai[-2]["error"]["message"] == "RuntimeError: upstream model overloaded"
+    status, body = openai_completion(records, run_id=run_id)
+    assert status == 500 and body["error"]["code"] == "RuntimeError"
+    assert openai_completion(records[:-1], run_id=run_id)[0] == 500
+
+
+async def test_a_retry_names_the_void_parts(runtime: Runtime) -> None:
+    run_id, records, text = await retried_run(runtime)
+    vercel = payloads(encode("vercel-ai", run_id, records))
+    retry = next(c for c in vercel if c["type"] == "data-runstream-retry")
+    void = set(retry["data"]["void"])
+    kept = "".join(c["delta"] for c in vercel
+                   if isinstance(c, dict) and c["type"] == "text-delta" and c["id"] not in void)
+    assert kept == text and retry["data"]["attempt"] == 1
+    agui = payloads(encode("ag-ui", run_id, records))
+    for event in agui:
+        AGUI_EVENT.validate_python(event)
+    retry = next(e for e in agui if e["type"] == "CUSTOM")
+    assert retry["name"] == "runstream.retry"
+    kept = "".join(e["delta"] for e in agui if e["type"] == "TEXT_MESSAGE_CONTENT"
+                   and e["messageId"] not in retry["value"]["void"])
+    assert kept == text
+    assert [e["type"] for e in agui].count("STEP_STARTED") == 1
+    openai = payloads(encode("openai", run_id, records))
+    assert any(c.get("runstream", {}).get("retry") for c in openai if isinstance(c, dict))
+    status, body = openai_completion(records, run_id=run_id)
+    assert status == 200 and body["choices"][0]["message"]["content"] == text
+
+
+async def test_a_cancelled_run(runtime: Runtime) -> None:
+    run_id, records, _ = await mock_run(runtime, "hi")
+    cancelled = [*records[:-1], (records[-1][0], records[-1][1], "run.cancelled", None,
+                                 {"reason": "client disconnected"})]
+    vercel = payloads(encode("vercel-ai", run_id, cancelled))
+    assert vercel[-2:] == [{"type": "abort", "reason": "client disconnected"}, "[DONE]"]
+    agui = payloads(encode("ag-ui", run_id, cancelled))
+    assert agui[-1]["outcome"] == {"type": "cancelled"}
+    AGUI_EVENT.validate_python(agui[-1])
+    assert payloads(encode("openai", run_id, cancelled))[-2]["error"]["code"] == "cancelled"
+
+
+def test_an_unknown_protocol_is_named() -> None:
+    with pytest.raises(ValueError, match="unknown protocol 'vercel'; protocols: runstream, "
+                                         "ag-ui, openai, vercel-ai"):
+        make_adapter("vercel", run_id="r")
+    assert ADAPTERS["vercel-ai"](run_id="r").headers == {"x-vercel-ai-ui-message-stream": "v1"}
