@@ -40,9 +40,11 @@ class AGUIAdapter(ProtocolAdapter):
         self._usage: Any = None
 
     def open(self, seq: int, ts: float) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.open`."""
         return [{"type": "RUN_STARTED", "threadId": self.thread_id, "runId": self.agui_run_id}]
 
     def resume(self) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.resume`."""
         # AG-UI has no resume: a reconnect is read as a run of its own, which starts, and in
         # which the steps, messages and tool calls still open start again (same ids).
         out: list[Payload] = self.open(0, 0.0)
@@ -107,6 +109,7 @@ class AGUIAdapter(ProtocolAdapter):
 
     def task_event(self, seq: int, step: str, shape: str, data: dict[str, Any]
                    ) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.task_event`."""
         if shape == "chunk":
             return self._text(seq, step, "text", data["text"])
         if shape == "reasoning":
@@ -147,12 +150,14 @@ class AGUIAdapter(ProtocolAdapter):
                  "value": {"step": step, "event": data}}]
 
     def step_started(self, seq: int, step: str, data: dict[str, Any]) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.step_started`."""
         if step in self._steps:  # a retry: the step is still started
             return []
         self._steps.add(step)
         return [{"type": "STEP_STARTED", "stepName": step}]
 
     def step_completed(self, seq: int, step: str, data: dict[str, Any]) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.step_completed`."""
         out = self._close(step)
         self._parts.attempt(step)
         if step in self._steps:
@@ -161,6 +166,7 @@ class AGUIAdapter(ProtocolAdapter):
         return out
 
     def step_retrying(self, seq: int, step: str, data: dict[str, Any]) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.step_retrying`."""
         # AG-UI cannot take a message back: the failed attempt's messages are ended and named
         # in a CUSTOM event, for the page to drop (docs/protocols.md, "Retries").
         out = self._close(step)
@@ -171,12 +177,15 @@ class AGUIAdapter(ProtocolAdapter):
         return out
 
     def step_failed(self, seq: int, step: str, data: dict[str, Any]) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.step_failed`."""
         return self._close(step)
 
     def warning(self, seq: int, data: dict[str, Any]) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.warning`."""
         return [{"type": "CUSTOM", "name": "runstream.warning", "value": data}]
 
     def finish(self, seq: int, type_: str, data: dict[str, Any]) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.finish`."""
         out = self._close(None) + self._end_tools()
         if type_ == "run.failed":
             out.append({"type": "RUN_ERROR", "message": failure_text(data),

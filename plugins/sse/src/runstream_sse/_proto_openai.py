@@ -61,6 +61,7 @@ class OpenAIAdapter(ProtocolAdapter):
                              "finish_reason": finish_reason}]}
 
     def open(self, seq: int, ts: float) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.open`."""
         self._created = int(ts)
         return [self._chunk({"role": "assistant", "content": ""})]
 
@@ -75,6 +76,7 @@ class OpenAIAdapter(ProtocolAdapter):
 
     def task_event(self, seq: int, step: str, shape: str, data: dict[str, Any]
                    ) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.task_event`."""
         if shape == "chunk":
             self._deltas += 1
             return [self._chunk({"content": data["text"]})]
@@ -93,6 +95,7 @@ class OpenAIAdapter(ProtocolAdapter):
         return []
 
     def step_retrying(self, seq: int, step: str, data: dict[str, Any]) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.step_retrying`."""
         # The protocol cannot take deltas back: an empty delta carries the retry in a field of
         # runstream's own, for a client that knows it (docs/protocols.md, "Retries").
         chunk = self._chunk({})
@@ -103,6 +106,7 @@ class OpenAIAdapter(ProtocolAdapter):
         return [chunk]
 
     def finish(self, seq: int, type_: str, data: dict[str, Any]) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.finish`."""
         if type_ != "run.completed":
             return [_error(type_, data), DONE]
         reason = self._finish_reason or ("tool_calls" if self._tools else "stop")

@@ -47,10 +47,12 @@ class VercelAdapter(ProtocolAdapter):
         self._usage: Any = None
 
     def open(self, seq: int, ts: float) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.open`."""
         return [{"type": "start", "messageId": self.message_id,
                  "messageMetadata": {"runId": self.run_id}}]
 
     def resume(self) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.resume`."""
         # A new reader (useChat's resume, readUIMessageStream) knows no open part: the same
         # message starts again and its open parts are opened again, under the same ids (the
         # rest of their text lands in new parts of the message, which add up to the text).
@@ -80,6 +82,7 @@ class VercelAdapter(ProtocolAdapter):
 
     def task_event(self, seq: int, step: str, shape: str, data: dict[str, Any]
                    ) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.task_event`."""
         if shape == "chunk":
             return self._delta(seq, step, "text", data["text"])
         if shape == "reasoning":
@@ -124,9 +127,11 @@ class VercelAdapter(ProtocolAdapter):
         return out
 
     def step_started(self, seq: int, step: str, data: dict[str, Any]) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.step_started`."""
         return [{"type": "start-step"}]
 
     def step_completed(self, seq: int, step: str, data: dict[str, Any]) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.step_completed`."""
         out = self._close(step)
         out.append({"type": "finish-step"})
         self._parts.close()  # the client forgot them all (module docstring)
@@ -134,6 +139,7 @@ class VercelAdapter(ProtocolAdapter):
         return out
 
     def step_retrying(self, seq: int, step: str, data: dict[str, Any]) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.step_retrying`."""
         # The SDK cannot take a part back: the failed attempt's parts are closed and named in a
         # data part, for the page to hide (docs/protocols.md, "Retries").
         out = self._close(step)
@@ -144,12 +150,15 @@ class VercelAdapter(ProtocolAdapter):
         return out
 
     def step_failed(self, seq: int, step: str, data: dict[str, Any]) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.step_failed`."""
         return self._close(step)
 
     def warning(self, seq: int, data: dict[str, Any]) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.warning`."""
         return [{"type": "data-runstream-warning", "transient": True, "data": data}]
 
     def finish(self, seq: int, type_: str, data: dict[str, Any]) -> list[Payload]:
+        """See :meth:`ProtocolAdapter.finish`."""
         out = self._close(None)
         if type_ == "run.completed":
             reason = _FINISH_REASONS.get(self._finish_reason or "stop", "other")
