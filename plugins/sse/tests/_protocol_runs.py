@@ -18,7 +18,8 @@ FAST: dict[str, Any] = {"thinking_delay": 0, "generating_delay": 0, "tokens_per_
 HOSTILE = [
     "line one\nline two\r\nthree\rfour", "a\u2028b\u2029c\x85d", "runs   of    spaces ",
     "emoji 😀 👩\u200d👩\u200d👧 🇫🇷 e\u0301", "data: x\n\nid: 9\r\nevent: run.completed\n\n",
-    "[DONE]", "\x00\x1b control", ("lorem ipsum \u2028\n\r\x85 😀 data: x  " * 1000)[:20_000],
+    "[DONE]", "\x00\x1b control", "lone \ud800 surrogate",
+    ("lorem ipsum \u2028\n\r\x85 😀 data: x  " * 1000)[:20_000],
 ]
 
 

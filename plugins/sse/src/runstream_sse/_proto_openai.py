@@ -135,7 +135,8 @@ def openai_completion(records: Iterable[EventRecord], *, run_id: str,
     """The HTTP status and body answering a ``stream: false`` request, from all of a run's
     records: 200 and a ``chat.completion``, or, for a failed or cancelled run (or records
     without a terminal one), 500 and an OpenAI error object. The text of an attempt that a
-    ``step.retrying`` voided is left out."""
+    ``step.retrying`` voided is left out. Write the body with ``json.dumps(body,
+    ensure_ascii=True)``: a task's text may hold a lone surrogate, which UTF-8 cannot."""
     created = 0
     pieces: list[tuple[str, str, str]] = []  # (step, field, text)
     calls: dict[str, dict[str, Any]] = {}

@@ -2,15 +2,15 @@
 
 An adapter is a pure, stateful encoder of one run: it reads the run's records
 (:data:`runstream.EventRecord`, ``(seq, ts, type, step, data)``) in seq order, lifecycle records
-included, and answers the SSE text a client of that protocol reads. Every frame carries
-``id: <seq of the record that made it>``; one record may make several frames, or none.
+included, and answers the SSE text a client of that protocol reads. One record may make several
+frames, or none; the last frame of a record carries ``id: <its seq>``, the frames before it no
+id (an SSE client keeps the last id it read). So the id a client reads always means "every frame
+of records up to this seq", and a cut between two frames of one record loses none of them.
 
 Resume: frames depend only on the run id, the request's options and the records, never on the
 clock or on randomness (message and part ids are made from the run id and a seq). So a reconnect
 with ``Last-Event-ID: N`` is served by a fresh adapter fed the run's records from seq 1 with
 ``encode(records, after=N)``: the same frames the first connection got, minus the ones it read.
-A record's frames are written together, so a connection cut between them is rare; a client that
-lost some of them gets them again only from the next record on.
 
 Task events are recognised by their shape (docs/events.md): an event whose ``type`` is known but
 whose fields have the wrong types is treated as an unknown shape, which each protocol carries
@@ -118,11 +118,12 @@ class OpenParts:
         return self._made.pop(step, [])
 
 
-def _frame(seq: int, payload: Payload) -> str:
-    if isinstance(payload, str):
-        return f"id: {seq}\ndata: {payload}\n\n"
+def _frame(seq: int | None, payload: Payload) -> str:
     # json_dumps escapes every line break a reader may split on: one data line per frame.
-    return f"id: {seq}\ndata: {json_dumps(payload)}\n\n"
+    data = payload if isinstance(payload, str) else json_dumps(payload)
+    if seq is None:
+        return f"data: {data}\n\n"
+    return f"id: {seq}\ndata: {data}\n\n"
 
 
 class ProtocolAdapter:
@@ -155,14 +156,18 @@ class ProtocolAdapter:
             if self._finished:
                 break
             seq = record[0]
+            payloads: list[Payload] = []
             if seq > after and self._opened and after > 0 and not self._resumed:
-                # The first frame this client gets after a cut: the protocol may need to say
+                # The first frames this client gets after a cut: the protocol may need to say
                 # again what the client's new reader has not seen (an open message).
                 self._resumed = True
-                out.extend(_frame(seq, payload) for payload in self.resume())
-            payloads = self._payloads(record)
-            if seq > after:
-                out.extend(_frame(seq, payload) for payload in payloads)
+                payloads = self.resume()
+            payloads += self._payloads(record)
+            if seq > after and payloads:
+                # Only a record's last frame names its seq: a client cut off between two frames
+                # of one record resumes before that record, and gets all of its frames again.
+                out.extend(_frame(None, payload) for payload in payloads[:-1])
+                out.append(_frame(seq, payloads[-1]))
         return "".join(out)
 
     def _payloads(self, record: EventRecord) -> list[Payload]:
