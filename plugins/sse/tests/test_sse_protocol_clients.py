@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ._protocol_runs import HOSTILE, failed_run, mock_run, shapes_run
+from ._protocol_runs import HOSTILE, failed_run, mock_run, retried_run, shapes_run
 
 ROOT = Path(__file__).resolve().parents[3]
 NPM_DIR = ROOT / ".npm-protocols"
@@ -295,3 +295,47 @@ def test_the_clients_checks_bite(node_clients: Path, tmp_path: Path) -> None:
     result = node(node_clients, "vercel.mjs", [broken_vercel], tmp_path)
     assert len(result["invalid"]) == 1
     assert result["errors"] and "text-start" in result["errors"][0]
+
+
+def interleaved() -> list[EventRecord]:
+    """Two parallel steps writing at once; ``a`` ends while ``b`` is still writing."""
+    script: list[tuple[str, str | None, dict[str, Any]]] = [
+        ("run.started", None, {}), ("step.started", "a", {"attempt": 1}),
+        ("step.started", "b", {"attempt": 1}),
+        ("step.event", "a", {"type": "chunk", "text": "A1 "}),
+        ("step.event", "b", {"type": "chunk", "text": "B1 "}),
+        ("step.event", "a", {"type": "chunk", "text": "A2"}),
+        ("step.event", "a", {"type": "done", "full_text": "A1 A2"}),
+        ("step.completed", "a", {}),
+        ("step.event", "b", {"type": "chunk", "text": "B2"}),
+        ("step.event", "b", {"type": "done", "full_text": "B1 B2"}),
+        ("step.completed", "b", {}), ("run.completed", None, {})]
+    return [(seq, 1.0, type_, step, data) for seq, (type_, step, data)
+            in enumerate(script, start=1)]
+
+
+async def test_parallel_steps_are_read_by_both_clients(node_clients: Path,
+                                                       tmp_path: Path) -> None:
+    records = interleaved()
+    vercel = node(node_clients, "vercel.mjs", [encode("vercel-ai", "r1", records)], tmp_path)
+    assert vercel["invalid"] == [] and vercel["errors"] == []
+    # finish-step of `a` closed b's open part on the client: b's rest is a part of its own.
+    assert vercel["text"] == "A1 A2B1 B2"
+    assert vercel["parts"].count("text") == 3
+    out = encode("ag-ui", "r1", records, thread_id="thread-1", agui_run_id="agui-run-1")
+    agui = node(node_clients, "agui.mjs", [out], tmp_path)
+    assert agui["error"] is None
+    assert agui["text"] == "A1 A2B1 B2"
+    assert agui["events"].count("STEP_FINISHED") == 2
+
+
+async def test_a_retried_step_reads_cleanly_and_names_the_void_parts(
+        runtime: Runtime, node_clients: Path, tmp_path: Path) -> None:
+    run_id, records, text = await retried_run(runtime)
+    vercel = node(node_clients, "vercel.mjs", [encode("vercel-ai", run_id, records)], tmp_path)
+    assert vercel["invalid"] == [] and vercel["errors"] == []
+    # The SDK's fold keeps the void part; the data-runstream-retry part names it.
+    assert vercel["text"] == "attempt 1 " + text and "data-runstream-retry" in vercel["parts"]
+    out = encode("ag-ui", run_id, records, thread_id="thread-1", agui_run_id="agui-run-1")
+    agui = node(node_clients, "agui.mjs", [out], tmp_path)
+    assert agui["error"] is None and agui["text"] == "attempt 1 " + text
