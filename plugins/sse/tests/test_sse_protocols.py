@@ -222,3 +222,30 @@ def test_an_unknown_protocol_is_named() -> None:
                                          "ag-ui, openai, vercel-ai"):
         make_adapter("vercel", run_id="r")
     assert ADAPTERS["vercel-ai"](run_id="r").headers == {"x-vercel-ai-ui-message-stream": "v1"}
+
+
+@pytest.mark.parametrize("protocol", sorted(ADAPTERS))
+def test_malformed_end_fields_never_reach_a_frame(protocol: str) -> None:
+    records: list[EventRecord] = [
+        (1, 1.0, "run.started", None, {}), (2, 1.0, "step.started", "llm", {"attempt": 1}),
+        (3, 1.0, "step.event", "llm", {"type": "chunk", "text": "hi"}),
+        (4, 1.0, "step.event", "llm", {"type": "done", "finish_reason": {"no": 1},
+                                       "usage": "lots"}),
+        (5, 1.0, "step.event", "llm", {"type": "tool_call_start", "id": "c", "name": "t"}),
+        (6, 1.0, "step.event", "llm", {"type": "tool_call_start", "id": "c", "name": "t"}),
+        (7, 1.0, "step.completed", "llm", {}), (8, 1.0, "run.completed", None, {})]
+    got = payloads(encode(protocol, "r", records, **({"include_usage": True}
+                                                     if protocol == "openai" else {})))
+    text = json.dumps(got)
+    assert '{"no": 1}' not in text and "lots" not in text
+    if protocol == "vercel-ai":
+        assert got[-2]["finishReason"] == "stop" and "usage" not in got[-2]["messageMetadata"]
+        assert [c["type"] for c in got[:-1]].count("tool-input-start") == 1
+    elif protocol == "openai":
+        assert got[-3]["choices"][0]["finish_reason"] == "tool_calls"  # the run called one
+        assert got[-2]["usage"] == {"prompt_tokens": 0, "completion_tokens": 1,
+                                    "total_tokens": 1}
+    else:
+        assert "usage" not in got[-1]
+        for event in got:
+            AGUI_EVENT.validate_python(event)

@@ -144,7 +144,8 @@ class AGUIAdapter(ProtocolAdapter):
             return [{"type": "CUSTOM", "name": "runstream.status",
                      "value": {"step": step, "status": data["status"]}}]
         if shape == "done":
-            self._usage = data.get("usage") or self._usage
+            usage = data.get("usage")
+            self._usage = usage if isinstance(usage, dict) else self._usage
             return self._close(step)
         return [{"type": "CUSTOM", "name": "runstream.event",
                  "value": {"step": step, "event": data}}]

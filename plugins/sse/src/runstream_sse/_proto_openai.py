@@ -15,7 +15,15 @@ from typing import Any, Final
 
 from runstream import EventRecord
 
-from ._protocols import DONE, Payload, ProtocolAdapter, add_usage, event_shape, failure_text
+from ._protocols import (
+    DONE,
+    Payload,
+    ProtocolAdapter,
+    add_usage,
+    event_shape,
+    failure_text,
+    finish_reason,
+)
 
 __all__ = ["OpenAIAdapter", "openai_completion"]
 
@@ -90,7 +98,7 @@ class OpenAIAdapter(ProtocolAdapter):
         if shape == "tool_call_delta" and data["id"] in self._tools:
             return [self._chunk(self._tool_call(data["id"], None, data["arguments"]))]
         if shape == "done":
-            self._finish_reason = data.get("finish_reason") or self._finish_reason
+            self._finish_reason = finish_reason(data, self._finish_reason)
             self._usage = add_usage(self._usage, data.get("usage"))
         return []
 
@@ -140,11 +148,11 @@ def openai_completion(records: Iterable[EventRecord], *, run_id: str,
     created = 0
     pieces: list[tuple[str, str, str]] = []  # (step, field, text)
     calls: dict[str, dict[str, Any]] = {}
-    finish_reason: str | None = None
+    reason: str | None = None
     usage: dict[str, Any] | None = None
     deltas = 0
-    for seq, ts, type_, step, data in records:
-        if seq == 1 or not created:
+    for _seq, ts, type_, step, data in records:
+        if not created:
             created = int(ts)
         name = step or ""
         if type_ == "step.retrying":
@@ -165,7 +173,7 @@ def openai_completion(records: Iterable[EventRecord], *, run_id: str,
                                      "function": {"name": data["name"],
                                                   "arguments": data["arguments"]}}
             elif shape == "done":
-                finish_reason = data.get("finish_reason") or finish_reason
+                reason = finish_reason(data, reason)
                 usage = add_usage(usage, data.get("usage"))
     else:
         return 500, _error("run.failed", {"error_type": "IncompleteRun",
@@ -183,5 +191,5 @@ def openai_completion(records: Iterable[EventRecord], *, run_id: str,
         "id": f"chatcmpl-{run_id}", "object": "chat.completion", "created": created,
         "model": model,
         "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": finish_reason or ("tool_calls" if calls else "stop")}],
+                     "finish_reason": reason or ("tool_calls" if calls else "stop")}],
         "usage": _usage(usage, deltas)}

@@ -20,7 +20,14 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from ._protocols import DONE, OpenParts, Payload, ProtocolAdapter, failure_text
+from ._protocols import (
+    DONE,
+    OpenParts,
+    Payload,
+    ProtocolAdapter,
+    failure_text,
+    finish_reason,
+)
 
 __all__ = ["VercelAdapter"]
 
@@ -87,7 +94,7 @@ class VercelAdapter(ProtocolAdapter):
             return self._delta(seq, step, "text", data["text"])
         if shape == "reasoning":
             return self._delta(seq, step, "reasoning", data["text"])
-        if shape == "tool_call_start":
+        if shape == "tool_call_start" and data["id"] not in self._tools:
             return self._tool_start(step, data["id"], data["name"])
         if shape == "tool_call_delta" and data["id"] in self._tools:
             return [{"type": "tool-input-delta", "toolCallId": data["id"],
@@ -105,8 +112,9 @@ class VercelAdapter(ProtocolAdapter):
             return [{"type": "data-runstream-status", "transient": True,
                      "data": {"step": step, "status": data["status"]}}]
         if shape == "done":
-            self._finish_reason = data.get("finish_reason") or self._finish_reason
-            self._usage = data.get("usage") or self._usage
+            self._finish_reason = finish_reason(data, self._finish_reason)
+            usage = data.get("usage")
+            self._usage = usage if isinstance(usage, dict) else self._usage
             return self._close(step)
         return [{"type": "data-runstream-event", "id": f"event-{seq}",
                  "data": {"step": step, "event": data}}]
@@ -161,7 +169,7 @@ class VercelAdapter(ProtocolAdapter):
         """See :meth:`ProtocolAdapter.finish`."""
         out = self._close(None)
         if type_ == "run.completed":
-            reason = _FINISH_REASONS.get(self._finish_reason or "stop", "other")
+            reason = _FINISH_REASONS[self._finish_reason or "stop"]
             metadata: dict[str, Any] = {"runId": self.run_id}
             if self._usage is not None:
                 metadata["usage"] = self._usage

@@ -62,6 +62,17 @@ def event_shape(data: Mapping[str, Any]) -> str:
     return str(kind)
 
 
+#: The finish reasons of docs/events.md (OpenAI's).
+FINISH_REASONS: Final = frozenset({"stop", "length", "tool_calls", "content_filter"})
+
+
+def finish_reason(data: Mapping[str, Any], previous: str | None) -> str | None:
+    """A ``done`` event's ``finish_reason`` if it is one of :data:`FINISH_REASONS`, else
+    ``previous`` (a task's malformed value never reaches a frame)."""
+    reason = data.get("finish_reason")
+    return reason if isinstance(reason, str) and reason in FINISH_REASONS else previous
+
+
 def failure_text(data: Mapping[str, Any]) -> str:
     """``"ErrorType: message"`` of a ``run.failed`` record's data (its message is already what a
     client may read: runstream masks server details before it records one)."""
