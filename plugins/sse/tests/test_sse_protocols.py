@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from ag_ui.core import Event as AGUIEvent
+from hypothesis import given, settings, strategies as st
 from pydantic import TypeAdapter
 from runstream import EventRecord, Runtime
 from runstream_sse import ADAPTERS, make_adapter, openai_completion
@@ -249,3 +250,57 @@ def test_malformed_end_fields_never_reach_a_frame(protocol: str) -> None:
         assert "usage" not in got[-1]
         for event in got:
             AGUI_EVENT.validate_python(event)
+
+
+SHAPES = st.one_of(
+    st.builds(lambda t: {"type": "chunk", "text": t}, st.text()),
+    st.builds(lambda t: {"type": "reasoning", "text": t}, st.text()),
+    st.builds(lambda i: {"type": "tool_call_start", "id": f"c{i}", "name": "f"}, st.integers(0, 2)),
+    st.builds(lambda i, a: {"type": "tool_call_delta", "id": f"c{i}", "arguments": a},
+              st.integers(0, 2), st.text()),
+    st.builds(lambda i, a: {"type": "tool_call_end", "id": f"c{i}", "name": "f", "arguments": a},
+              st.integers(0, 2), st.sampled_from(["{}", '{"a": 1}', "{bad"])),
+    st.builds(lambda i: {"type": "tool_result", "id": f"c{i}", "result": [i]}, st.integers(0, 2)),
+    st.builds(lambda n: {"type": "data", "name": n, "data": {"n": n}}, st.text(max_size=5)),
+    st.just({"type": "status", "status": "generating"}),
+    st.just({"type": "done", "full_text": "", "finish_reason": "length"}),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+#: A step's record: an event, or the step's retry, or its end.
+STEP_RECORDS = st.lists(st.tuples(st.sampled_from(["a", "b"]), st.one_of(
+    SHAPES.map(lambda d: ("step.event", d)),
+    st.just(("step.retrying", {"attempt": 1, "next_attempt": 2})))), max_size=25)
+
+
+def runs(events: list[tuple[str, tuple[str, dict[str, Any]]]], end: str) -> list[EventRecord]:
+    script: list[tuple[str, str | None, dict[str, Any]]] = [
+        ("run.started", None, {}), ("step.started", "a", {}), ("step.started", "b", {})]
+    for step, (type_, data) in events:
+        script.append((type_, step, data))
+        if type_ == "step.retrying":
+            script.append(("step.started", step, {}))
+    script += [("step.completed", "a", {}), ("step.completed", "b", {}), (end, None, {})]
+    return [(seq, 1.0, t, s, d) for seq, (t, s, d) in enumerate(script, start=1)]
+
+
+@given(STEP_RECORDS, st.sampled_from(["run.completed", "run.failed", "run.cancelled"]))
+@settings(max_examples=150, deadline=None)
+def test_any_run_makes_well_formed_resumable_frames(
+        events: list[tuple[str, tuple[str, dict[str, Any]]]], end: str) -> None:
+    records = runs(events, end)
+    texts = "".join(d["text"] for _, (t, d) in events if t == "step.event"
+                    and d.get("type") == "chunk" and isinstance(d.get("text"), str))
+    for protocol in sorted(ADAPTERS):
+        whole = encode(protocol, "r", records)
+        got = payloads(whole)
+        assert whole == encode(protocol, "r", records)
+        reader = {"vercel-ai": vercel_text, "ag-ui": agui_text, "openai": openai_text}[protocol]
+        assert reader(got) == texts
+        if protocol == "ag-ui":
+            for event in got:
+                AGUI_EVENT.validate_python(event)
+            assert got[-1]["type"] in ("RUN_FINISHED", "RUN_ERROR")
+        for cut in range(1, len(records) + 1, 3):
+            tail = [(i, d) for i, d in frames(whole) if i > cut]
+            resumed = frames(make_adapter(protocol, run_id="r").encode(records, after=cut))
+            assert resumed[len(resumed) - len(tail):] == tail
