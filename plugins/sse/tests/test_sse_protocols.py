@@ -304,3 +304,19 @@ def test_any_run_makes_well_formed_resumable_frames(
             tail = [(i, d) for i, d in frames(whole) if i > cut]
             resumed = frames(make_adapter(protocol, run_id="r").encode(records, after=cut))
             assert resumed[len(resumed) - len(tail):] == tail
+
+
+def test_ids_and_names_from_the_request_are_encoded_not_pasted() -> None:
+    """Templates of the hot path hold the request's model and ids as JSON."""
+    records: list[EventRecord] = [
+        (1, 1.0, "run.started", None, {}),
+        (2, 1.0, "step.event", "llm", {"type": "chunk", "text": "\x00"}),
+        (3, 1.0, "run.completed", None, {})]
+    odd = '\x00"}\n\u2028'
+    chunks = payloads(encode("openai", odd, records, model=odd))
+    assert chunks[1]["choices"][0]["delta"] == {"content": "\x00"}
+    assert chunks[1]["model"] == odd and chunks[1]["id"] == f"chatcmpl-{odd}"
+    events = payloads(encode("ag-ui", odd, records, thread_id=odd, agui_run_id=odd))
+    assert events[2] == {"type": "TEXT_MESSAGE_CONTENT", "messageId": f"text-{odd}-2",
+                         "delta": "\x00"}
+    assert payloads(encode("vercel-ai", odd, records))[0]["messageId"] == f"msg-{odd}"

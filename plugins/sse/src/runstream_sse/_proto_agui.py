@@ -38,6 +38,7 @@ class AGUIAdapter(ProtocolAdapter):
         self._names: dict[str, str] = {}  # started tool calls: id -> name
         self._steps: set[str] = set()
         self._usage: Any = None
+        self._templates: dict[str, str] = {}
 
     def open(self, seq: int, ts: float) -> list[Payload]:
         """See :meth:`ProtocolAdapter.open`."""
@@ -76,8 +77,14 @@ class AGUIAdapter(ProtocolAdapter):
                 out.append({"type": "REASONING_START", "messageId": message})
                 out.append({"type": "REASONING_MESSAGE_START", "messageId": message,
                             "role": "reasoning"})
-        content = "TEXT_MESSAGE_CONTENT" if kind == "text" else "REASONING_MESSAGE_CONTENT"
-        out.append({"type": content, "messageId": message, "delta": text})
+        # The JSON of {"type": ..., "messageId": message, "delta": text}, from a template made
+        # once per message (the id holds the run id, which is encoded with it).
+        template = self._templates.get(message)
+        if template is None:
+            content = "TEXT_MESSAGE_CONTENT" if kind == "text" else "REASONING_MESSAGE_CONTENT"
+            template = f'{{"type": "{content}", "messageId": {json_dumps(message)}, "delta": '
+            self._templates[message] = template
+        out.append(f"{template}{json_dumps(text)}}}")
         return out
 
     def _close(self, step: str | None) -> list[Payload]:

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from runstream import EventRecord
 
+from ._encoder import json_dumps
 from ._protocols import (
     DONE,
     Payload,
@@ -57,6 +58,7 @@ class OpenAIAdapter(ProtocolAdapter):
         self.model = model
         self.include_usage = include_usage
         self._created = 0
+        self._content = ("", "")
         self._tools: dict[str, int] = {}  # tool call id -> its index in this completion
         self._deltas = 0
         self._finish_reason: str | None = None
@@ -71,6 +73,10 @@ class OpenAIAdapter(ProtocolAdapter):
     def open(self, seq: int, ts: float) -> list[Payload]:
         """See :meth:`ProtocolAdapter.open`."""
         self._created = int(ts)
+        # The JSON of a content chunk, cut around its text: the hot path fills it in. After the
+        # content come only fixed keys, so its placeholder is the last one in the text.
+        head, _, tail = json_dumps(self._chunk({"content": "\0"})).rpartition('"\\u0000"')
+        self._content = (head, tail)
         return [self._chunk({"role": "assistant", "content": ""})]
 
     def _tool_call(self, call: str, name: str | None, arguments: str) -> dict[str, Any]:
@@ -87,7 +93,8 @@ class OpenAIAdapter(ProtocolAdapter):
         """See :meth:`ProtocolAdapter.task_event`."""
         if shape == "chunk":
             self._deltas += 1
-            return [self._chunk({"content": data["text"]})]
+            head, tail = self._content
+            return [f"{head}{json_dumps(data['text'])}{tail}"]
         if shape == "reasoning":
             self._deltas += 1
             return [self._chunk({"reasoning_content": data["text"]})]

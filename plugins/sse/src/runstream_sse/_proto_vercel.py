@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+from ._encoder import json_dumps
 from ._protocols import (
     DONE,
     OpenParts,
@@ -76,7 +77,9 @@ class VercelAdapter(ProtocolAdapter):
             part = f"{kind}-{seq}"
             self._parts.start(kind, step, part)
             out.append({"type": f"{kind}-start", "id": part})
-        out.append({"type": f"{kind}-delta", "id": part, "delta": text})
+        # The JSON of {"type": ..., "id": part, "delta": text}, written from a template: ids
+        # are ASCII made here ("text-<seq>"), so only the text needs encoding.
+        out.append(f'{{"type": "{kind}-delta", "id": "{part}", "delta": {json_dumps(text)}}}')
         return out
 
     def _close(self, step: str | None) -> list[Payload]:

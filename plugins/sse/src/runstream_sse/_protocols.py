@@ -28,7 +28,8 @@ from ._encoder import json_dumps
 
 __all__ = ["ProtocolAdapter"]
 
-#: A frame's data: a JSON object, or :data:`DONE` (sent as is).
+#: A frame's data: a JSON object, or text sent as it is: :data:`DONE`, or JSON text made by
+#: :func:`json_dumps` (one line), which the hot paths build from a template.
 Payload = dict[str, Any] | str
 
 #: The ``[DONE]`` sentinel of OpenAI's and Vercel's streams.
@@ -51,6 +52,8 @@ def event_shape(data: Mapping[str, Any]) -> str:
     """The shape of a task event (docs/events.md), or ``"other"`` when its ``type`` is not one
     of the shapes or a field has the wrong type."""
     kind = data.get("type")
+    if kind == "chunk":  # the common case, first
+        return "chunk" if isinstance(data.get("text"), str) else "other"
     fields = _FIELDS.get(kind) if isinstance(kind, str) else None
     if fields is None:
         return "other"
