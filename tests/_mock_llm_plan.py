@@ -19,11 +19,27 @@ def plan_answer(prompt: str) -> str:
 def plan_events(prompt: str) -> list[dict[str, Any]]:
     """The dicts the plan's ``mock_llm_stream`` yields for ``prompt``, in order."""
     response = plan_answer(prompt)
-    words = response.split()
     return [
         {"type": "status", "status": "thinking"},
         {"type": "status", "status": "generating"},
-        *({"type": "chunk", "text": w + (" " if i < len(words) - 1 else "")}
-          for i, w in enumerate(words)),
+        *({"type": "chunk", "text": piece} for piece in plan_pieces(response)),
         {"type": "done", "full_text": response},
     ]
+
+
+def plan_pieces(text: str) -> list[str]:
+    """The chunks of ``text``: the plan's ``word + " "`` per word, the last word bare, for words
+    separated by single spaces; in general each word with the whitespace that follows it (the
+    first also the whitespace before it), so that the chunks concatenate to ``text`` exactly
+    (issue 14). Written as a scan, independently of the plugin's regular expression."""
+    pieces: list[str] = []
+    current = ""
+    for i, char in enumerate(text):
+        # A word starts after whitespace: the piece so far, if it holds a word, is done.
+        if i and not char.isspace() and text[i - 1].isspace() and not current.isspace():
+            pieces.append(current)
+            current = ""
+        current += char
+    if current:
+        pieces.append(current)
+    return pieces

@@ -5,6 +5,7 @@ client. It knows nothing about runstream, HTTP or SSE.
 """
 
 import asyncio
+import re
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -43,11 +44,11 @@ async def mock_llm_stream(
     yield {"type": "status", "status": "generating"}
     await asyncio.sleep(0.1 * delay_scale)
 
-    # Stream word by word
-    words = response.split()
-    for i, word in enumerate(words):
-        text = word + (" " if i < len(words) - 1 else "")
-        yield {"type": "chunk", "text": text}
+    # Stream word by word. Each piece keeps the whitespace after its word (the first piece
+    # also any before it), so the pieces add up to the response exactly: a client rebuilds the
+    # text by concatenating them, and a newline or a run of spaces in the prompt survives.
+    for piece in re.findall(r"\s*\S+\s*|\s+", response):
+        yield {"type": "chunk", "text": piece}
         await asyncio.sleep(0.05 * delay_scale)  # 50ms per token
 
     yield {"type": "done", "full_text": response}

@@ -97,7 +97,7 @@ async def test_prompt_must_be_a_string(runtime: Runtime) -> None:
 async def test_fixed_response_and_template(runtime: Runtime) -> None:
     fixed = MockLLMTask(name="llm", response="Fixed  answer here", **FAST)
     events = await collect(AsyncPipeline("p", [fixed]), runtime)  # no prompt needed
-    assert [e.get("text") for e in events if e["type"] == "chunk"] == ["Fixed ", "answer ",
+    assert [e.get("text") for e in events if e["type"] == "chunk"] == ["Fixed  ", "answer ",
                                                                        "here"]
     assert events[-1] == {"type": "done", "full_text": "Fixed  answer here"}
 

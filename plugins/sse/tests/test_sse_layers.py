@@ -15,6 +15,10 @@ SSE = ROOT / "plugins" / "sse" / "src" / "runstream_sse"
 LAYERS: list[list[str]] = [
     # Wire format, and helpers that know nothing else of runstream-sse.
     ["_encoder", "_owners", "_signals", "_fastpath", "_binding"],
+    # Protocol adapters: pure encoders of records into other protocols' frames.
+    ["_protocols", "_proto_bodies"],
+    ["_proto_vercel", "_proto_agui", "_proto_openai"],
+    ["_adapters"],
     ["_wire"],
     # Buffers: plain data (no live run, no task).
     ["_buffer"],

@@ -32,7 +32,9 @@ class MockLLMTask(Task):
     (:data:`DEFAULT_TEMPLATE`). Set ``response_template`` (placeholders ``{prompt}`` and
     ``{prompt_preview}``), a fixed ``response``, or ``response_words`` (that many words drawn with
     ``seed``, the same for the same seed) instead. Chunks are the answer's whitespace-separated
-    words, each followed by one space except the last.
+    words, each carrying the whitespace after it (the first also any before it): they
+    concatenate to the answer exactly, and are ``"word "`` ... ``"word"`` for words separated by
+    single spaces.
 
     ``fail_after: N`` makes the step raise ``fail_error`` (``"ErrorType: message"``, default a
     ``RuntimeError``) after emitting N chunks; when the answer has N words or fewer, after the
@@ -169,7 +171,7 @@ class MockLLMTask(Task):
         if fail_after is not None:
             raise self._failure(ctx.step, len(pieces))
         await emit({"type": "done", "full_text": text})
-        outputs: dict[str, Any] = {"full_text": text, "word_count": len(pieces)}
+        outputs: dict[str, Any] = {"full_text": text, "word_count": len(text.split())}
         if len(self.returns) == 1 and self.returns[0] not in outputs:
             outputs[self.returns[0]] = text
         return outputs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import string
 
 __all__ = ["DEFAULT_TEMPLATE", "PREVIEW_CHARS", "VOCABULARY", "check_template", "chunks",
@@ -61,9 +62,15 @@ def random_words(count: int, seed: int) -> str:
     return " ".join(rng.choice(VOCABULARY) for _ in range(count))
 
 
+#: A word with the whitespace before it (only at the start of the text) and after it; or, in a
+#: text without a word, all of its whitespace. ``\s`` is what ``str.split()`` splits on.
+_PIECE = re.compile(r"\s*\S+\s*|\s+")
+
+
 def chunks(text: str) -> list[str]:
-    """The streamed pieces of ``text``: one per whitespace-separated word, each followed by a
-    space except the last."""
-    words = text.split()
-    last = len(words) - 1
-    return [word + " " if i < last else word for i, word in enumerate(words)]
+    """The streamed pieces of ``text``: one per whitespace-separated word, each carrying the
+    whitespace that follows it (the first also what precedes it), so that the pieces concatenate
+    to ``text`` exactly, whatever whitespace it holds (line breaks, U+2028, runs of spaces). For a
+    text of words separated by single spaces that is each word followed by a space, the last
+    without."""
+    return _PIECE.findall(text)

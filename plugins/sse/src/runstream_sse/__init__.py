@@ -12,13 +12,23 @@
 - :data:`ANONYMOUS`, :data:`Authorize`: who may read a run (its ``owner``, the router's
   ``authorize`` dependency; docs/security.md).
 - :func:`sse_openapi_response`: how an event stream endpoint is documented in OpenAPI.
+- :data:`ADAPTERS`, :func:`make_adapter`, :class:`ProtocolAdapter` and its three protocols
+  (:class:`VercelAdapter`, :class:`AGUIAdapter`, :class:`OpenAIAdapter`),
+  :func:`openai_completion`, :func:`parse_chat_request`, :class:`ChatRequest`: the front ends'
+  protocols (docs/protocols.md).
 
 The protocol is described in docs/sse.md.
 """
 
+from ._adapters import ADAPTERS, make_adapter
 from ._facade import SSE
 from ._inflight import RunsInFlight
 from ._owners import ANONYMOUS, Authorize
+from ._proto_agui import AGUIAdapter
+from ._proto_bodies import ChatRequest, parse_chat_request
+from ._proto_openai import OpenAIAdapter, openai_completion
+from ._proto_vercel import VercelAdapter
+from ._protocols import ProtocolAdapter
 from ._replay import ReplayBuffer
 from ._response import SSEResponse
 from ._router import runs_router
@@ -27,14 +37,23 @@ from ._stream import OnDisconnect, sse_response
 from ._wire import sse_openapi_response
 
 __all__ = [
+    "ADAPTERS",
+    "AGUIAdapter",
     "ANONYMOUS",
     "Authorize",
+    "ChatRequest",
     "OnDisconnect",
+    "OpenAIAdapter",
+    "ProtocolAdapter",
     "ReplayBuffer",
     "RunsInFlight",
     "SSE",
     "SSEResponse",
     "SSESink",
+    "VercelAdapter",
+    "make_adapter",
+    "openai_completion",
+    "parse_chat_request",
     "runs_router",
     "sse_openapi_response",
     "sse_response",
