@@ -49,6 +49,7 @@ def table(report: dict[str, Any]) -> None:
                   f"{_f(steady['ttfe_ms']['p50'])} / {_f(steady['ttfe_ms']['p99'])} | "
                   f"{_f(steady['duration_ms']['p99'])} | {_f(steady['rss_mb']['peak'])} | "
                   f"{stops} | {errors} |")
+        targets(peers)
         for name, result in peers.items():
             for phase in ("steady", "disconnects"):
                 for reason, examples in result.get(phase, {}).get("failure_examples",
@@ -58,6 +59,30 @@ def table(report: dict[str, Any]) -> None:
     for info in report["peers"].values():
         versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
         print(f"- {info['label']}: {versions}")
+
+
+def targets(peers: dict[str, Any]) -> None:
+    """Issue 16's peer targets at this level: runstream ahead of every framework peer on CPU
+    per stream and first event p99, and within 1.3x of the hand-written SSE apps' CPU."""
+    own = peers.get("runstream", {}).get("steady")
+    if not own or not own["server_cpu_ms_per_stream"]:
+        return
+    cpu, p99 = own["server_cpu_ms_per_stream"], own["ttfe_ms"]["p99"]
+    print()
+    for name, result in peers.items():
+        other = result["steady"]
+        if name == "runstream" or not other["server_cpu_ms_per_stream"]:
+            continue
+        ratio = cpu / other["server_cpu_ms_per_stream"]
+        if name in BASELINES:
+            verdict = "met" if ratio <= 1.3 else "MISSED"
+            print(f"- vs {name}: runstream CPU per stream {ratio:.2f}x (target <= 1.3x: "
+                  f"{verdict})")
+        else:
+            p99_ratio = p99 / other["ttfe_ms"]["p99"] if other["ttfe_ms"]["p99"] else 0.0
+            verdict = "met" if ratio <= 1.0 and p99_ratio <= 1.0 else "MISSED"
+            print(f"- vs {name}: runstream CPU per stream {ratio:.2f}x, first event p99 "
+                  f"{p99_ratio:.2f}x (target: both <= 1x: {verdict})")
 
 
 def chart(report: dict[str, Any], target: Path) -> None:
