@@ -292,9 +292,11 @@ def main() -> int:
     peers = [by_name[n] for n in args.peers.split(",")]
     missing = [p.name for p in peers if not Path(p.python).exists()]
     if missing:
-        print(f"# no venv for {', '.join(missing)}: run bash bench/peers/setup.sh",
+        print(f"# setting up the venvs of {', '.join(missing)} (bench/peers/setup.sh) ...",
               file=sys.stderr)
-        return 2
+        if subprocess.run(["bash", str(PEERS_DIR / "setup.sh"), *missing]).returncode != 0:
+            print("# bench/peers/setup.sh failed: see above", file=sys.stderr)
+            return 2
     check_mirror()
 
     from _common import header
