@@ -1,0 +1,399 @@
+"""``redis`` event log: runs' records in Redis Streams, shared by every process that uses it.
+
+Keys, for a ``key_prefix`` ``P`` (default ``runstream:``):
+
+- ``P run:{id}`` (a hash): ``status``, ``pipeline``, ``owner``, ``cancel`` (the reason, once a
+  cancel was asked);
+- ``P run:{id}:events`` (a stream): the records, one entry each (see ``_codec``);
+- ``P run:{id}:readers`` (a sorted set): one lease per reading client;
+- ``P slots`` (a sorted set): one lease per run holding a ``max_concurrent_runs`` slot;
+- the pub/sub channel ``P cancel``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field, PrivateAttr, field_validator
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from runstream import (
+    CancelHandler,
+    EventLog,
+    EventLogError,
+    LoggedRun,
+    RunIdError,
+    RunNotFoundError,
+)
+
+from . import _scripts
+from ._cancel import CancelListener
+from ._codec import RECORD, encode, entry_id, parse_entries, seq_of
+from ._leases import Leases
+from ._url import SCHEMES, mask_url, scrub
+
+if TYPE_CHECKING:
+    from redis.commands.core import AsyncScript
+    from runstream import EventRecord
+
+__all__ = ["RedisEventLog"]
+
+#: Entries one XREAD returns at most.
+READ_COUNT = 1000
+
+
+class _Written:
+    """What this process knows of a run it appends to: the sizes of the records kept."""
+
+    __slots__ = ("expiry_set", "kept_from", "nbytes", "sizes")
+
+    def __init__(self, kept_from: int = 1) -> None:
+        self.sizes: deque[tuple[int, int]] = deque()  # (seq, bytes), oldest first
+        self.nbytes = 0
+        # The MINID last trimmed to. For a run another process began, the records before the
+        # first this process appends are not its to count (the XADD MAXLEN cap bounds them).
+        self.kept_from = kept_from
+        self.expiry_set = False
+
+
+class RedisEventLog(EventLog):
+    """Keeps runs' records in Redis: any process that shares the Redis replays, follows and
+    cancels any run, and ``max_concurrent_runs`` counts the runs of all of them.
+
+    See docs/event-log.md (section ``redis``) for what it guarantees and what survives what.
+    """
+
+    shared: ClassVar[bool] = True
+
+    url: str = Field(default="redis://127.0.0.1:6379/0", repr=False,
+                     description="The Redis: `redis://[[user]:password@]host[:port][/db]`, "
+                                 "`rediss://` (TLS) or `unix:///path?db=0`.")
+    key_prefix: str = Field(default="runstream:",
+                            description="Prefix of every key and channel this log uses.")
+    slot_lease: float = Field(
+        default=15.0, ge=0.3, le=3600,
+        description="Seconds a run slot or a reader lease lasts unless renewed; this process "
+                    "renews its own every third of it, so a killed process frees them within "
+                    "this time.")
+    connect_timeout: float = Field(default=2.0, gt=0, le=60,
+                                   description="Seconds to connect to Redis.")
+    socket_timeout: float = Field(default=5.0, gt=0, le=300,
+                                  description="Seconds a Redis command may take.")
+    block: float = Field(
+        default=2.0, gt=0, le=60,
+        description="Seconds a following reader waits in one `XREAD BLOCK` before it checks the "
+                    "run is still there.")
+    max_connections: int = Field(default=64, ge=1,
+                                 description="Connections for commands, per process.")
+    max_followers: int = Field(
+        default=1000, ge=1,
+        description="Connections for readers waiting for new records (one each while it "
+                    "waits), per process; readers past it wait for a free one.")
+    running_expiry: float = Field(
+        default=7 * 86_400.0, gt=0,
+        description="Seconds after which a run still `running` is forgotten anyway (its "
+                    "process died before it could end it).")
+
+    _client: Redis | None = PrivateAttr(default=None)
+    _follow: Redis | None = PrivateAttr(default=None)
+    _scripts: dict[str, AsyncScript] = PrivateAttr(default_factory=dict)
+    _written: dict[str, _Written] = PrivateAttr(default_factory=dict)
+    _listener: CancelListener | None = PrivateAttr(default=None)
+    _leases: Leases | None = PrivateAttr(default=None)
+    _tokens: Iterator[int] = PrivateAttr(default_factory=itertools.count)
+    _instance: str = PrivateAttr(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        scheme = url.partition("://")[0]
+        if scheme not in SCHEMES or "://" not in url:
+            raise ValueError(f"{mask_url(url)!r} is not a Redis URL: use redis://host:port/db, "
+                             "rediss://... (TLS) or unix:///path/to/socket")
+        return url
+
+    def __repr_args__(self) -> Any:
+        yield "url", mask_url(self.url)
+        yield from super().__repr_args__()
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "url": mask_url(self.url)}
+
+    # -- connections -----------------------------------------------------------------------
+    def _connect(self) -> Redis:
+        client = self._client
+        if client is not None:
+            return client
+        options: dict[str, Any] = {"socket_connect_timeout": self.connect_timeout,
+                                   "retry": Retry(NoBackoff(), 1)}
+        client = Redis.from_pool(BlockingConnectionPool.from_url(
+            self.url, max_connections=self.max_connections, timeout=self.socket_timeout,
+            socket_timeout=self.socket_timeout, **options))
+        # A blocked XREAD holds its connection for up to `block` seconds: a pool of their own,
+        # so that many followers never keep the writers waiting for a connection.
+        self._follow = Redis.from_pool(BlockingConnectionPool.from_url(
+            self.url, max_connections=self.max_followers, timeout=None,
+            socket_timeout=self.block + self.socket_timeout, **options))
+        for name in _scripts.__all__:
+            self._scripts[name] = client.register_script(getattr(_scripts, name))
+        where = mask_url(self.url)
+        self._listener = CancelListener(client, f"{self.key_prefix}cancel", where,
+                                        retry_delay=min(1.0, self.connect_timeout))
+        self._leases = Leases(self.slot_lease, self._renew, where)
+        self._client = client
+        return client
+
+    async def _run_script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        self._connect()
+        return await self._scripts[name](keys=keys, args=args)
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            reason = scrub(str(exc) or type(exc).__name__, self.url)
+            raise EventLogError(f"event log: cannot {doing}: Redis at {mask_url(self.url)}: "
+                                f"{reason}") from None
+
+    async def start(self) -> None:
+        client = self._connect()
+        with self._errors("connect (check event_log.url and that Redis is running)"):
+            await client.ping()
+
+    def _meta(self, run_id: str) -> str:
+        return f"{self.key_prefix}run:{run_id}"
+
+    def _keys(self, run_id: str) -> list[str]:
+        meta = self._meta(run_id)
+        return [meta, f"{meta}:events", f"{meta}:readers"]
+
+    @staticmethod
+    def _ms(seconds: float) -> int:
+        return max(1, round(seconds * 1000))
+
+    # -- writing ---------------------------------------------------------------------------
+    async def create(self, run_id: str, *, pipeline: str, owner: str | None) -> None:
+        self._connect()
+        listener = self._listener
+        if listener is not None and listener.handlers:
+            # Cancel signals sent once create() has returned reach this process's handlers.
+            listener.start()
+            await listener.wait_ready(self.connect_timeout)
+        with self._errors(f"create run '{run_id}'"):
+            created = await self._run_script("CREATE", self._keys(run_id), [
+                pipeline, "0" if owner is None else "1", owner or "",
+                self._ms(self.running_expiry)])
+        if not created:
+            raise RunIdError(f"run id '{run_id}' is already used by a run in the event log; "
+                             "pick another or omit it")
+        self._written[run_id] = _Written()
+
+    async def append(self, run_id: str, records: Sequence[EventRecord]) -> None:
+        if not records:
+            return
+        state = self._written.get(run_id)
+        meta, events, _ = self._keys(run_id)
+        if state is None:  # a run another process created: only while it is running
+            with self._errors(f"append to run '{run_id}'"):
+                status = await self._connect().hget(meta, "status")
+            if status != b"running":
+                return
+            state = self._written[run_id] = _Written(records[0][0])
+        sizes = state.sizes
+        args: list[Any] = [self.max_events, "", ""]
+        for record in records:
+            value = encode(record)
+            args += (entry_id(record[0]), value)
+            sizes.append((record[0], len(value)))
+            state.nbytes += len(value)
+        while len(sizes) > self.max_events or (state.nbytes > self.max_run_bytes
+                                               and len(sizes) > 1):
+            state.nbytes -= sizes.popleft()[1]
+        if sizes[0][0] > state.kept_from:
+            state.kept_from = sizes[0][0]
+            args[1] = state.kept_from
+        if not state.expiry_set:
+            args[2] = self._ms(self.running_expiry)
+        try:
+            with self._errors(f"append to run '{run_id}'"):
+                await self._run_script("APPEND", [events], args)
+        except EventLogError:
+            self._written.pop(run_id, None)  # what Redis holds is unknown now
+            raise
+        state.expiry_set = True
+
+    async def end(self, run_id: str, status: str) -> None:
+        self._written.pop(run_id, None)
+        if self._leases is not None:
+            self._leases.discard(f"{self.key_prefix}slots", run_id)
+        with self._errors(f"end run '{run_id}'"):
+            await self._run_script("END", [*self._keys(run_id), f"{self.key_prefix}slots"],
+                                   [status, round(self.ttl * 1000), run_id])
+
+    # -- reading ---------------------------------------------------------------------------
+    async def read(self, run_id: str, after: int = 0, *, follow: bool = True
+                   ) -> AsyncIterator[list[EventRecord]]:
+        client = self._connect()
+        meta, events, _ = self._keys(run_id)
+        cursor = entry_id(after)
+        doing = f"read run '{run_id}'"
+        with self._errors(doing):
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.exists(meta)
+                pipe.xread({events: cursor}, count=READ_COUNT)
+                exists, got = await pipe.execute()
+        if not exists:
+            raise RunNotFoundError(f"no run '{run_id}' in the event log")
+        follower = self._follow
+        assert follower is not None
+        checked_end = False
+        block = self._ms(self.block)
+        while True:
+            if got:
+                batch, cursor, done = parse_entries(got[0][1])
+                if batch:
+                    yield batch
+                if done:
+                    return
+                checked_end = False
+            elif not follow or checked_end:
+                return
+            with self._errors(doing):
+                if not follow:
+                    got = await client.xread({events: cursor}, count=READ_COUNT)
+                    continue
+                got = await follower.xread({events: cursor}, count=READ_COUNT, block=block)
+                if not got:  # nothing for `block` s: is the run still there, still running?
+                    status = await client.hget(meta, "status")
+                    if status != b"running":
+                        # Its end marker is read next; if its keys are gone, nothing is.
+                        checked_end = True
+                        got = await client.xread({events: cursor}, count=READ_COUNT)
+
+    async def get_run(self, run_id: str) -> LoggedRun | None:
+        meta, events, _ = self._keys(run_id)
+        with self._errors(f"read run '{run_id}'"):
+            async with self._connect().pipeline(transaction=False) as pipe:
+                pipe.hgetall(meta)
+                pipe.xrange(events, count=1)
+                pipe.xrevrange(events, count=1)
+                fields, first, last = await pipe.execute()
+        if not fields:
+            return None
+        last_seq = seq_of(last[0][0]) if last else 0
+        first_seq = seq_of(first[0][0]) if first and RECORD in first[0][1] else last_seq + 1
+        owner = fields.get(b"owner")
+        return LoggedRun(run_id, fields.get(b"pipeline", b"").decode(),
+                         None if owner is None else owner.decode(),
+                         fields.get(b"status", b"running").decode(), last_seq, first_seq)
+
+    # -- cancel ----------------------------------------------------------------------------
+    async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        message = json.dumps([run_id, reason])
+        with self._errors(f"cancel run '{run_id}'"):
+            sent = await self._run_script("CANCEL", [self._meta(run_id)],
+                                          [f"{self.key_prefix}cancel", reason, message])
+        return bool(sent)
+
+    async def cancel_reason(self, run_id: str) -> str | None:
+        """The reason of the cancel asked for the run, if one was (for a driver that started
+        listening after it was sent, or while Redis was unreachable), else None."""
+        with self._errors(f"read run '{run_id}'"):
+            reason = await self._connect().hget(self._meta(run_id), "cancel")
+        return None if reason is None else reason.decode()  # type: ignore[union-attr]
+
+    def subscribe_cancel(self, handler: CancelHandler) -> Callable[[], None]:
+        self._connect()
+        listener = self._listener
+        assert listener is not None
+        listener.handlers.append(handler)
+        with contextlib.suppress(RuntimeError):  # no loop yet: create() starts it
+            listener.start()
+
+        def unsubscribe() -> None:
+            if handler in listener.handlers:
+                listener.handlers.remove(handler)
+
+        return unsubscribe
+
+    # -- slots and readers -----------------------------------------------------------------
+    async def acquire_slot(self, run_id: str, limit: int) -> bool:
+        slots = f"{self.key_prefix}slots"
+        with self._errors("take a run slot"):
+            taken = await self._run_script("ACQUIRE", [slots],
+                                           [run_id, limit, self._ms(self.slot_lease)])
+        if taken and self._leases is not None:
+            self._leases.add(slots, run_id)
+        return bool(taken)
+
+    async def release_slot(self, run_id: str) -> None:
+        slots = f"{self.key_prefix}slots"
+        if self._leases is not None:
+            self._leases.discard(slots, run_id)
+        with self._errors("release a run slot"):
+            await self._connect().zrem(slots, run_id)
+
+    async def slots_in_use(self) -> int:
+        with self._errors("count run slots"):
+            return int(await self._run_script("COUNT", [f"{self.key_prefix}slots"], []))
+
+    async def add_reader(self, run_id: str) -> None:
+        meta, _, readers = self._keys(run_id)
+        member = f"{self._instance}:{next(self._tokens)}"
+        with self._errors(f"count a reader of run '{run_id}'"):
+            added = await self._run_script("ADD_READER", [readers, meta],
+                                           [member, self._ms(self.slot_lease)])
+        if added and self._leases is not None:
+            self._leases.add(readers, member)
+
+    async def remove_reader(self, run_id: str) -> None:
+        readers = self._keys(run_id)[2]
+        leases = self._leases
+        members = [] if leases is None else leases.members(readers)
+        if not members or leases is None:  # only this process's own readers are its to remove
+            return
+        leases.discard(readers, members[-1])
+        with self._errors(f"count a reader of run '{run_id}'"):
+            await self._connect().zrem(readers, members[-1])
+
+    async def readers(self, run_id: str) -> int:
+        with self._errors(f"count the readers of run '{run_id}'"):
+            return int(await self._run_script("COUNT", [self._keys(run_id)[2]], []))
+
+    async def _renew(self, leases: list[tuple[str, str]]) -> None:
+        await self._run_script("RENEW", [key for key, _ in leases],
+                               [self._ms(self.slot_lease), *(m for _, m in leases)])
+
+    async def close(self) -> None:
+        client, follower = self._client, self._follow
+        self._client = self._follow = None
+        if self._listener is not None:
+            await self._listener.close()
+        leases = self._leases
+        if leases is not None:
+            await leases.close()
+        if client is not None and leases is not None and leases.held:
+            # A clean stop frees this process's slots and readers now, not a lease later.
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(self.socket_timeout):
+                    async with client.pipeline(transaction=False) as pipe:
+                        for key, member in leases.held:
+                            pipe.zrem(key, member)
+                        await pipe.execute()
+            leases.held.clear()
+        for each in (client, follower):
+            if each is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await each.aclose()
+
