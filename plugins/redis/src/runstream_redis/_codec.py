@@ -16,6 +16,7 @@ sorts after the run's last record and before any seq that could follow, so a rea
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from runstream import TERMINAL_EVENT_TYPES
@@ -23,12 +24,34 @@ from runstream import TERMINAL_EVENT_TYPES
 if TYPE_CHECKING:
     from runstream import EventRecord
 
-__all__ = ["RECORD", "decode", "encode", "entry_id", "parse_entries", "seq_of"]
+__all__ = ["RECORD", "encode", "entry_id", "parse_entries", "seq_of"]
 
 #: The field of a record's entry (an end marker has ``e`` instead).
 RECORD = b"r"
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=repr).encode
+
+def _encoder() -> Callable[[Any], str]:
+    """Compact JSON, non-ASCII as it is, ``repr`` for what JSON cannot hold.
+
+    ``json.dumps`` builds its C encoder again for every call, which is most of what a small
+    record costs; this one is built once (the same C encoder, with the same arguments as
+    ``JSONEncoder.iterencode`` passes it). A cycle raises RecursionError instead of ValueError.
+    """
+    try:
+        from json.encoder import (  # type: ignore[attr-defined]
+            c_make_encoder,
+            encode_basestring,
+        )
+    except ImportError:  # pragma: no cover - an interpreter without the C accelerator
+        c_make_encoder = None
+    if c_make_encoder is None:  # pragma: no cover
+        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=repr).encode
+    make = c_make_encoder(None, repr, encode_basestring, None, ":", ",", False, False, True)
+    join = "".join
+    return lambda value: join(make(value, 0))
+
+
+_dumps = _encoder()
 _loads = json.loads
 
 
@@ -51,23 +74,27 @@ def encode(record: EventRecord) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-def decode(entry: bytes, value: bytes) -> EventRecord:
-    ts, type_, step, data = _loads(value.decode("utf-8", "surrogatepass"))
-    return (seq_of(entry), ts, type_, step, data)
-
-
-def parse_entries(entries: list[tuple[bytes, dict[bytes, bytes]]]
-                  ) -> tuple[list[EventRecord], bytes, bool]:
-    """The records of stream entries, the cursor after them, and whether the run ended."""
-    batch: list[EventRecord] = []
+def parse_entries(entries: list[list[Any]]) -> tuple[list[EventRecord], bytes, bool]:
+    """The records of raw ``XREAD`` entries (``[id, [field, value]]``), the cursor after them,
+    and whether the run ended (a terminal record, or the end marker). The values are decoded
+    as one JSON array: one call for the whole batch."""
+    ids: list[bytes] = []
+    values: list[bytes] = []
+    ended = False
     cursor = b""
     for entry, fields in entries:
         cursor = entry
-        value = fields.get(RECORD)
-        if value is None:  # the end marker
-            return batch, cursor, True
-        record = decode(entry, value)
-        batch.append(record)
-        if record[2] in TERMINAL_EVENT_TYPES:
-            return batch, cursor, True
-    return batch, cursor, False
+        if fields[0] != RECORD:  # the end marker
+            ended = True
+            break
+        ids.append(entry)
+        values.append(fields[1])
+    if not values:
+        return [], cursor, ended
+    bodies = _loads((b"[" + b",".join(values) + b"]").decode("utf-8", "surrogatepass"))
+    batch: list[EventRecord] = []
+    for entry, (ts, type_, step, data) in zip(ids, bodies, strict=True):
+        batch.append((seq_of(entry), ts, type_, step, data))
+        if type_ in TERMINAL_EVENT_TYPES:
+            return batch, entry, True
+    return batch, cursor, ended

@@ -135,7 +135,7 @@ class RedisEventLog(EventLog):
         if client is not None:
             return client
         options: dict[str, Any] = {"socket_connect_timeout": self.connect_timeout,
-                                   "retry": Retry(NoBackoff(), 1)}
+                                   "retry": Retry(NoBackoff(), 1), "protocol": 2}
         client = Redis.from_pool(BlockingConnectionPool.from_url(
             self.url, max_connections=self.max_connections, timeout=self.socket_timeout,
             socket_timeout=self.socket_timeout, **options))
@@ -144,6 +144,10 @@ class RedisEventLog(EventLog):
         self._follow = Redis.from_pool(BlockingConnectionPool.from_url(
             self.url, max_connections=self.max_followers, timeout=None,
             socket_timeout=self.block + self.socket_timeout, **options))
+        for each in (client, self._follow):
+            # XREAD's entries as Redis sends them: _codec.parse_entries reads them without
+            # building a dict per entry.
+            each.set_response_callback("XREAD", _raw)
         for name in _scripts.__all__:
             self._scripts[name] = client.register_script(getattr(_scripts, name))
         where = mask_url(self.url)
@@ -211,12 +215,15 @@ class RedisEventLog(EventLog):
                 return
             state = self._written[run_id] = _Written(records[0][0])
         sizes = state.sizes
-        args: list[Any] = [self.max_events, "", ""]
-        for record in records:
-            value = encode(record)
-            args += (entry_id(record[0]), value)
+        values = [encode(record) for record in records]
+        for record, value in zip(records, values, strict=True):
             sizes.append((record[0], len(value)))
             state.nbytes += len(value)
+        first = records[0][0]
+        contiguous = records[-1][0] - first == len(records) - 1
+        args: list[Any] = [self.max_events, "", "", first if contiguous else "",
+                           "" if contiguous else " ".join(f"{r[0]}-0" for r in records),
+                           b"\n".join(values)]
         while len(sizes) > self.max_events or (state.nbytes > self.max_run_bytes
                                                and len(sizes) > 1):
             state.nbytes -= sizes.popleft()[1]
@@ -397,3 +404,6 @@ class RedisEventLog(EventLog):
                 with contextlib.suppress(RedisError, OSError):
                     await each.aclose()
 
+
+def _raw(response: Any, **options: Any) -> Any:
+    return response

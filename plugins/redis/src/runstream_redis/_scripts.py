@@ -26,17 +26,32 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """
 
-#: KEYS: events. ARGV: maxlen, minid ('' for none), expiry_ms ('' for none), then id, value
-#: pairs. One command for the whole batch: readers never see half of it, and it costs the
-#: client one command to encode instead of one per record.
+#: KEYS: events. ARGV: maxlen, minid ('' for none), expiry_ms ('' for none), the first seq
+#: (or '' when the seqs are not contiguous), the entry ids space-separated (when they are not),
+#: and the values joined with newlines (compact JSON never holds a raw newline). One command,
+#: with one argument for the whole batch: readers never see half of it, and the client encodes
+#: six arguments instead of two per record.
 APPEND = """
-local maxlen = ARGV[1]
-for i = 4, #ARGV, 2 do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, ARGV[i], 'r', ARGV[i + 1])
+local maxlen, data = ARGV[1], ARGV[6]
+local first = tonumber(ARGV[4])
+local ids = {}
+if not first then
+  for id in string.gmatch(ARGV[5], '%S+') do ids[#ids + 1] = id end
+end
+local pos, i = 1, 0
+while true do
+  local stop = string.find(data, '\\n', pos, true)
+  local value
+  if stop then value = string.sub(data, pos, stop - 1) else value = string.sub(data, pos) end
+  i = i + 1
+  local id = ids[i] or string.format('%d-0', first + i - 1)
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, id, 'r', value)
+  if not stop then break end
+  pos = stop + 1
 end
 if ARGV[2] ~= '' then redis.call('XTRIM', KEYS[1], 'MINID', ARGV[2]) end
 if ARGV[3] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
-return 1
+return i
 """
 
 #: KEYS: meta, events, readers, slots. ARGV: status, ttl_ms, run_id.
