@@ -23,9 +23,6 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, PrivateAttr, field_validator
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from runstream import (
     CancelHandler,
@@ -36,14 +33,13 @@ from runstream import (
     RunNotFoundError,
 )
 
-from . import _scripts
 from ._cancel import CancelListener
+from ._clients import Clients, errors
 from ._codec import RECORD, encode, entry_id, parse_entries, seq_of
 from ._leases import Leases
-from ._url import SCHEMES, mask_url, scrub
+from ._url import SCHEMES, mask_url
 
 if TYPE_CHECKING:
-    from redis.commands.core import AsyncScript
     from runstream import EventRecord
 
 __all__ = ["RedisEventLog"]
@@ -104,9 +100,7 @@ class RedisEventLog(EventLog):
         description="Seconds after which a run still `running` is forgotten anyway (its "
                     "process died before it could end it).")
 
-    _client: Redis | None = PrivateAttr(default=None)
-    _follow: Redis | None = PrivateAttr(default=None)
-    _scripts: dict[str, AsyncScript] = PrivateAttr(default_factory=dict)
+    _clients: Clients | None = PrivateAttr(default=None)
     _written: dict[str, _Written] = PrivateAttr(default_factory=dict)
     _listener: CancelListener | None = PrivateAttr(default=None)
     _leases: Leases | None = PrivateAttr(default=None)
@@ -130,48 +124,27 @@ class RedisEventLog(EventLog):
         return {**super().describe(), "url": mask_url(self.url)}
 
     # -- connections -----------------------------------------------------------------------
-    def _connect(self) -> Redis:
-        client = self._client
-        if client is not None:
-            return client
-        options: dict[str, Any] = {"socket_connect_timeout": self.connect_timeout,
-                                   "retry": Retry(NoBackoff(), 1), "protocol": 2}
-        client = Redis.from_pool(BlockingConnectionPool.from_url(
-            self.url, max_connections=self.max_connections, timeout=self.socket_timeout,
-            socket_timeout=self.socket_timeout, **options))
-        # A blocked XREAD holds its connection for up to `block` seconds: a pool of their own,
-        # so that many followers never keep the writers waiting for a connection.
-        self._follow = Redis.from_pool(BlockingConnectionPool.from_url(
-            self.url, max_connections=self.max_followers, timeout=None,
-            socket_timeout=self.block + self.socket_timeout, **options))
-        for each in (client, self._follow):
-            # XREAD's entries as Redis sends them: _codec.parse_entries reads them without
-            # building a dict per entry.
-            each.set_response_callback("XREAD", _raw)
-        for name in _scripts.__all__:
-            self._scripts[name] = client.register_script(getattr(_scripts, name))
-        where = mask_url(self.url)
-        self._listener = CancelListener(client, f"{self.key_prefix}cancel", where,
-                                        retry_delay=min(1.0, self.connect_timeout))
-        self._leases = Leases(self.slot_lease, self._renew, where)
-        self._client = client
-        return client
+    def _connect(self) -> Clients:
+        clients = self._clients
+        if clients is None:
+            clients = self._clients = Clients(
+                self.url, connect_timeout=self.connect_timeout,
+                socket_timeout=self.socket_timeout, block=self.block,
+                max_connections=self.max_connections, max_followers=self.max_followers)
+            where = mask_url(self.url)
+            self._listener = CancelListener(clients.commands, f"{self.key_prefix}cancel", where,
+                                            retry_delay=min(1.0, self.connect_timeout))
+            self._leases = Leases(self.slot_lease, self._renew, where)
+        return clients
 
     async def _run_script(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        self._connect()
-        return await self._scripts[name](keys=keys, args=args)
+        return await self._connect().script(name, keys, args)
 
-    @contextlib.contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
-        try:
-            yield
-        except (RedisError, OSError) as exc:
-            reason = scrub(str(exc) or type(exc).__name__, self.url)
-            raise EventLogError(f"event log: cannot {doing}: Redis at {mask_url(self.url)}: "
-                                f"{reason}") from None
+    def _errors(self, doing: str) -> contextlib.AbstractContextManager[None]:
+        return errors(self.url, doing)
 
     async def start(self) -> None:
-        client = self._connect()
+        client = self._connect().commands
         with self._errors("connect (check event_log.url and that Redis is running)"):
             await client.ping()
 
@@ -210,7 +183,7 @@ class RedisEventLog(EventLog):
         meta, events, _ = self._keys(run_id)
         if state is None:  # a run another process created: only while it is running
             with self._errors(f"append to run '{run_id}'"):
-                status = await self._connect().hget(meta, "status")
+                status = await self._connect().commands.hget(meta, "status")
             if status != b"running":
                 return
             state = self._written[run_id] = _Written(records[0][0])
@@ -251,7 +224,8 @@ class RedisEventLog(EventLog):
     # -- reading ---------------------------------------------------------------------------
     async def read(self, run_id: str, after: int = 0, *, follow: bool = True
                    ) -> AsyncIterator[list[EventRecord]]:
-        client = self._connect()
+        clients = self._connect()
+        client, follower = clients.commands, clients.follower
         meta, events, _ = self._keys(run_id)
         cursor = entry_id(after)
         doing = f"read run '{run_id}'"
@@ -262,8 +236,6 @@ class RedisEventLog(EventLog):
                 exists, got = await pipe.execute()
         if not exists:
             raise RunNotFoundError(f"no run '{run_id}' in the event log")
-        follower = self._follow
-        assert follower is not None
         checked_end = False
         block = self._ms(self.block)
         while True:
@@ -291,7 +263,7 @@ class RedisEventLog(EventLog):
     async def get_run(self, run_id: str) -> LoggedRun | None:
         meta, events, _ = self._keys(run_id)
         with self._errors(f"read run '{run_id}'"):
-            async with self._connect().pipeline(transaction=False) as pipe:
+            async with self._connect().commands.pipeline(transaction=False) as pipe:
                 pipe.hgetall(meta)
                 pipe.xrange(events, count=1)
                 pipe.xrevrange(events, count=1)
@@ -317,7 +289,7 @@ class RedisEventLog(EventLog):
         """The reason of the cancel asked for the run, if one was (for a driver that started
         listening after it was sent, or while Redis was unreachable), else None."""
         with self._errors(f"read run '{run_id}'"):
-            reason = await self._connect().hget(self._meta(run_id), "cancel")
+            reason = await self._connect().commands.hget(self._meta(run_id), "cancel")
         return None if reason is None else reason.decode()  # type: ignore[union-attr]
 
     def subscribe_cancel(self, handler: CancelHandler) -> Callable[[], None]:
@@ -349,7 +321,7 @@ class RedisEventLog(EventLog):
         if self._leases is not None:
             self._leases.discard(slots, run_id)
         with self._errors("release a run slot"):
-            await self._connect().zrem(slots, run_id)
+            await self._connect().commands.zrem(slots, run_id)
 
     async def slots_in_use(self) -> int:
         with self._errors("count run slots"):
@@ -372,7 +344,7 @@ class RedisEventLog(EventLog):
             return
         leases.discard(readers, members[-1])
         with self._errors(f"count a reader of run '{run_id}'"):
-            await self._connect().zrem(readers, members[-1])
+            await self._connect().commands.zrem(readers, members[-1])
 
     async def readers(self, run_id: str) -> int:
         with self._errors(f"count the readers of run '{run_id}'"):
@@ -383,27 +355,20 @@ class RedisEventLog(EventLog):
                                [self._ms(self.slot_lease), *(m for _, m in leases)])
 
     async def close(self) -> None:
-        client, follower = self._client, self._follow
-        self._client = self._follow = None
+        clients, self._clients = self._clients, None
         if self._listener is not None:
             await self._listener.close()
         leases = self._leases
         if leases is not None:
             await leases.close()
-        if client is not None and leases is not None and leases.held:
+        if clients is not None and leases is not None and leases.held:
             # A clean stop frees this process's slots and readers now, not a lease later.
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 async with asyncio.timeout(self.socket_timeout):
-                    async with client.pipeline(transaction=False) as pipe:
+                    async with clients.commands.pipeline(transaction=False) as pipe:
                         for key, member in leases.held:
                             pipe.zrem(key, member)
                         await pipe.execute()
             leases.held.clear()
-        for each in (client, follower):
-            if each is not None:
-                with contextlib.suppress(RedisError, OSError):
-                    await each.aclose()
-
-
-def _raw(response: Any, **options: Any) -> Any:
-    return response
+        if clients is not None:
+            await clients.aclose()
