@@ -13,7 +13,8 @@ import sys
 import time
 from typing import Any
 
-from runstream import Config, EventRecord, Runtime
+import pytest
+from runstream import Config, EventRecord, RunIdError, RunNotFoundError, Runtime
 from runstream_redis import RedisEventLog
 
 from tests._eventlog_contract import chunks, collect, record
@@ -223,3 +224,19 @@ async def test_the_config_picks_it(redis_server: RedisServer, prefix: str) -> No
         assert runtime.reconnect_grace == 5.0
         await log.create("cfg", pipeline="p", owner=None)
         assert (await log.get_run("cfg")) is not None
+
+
+async def test_an_id_that_is_no_run_id_names_no_run(make_log: Any) -> None:
+    log = make_log()
+    await log.create("a", pipeline="p", owner=None)
+    await log.append("a", chunks(1, 2))
+    # "a:events" would be run a's stream key: it is no run id, so it names no run.
+    assert await log.get_run("a:events") is None
+    with pytest.raises(RunNotFoundError):
+        await collect(log, "a:events")
+    assert await log.cancel("a:events") is False
+    assert await log.readers("a:events") == 0
+    with pytest.raises(RunIdError, match="not valid"):
+        await log.create("a:events", pipeline="p", owner=None)
+    assert [r[0] for r in await collect(log, "a", follow=False)] == [1, 2]
+    await log.close()

@@ -17,14 +17,15 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, PrivateAttr, field_validator
 from redis.exceptions import RedisError
 from runstream import (
+    RUN_ID_PATTERN,
     CancelHandler,
     EventLog,
     EventLogError,
@@ -33,6 +34,7 @@ from runstream import (
     RunNotFoundError,
 )
 
+from ._bounds import Written
 from ._cancel import CancelListener
 from ._clients import Clients, errors
 from ._codec import RECORD, encode, entry_id, parse_entries, seq_of
@@ -47,19 +49,8 @@ __all__ = ["RedisEventLog"]
 #: Entries one XREAD returns at most.
 READ_COUNT = 1000
 
-
-class _Written:
-    """What this process knows of a run it appends to: the sizes of the records kept."""
-
-    __slots__ = ("expiry_set", "kept_from", "nbytes", "sizes")
-
-    def __init__(self, kept_from: int = 1) -> None:
-        self.sizes: deque[tuple[int, int]] = deque()  # (seq, bytes), oldest first
-        self.nbytes = 0
-        # The MINID last trimmed to. For a run another process began, the records before the
-        # first this process appends are not its to count (the XADD MAXLEN cap bounds them).
-        self.kept_from = kept_from
-        self.expiry_set = False
+#: Run ids have no ``:``, so no run's keys can be another's; an id that is not one names no run.
+_valid_id = re.compile(RUN_ID_PATTERN).match
 
 
 class RedisEventLog(EventLog):
@@ -101,7 +92,7 @@ class RedisEventLog(EventLog):
                     "process died before it could end it).")
 
     _clients: Clients | None = PrivateAttr(default=None)
-    _written: dict[str, _Written] = PrivateAttr(default_factory=dict)
+    _written: dict[str, Written] = PrivateAttr(default_factory=dict)
     _listener: CancelListener | None = PrivateAttr(default=None)
     _leases: Leases | None = PrivateAttr(default=None)
     _tokens: Iterator[int] = PrivateAttr(default_factory=itertools.count)
@@ -159,8 +150,13 @@ class RedisEventLog(EventLog):
     def _ms(seconds: float) -> int:
         return max(1, round(seconds * 1000))
 
+    def _bounds(self, kept_from: int) -> Written:
+        return Written(self.max_events, self.max_run_bytes, kept_from)
+
     # -- writing ---------------------------------------------------------------------------
     async def create(self, run_id: str, *, pipeline: str, owner: str | None) -> None:
+        if not _valid_id(run_id):
+            raise RunIdError(f"run id {run_id!r} is not valid: it must match {RUN_ID_PATTERN}")
         self._connect()
         listener = self._listener
         if listener is not None and listener.handlers:
@@ -174,9 +170,11 @@ class RedisEventLog(EventLog):
         if not created:
             raise RunIdError(f"run id '{run_id}' is already used by a run in the event log; "
                              "pick another or omit it")
-        self._written[run_id] = _Written()
+        self._written[run_id] = self._bounds(1)
 
     async def append(self, run_id: str, records: Sequence[EventRecord]) -> None:
+        if not _valid_id(run_id):
+            return
         if not records:
             return
         state = self._written.get(run_id)
@@ -186,23 +184,15 @@ class RedisEventLog(EventLog):
                 status = await self._connect().commands.hget(meta, "status")
             if status != b"running":
                 return
-            state = self._written[run_id] = _Written(records[0][0])
-        sizes = state.sizes
+            state = self._written[run_id] = self._bounds(records[0][0])
         values = [encode(record) for record in records]
-        for record, value in zip(records, values, strict=True):
-            sizes.append((record[0], len(value)))
-            state.nbytes += len(value)
+        trim = state.add(records, values)
         first = records[0][0]
         contiguous = records[-1][0] - first == len(records) - 1
-        args: list[Any] = [self.max_events, "", "", first if contiguous else "",
+        args: list[Any] = [self.max_events, "" if trim is None else trim, "",
+                           first if contiguous else "",
                            "" if contiguous else " ".join(f"{r[0]}-0" for r in records),
                            b"\n".join(values)]
-        while len(sizes) > self.max_events or (state.nbytes > self.max_run_bytes
-                                               and len(sizes) > 1):
-            state.nbytes -= sizes.popleft()[1]
-        if sizes[0][0] > state.kept_from:
-            state.kept_from = sizes[0][0]
-            args[1] = state.kept_from
         if not state.expiry_set:
             args[2] = self._ms(self.running_expiry)
         try:
@@ -214,6 +204,8 @@ class RedisEventLog(EventLog):
         state.expiry_set = True
 
     async def end(self, run_id: str, status: str) -> None:
+        if not _valid_id(run_id):
+            return
         self._written.pop(run_id, None)
         if self._leases is not None:
             self._leases.discard(f"{self.key_prefix}slots", run_id)
@@ -224,6 +216,8 @@ class RedisEventLog(EventLog):
     # -- reading ---------------------------------------------------------------------------
     async def read(self, run_id: str, after: int = 0, *, follow: bool = True
                    ) -> AsyncIterator[list[EventRecord]]:
+        if not _valid_id(run_id):
+            raise RunNotFoundError(f"no run {run_id!r} in the event log")
         clients = self._connect()
         client, follower = clients.commands, clients.follower
         meta, events, _ = self._keys(run_id)
@@ -261,6 +255,8 @@ class RedisEventLog(EventLog):
                         got = await client.xread({events: cursor}, count=READ_COUNT)
 
     async def get_run(self, run_id: str) -> LoggedRun | None:
+        if not _valid_id(run_id):
+            return None
         meta, events, _ = self._keys(run_id)
         with self._errors(f"read run '{run_id}'"):
             async with self._connect().commands.pipeline(transaction=False) as pipe:
@@ -279,6 +275,8 @@ class RedisEventLog(EventLog):
 
     # -- cancel ----------------------------------------------------------------------------
     async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        if not _valid_id(run_id):
+            return False
         message = json.dumps([run_id, reason])
         with self._errors(f"cancel run '{run_id}'"):
             sent = await self._run_script("CANCEL", [self._meta(run_id)],
@@ -288,6 +286,8 @@ class RedisEventLog(EventLog):
     async def cancel_reason(self, run_id: str) -> str | None:
         """The reason of the cancel asked for the run, if one was (for a driver that started
         listening after it was sent, or while Redis was unreachable), else None."""
+        if not _valid_id(run_id):
+            return None
         with self._errors(f"read run '{run_id}'"):
             reason = await self._connect().commands.hget(self._meta(run_id), "cancel")
         return None if reason is None else reason.decode()  # type: ignore[union-attr]
@@ -328,6 +328,8 @@ class RedisEventLog(EventLog):
             return int(await self._run_script("COUNT", [f"{self.key_prefix}slots"], []))
 
     async def add_reader(self, run_id: str) -> None:
+        if not _valid_id(run_id):
+            return
         meta, _, readers = self._keys(run_id)
         member = f"{self._instance}:{next(self._tokens)}"
         with self._errors(f"count a reader of run '{run_id}'"):
@@ -337,6 +339,8 @@ class RedisEventLog(EventLog):
             self._leases.add(readers, member)
 
     async def remove_reader(self, run_id: str) -> None:
+        if not _valid_id(run_id):
+            return
         readers = self._keys(run_id)[2]
         leases = self._leases
         members = [] if leases is None else leases.members(readers)
@@ -347,6 +351,8 @@ class RedisEventLog(EventLog):
             await self._connect().commands.zrem(readers, members[-1])
 
     async def readers(self, run_id: str) -> int:
+        if not _valid_id(run_id):
+            return 0
         with self._errors(f"count the readers of run '{run_id}'"):
             return int(await self._run_script("COUNT", [self._keys(run_id)[2]], []))
 
