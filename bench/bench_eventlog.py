@@ -6,6 +6,9 @@ runstream-sse appends a run's batches, then the terminal record and ``end``; a f
 started reading before the first record reads them all as they come (``read(run_id, 0)``). The
 figure is the time from the first append to the follower's last record.
 
+Also: the time from ``cancel()`` on one RedisEventLog to the cancel handler of another
+(``--cancels`` of them, one at a time; the issue's target: heard within 100 ms).
+
 Figures: events/s (wall clock), CPU per event of this process (``time.process_time``) and, for
 Redis, of the redis-server process too (``/proc/PID/stat``), medians over ``--reps`` (5)
 interleaved repetitions; the ratio redis / memory. With two or more cores this process is
@@ -13,7 +16,8 @@ pinned to core 0 and redis-server to core 1 (``--no-pin``: not). The issue's tar
 memory) is for the whole SSE path, where a record also costs its framing and its socket write:
 this script reports what the log alone does and has no target of its own.
 
-    uv run python bench/bench_eventlog.py [--events 100000] [--batch 64] [--reps 5] [--no-pin]
+    uv run python bench/bench_eventlog.py [--events 100000] [--batch 64] [--reps 5] [--cancels 200]
+                                          [--no-pin]
 
 It starts its own redis-server (tests/_redis_server.py) on a free port in a temp dir, with no
 persistence, and stops it on exit.
@@ -101,7 +105,24 @@ async def measure(args: argparse.Namespace, server: RedisServer
                                                else 0.0)
     for log in logs.values():
         await log.close()
+    results["cancel"] = {"ms": await cancel_latency(server, args.cancels)}
     return results
+
+
+async def cancel_latency(server: RedisServer, count: int) -> list[float]:
+    """Milliseconds from ``cancel()`` on one instance to the handler of another."""
+    driver, web = RedisEventLog(url=server.url), RedisEventLog(url=server.url)
+    heard: asyncio.Queue[float] = asyncio.Queue()
+    driver.subscribe_cancel(lambda run_id, reason: heard.put_nowait(time.perf_counter()))
+    latencies = []
+    for i in range(count):
+        await driver.create(f"c{i}", pipeline="bench", owner=None)
+        sent = time.perf_counter()
+        await web.cancel(f"c{i}")
+        latencies.append((await heard.get() - sent) * 1000)
+    await driver.close()
+    await web.close()
+    return latencies
 
 
 def main() -> None:
@@ -109,6 +130,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--cancels", type=int, default=200)
     parser.add_argument("--no-pin", action="store_true",
                         help="leave both processes to the scheduler")
     args = parser.parse_args()
@@ -125,6 +147,7 @@ def main() -> None:
         finally:
             server.stop()
     print(f"# pinned: {'client core 0, redis-server core 1' if pinned else 'no'}")
+    cancel = sorted(results.pop("cancel")["ms"])
     rates = {name: median(r["rate"]) for name, r in results.items()}
     for name, r in results.items():
         row(f"{name}: events/s (median of {args.reps})", f"{rates[name]:,.0f}",
@@ -135,6 +158,9 @@ def main() -> None:
             total = median([c + s for c, s in zip(r["cpu"], r["server"], strict=True)])
             row("redis: client + server CPU per event", f"{total:.2f} us")
     row("ratio redis / memory, events/s", f"{rates['redis'] / rates['memory']:.3f}x")
+    row(f"redis: cancel heard by another instance ({len(cancel)})",
+        f"{median(cancel):.2f} ms", f"p99 {cancel[int(len(cancel) * 0.99) - 1]:.2f} ms, "
+        f"max {cancel[-1]:.2f} ms (target < 100 ms)")
     print(f"# load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
