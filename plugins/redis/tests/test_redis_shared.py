@@ -162,6 +162,20 @@ async def test_any_text_comes_back_as_it_went_in(make_log: Any) -> None:
     await log.close()
 
 
+async def test_any_owner_and_reason_come_back_as_they_went_in(make_log: Any) -> None:
+    log, other = make_log(), make_log()
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    log.subscribe_cancel(lambda run_id, reason: heard.put_nowait(reason))
+    await log.create("o", pipeline="pipé", owner="\ud800 ünïcode")
+    assert await other.cancel("o", "why \udfff")
+    assert await asyncio.wait_for(heard.get(), 5) == "why \udfff"
+    assert await other.cancel_reason("o") == "why \udfff"
+    info = await other.get_run("o")
+    assert info is not None and (info.pipeline, info.owner) == ("pipé", "\ud800 ünïcode")
+    await log.close()
+    await other.close()
+
+
 async def test_bounds_keep_the_newest_and_get_run_says_what_is_kept(make_log: Any) -> None:
     log = make_log(max_events=30, max_run_bytes=100_000)
     await log.create("b", pipeline="p", owner=None)

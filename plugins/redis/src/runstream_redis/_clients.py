@@ -32,7 +32,10 @@ class Clients:
     def __init__(self, url: str, *, connect_timeout: float, socket_timeout: float, block: float,
                  max_connections: int, max_followers: int) -> None:
         options: dict[str, Any] = {"socket_connect_timeout": connect_timeout,
-                                   "retry": Retry(NoBackoff(), 1), "protocol": 2}
+                                   "retry": Retry(NoBackoff(), 1), "protocol": 2,
+                                   # Any text a caller gives (an owner, a cancel reason) is
+                                   # kept as it is, lone surrogates too.
+                                   "encoding_errors": "surrogatepass"}
         self.commands = Redis.from_pool(BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=socket_timeout,
             socket_timeout=socket_timeout, **options))

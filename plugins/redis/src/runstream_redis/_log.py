@@ -269,9 +269,9 @@ class RedisEventLog(EventLog):
         last_seq = seq_of(last[0][0]) if last else 0
         first_seq = seq_of(first[0][0]) if first and RECORD in first[0][1] else last_seq + 1
         owner = fields.get(b"owner")
-        return LoggedRun(run_id, fields.get(b"pipeline", b"").decode(),
-                         None if owner is None else owner.decode(),
-                         fields.get(b"status", b"running").decode(), last_seq, first_seq)
+        return LoggedRun(run_id, _text(fields.get(b"pipeline", b"")),
+                         None if owner is None else _text(owner),
+                         _text(fields.get(b"status", b"running")), last_seq, first_seq)
 
     # -- cancel ----------------------------------------------------------------------------
     async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
@@ -290,7 +290,7 @@ class RedisEventLog(EventLog):
             return None
         with self._errors(f"read run '{run_id}'"):
             reason = await self._connect().commands.hget(self._meta(run_id), "cancel")
-        return None if reason is None else reason.decode()  # type: ignore[union-attr]
+        return None if reason is None else _text(reason)
 
     def subscribe_cancel(self, handler: CancelHandler) -> Callable[[], None]:
         self._connect()
@@ -378,3 +378,8 @@ class RedisEventLog(EventLog):
             leases.held.clear()
         if clients is not None:
             await clients.aclose()
+
+
+def _text(value: Any) -> str:
+    """A field Redis gave back, as the text it was written from (lone surrogates too)."""
+    return bytes(value).decode("utf-8", "surrogatepass")
