@@ -29,6 +29,7 @@ async def main():
     log = RedisEventLog(url=url, key_prefix=prefix, slot_lease=lease)
     await log.start()
     await log.create("held", pipeline="p", owner=None)
+    await log.append("held", [(1, 0.0, "step.event", "s", {}), (2, 0.0, "step.event", "s", {})])
     assert await log.acquire_slot("a", 2) and await log.acquire_slot("b", 2)
     await log.add_reader("held")
     print("ready", flush=True)
@@ -47,7 +48,7 @@ async def until(check: Any, within: float, what: str) -> float:
     return time.monotonic() - start
 
 
-async def test_a_killed_process_frees_its_slots_and_readers_within_its_lease(
+async def test_a_killed_process_frees_its_slots_readers_and_followers_within_its_lease(
         redis_server: RedisServer, prefix: str, make_log: Any) -> None:
     lease = 1.0
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, redis_server.url, prefix,
@@ -56,16 +57,22 @@ async def test_a_killed_process_frees_its_slots_and_readers_within_its_lease(
         assert holder.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(holder.stdout.readline), 30)
         assert line.strip() == "ready"
-        log: RedisEventLog = make_log(slot_lease=lease)
+        log: RedisEventLog = make_log(slot_lease=lease, block=0.3)
+        follower = asyncio.create_task(collect(log, "held"))
         assert (await log.slots_in_use(), await log.readers("held")) == (2, 1)
         assert not await log.acquire_slot("c", 2)
         await asyncio.sleep(lease * 2.5)  # past its lease: the holder renews while it lives
         assert (await log.slots_in_use(), await log.readers("held")) == (2, 1)
+        assert not follower.done()  # the run's driver lives: its follower waits
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(10)
         freed = await until(lambda: _all_free(log), lease * 3, "slots and readers freed")
         print(f"slots freed {freed:.2f} s after SIGKILL (lease {lease} s)")
         assert await log.acquire_slot("c", 2)
+        # Its run will never end: its follower stops once the driver's lease has expired.
+        assert [r[0] for r in await asyncio.wait_for(follower, lease * 3)] == [1, 2]
+        info = await log.get_run("held")
+        assert info is not None and info.status == "running"
         await log.close()
     finally:
         if holder.poll() is None:

@@ -24,7 +24,7 @@ from runstream import TERMINAL_EVENT_TYPES
 if TYPE_CHECKING:
     from runstream import EventRecord
 
-__all__ = ["RECORD", "encode", "entry_id", "parse_entries", "seq_of"]
+__all__ = ["RECORD", "encode", "entry_id", "parse_entries", "seq_of", "text_of"]
 
 #: The field of a record's entry (an end marker has ``e`` instead).
 RECORD = b"r"
@@ -62,6 +62,11 @@ def entry_id(seq: int) -> bytes:
 def seq_of(entry: bytes) -> int:
     """The seq of a stream entry id (of an end marker: the last record's)."""
     return int(entry.partition(b"-")[0])
+
+
+def text_of(value: Any) -> str:
+    """A field Redis gave back, as the text it was written from (lone surrogates too)."""
+    return bytes(value).decode("utf-8", "surrogatepass")
 
 
 def encode(record: EventRecord) -> bytes:

@@ -7,6 +7,7 @@ Keys, for a ``key_prefix`` ``P`` (default ``runstream:``):
 - ``P run:{id}:events`` (a stream): the records, one entry each (see ``_codec``);
 - ``P run:{id}:readers`` (a sorted set): one lease per reading client;
 - ``P slots`` (a sorted set): one lease per run holding a ``max_concurrent_runs`` slot;
+- ``P drivers`` (a sorted set): one lease per running run, held by the processes writing it;
 - the pub/sub channel ``P cancel``.
 """
 
@@ -37,7 +38,7 @@ from runstream import (
 from ._bounds import Written
 from ._cancel import CancelListener
 from ._clients import Clients, errors
-from ._codec import RECORD, encode, entry_id, parse_entries, seq_of
+from ._codec import RECORD, encode, entry_id, parse_entries, seq_of, text_of
 from ._leases import Leases
 from ._url import SCHEMES, mask_url
 
@@ -142,6 +143,10 @@ class RedisEventLog(EventLog):
     def _meta(self, run_id: str) -> str:
         return f"{self.key_prefix}run:{run_id}"
 
+    @property
+    def _drivers(self) -> str:
+        return f"{self.key_prefix}drivers"
+
     def _keys(self, run_id: str) -> list[str]:
         meta = self._meta(run_id)
         return [meta, f"{meta}:events", f"{meta}:readers"]
@@ -164,13 +169,15 @@ class RedisEventLog(EventLog):
             listener.start()
             await listener.wait_ready(self.connect_timeout)
         with self._errors(f"create run '{run_id}'"):
-            created = await self._run_script("CREATE", self._keys(run_id), [
+            created = await self._run_script("CREATE", [*self._keys(run_id), self._drivers], [
                 pipeline, "0" if owner is None else "1", owner or "",
-                self._ms(self.running_expiry)])
+                self._ms(self.running_expiry), run_id, self._ms(self.slot_lease)])
         if not created:
             raise RunIdError(f"run id '{run_id}' is already used by a run in the event log; "
                              "pick another or omit it")
         self._written[run_id] = self._bounds(1)
+        if self._leases is not None:
+            self._leases.add(self._drivers, run_id)
 
     async def append(self, run_id: str, records: Sequence[EventRecord]) -> None:
         if not _valid_id(run_id):
@@ -185,6 +192,8 @@ class RedisEventLog(EventLog):
             if status != b"running":
                 return
             state = self._written[run_id] = self._bounds(records[0][0])
+            if self._leases is not None:  # it drives the run too (e.g. a worker)
+                self._leases.add(self._drivers, run_id)
         values = [encode(record) for record in records]
         trim = state.add(records, values)
         first = records[0][0]
@@ -209,9 +218,11 @@ class RedisEventLog(EventLog):
         self._written.pop(run_id, None)
         if self._leases is not None:
             self._leases.discard(f"{self.key_prefix}slots", run_id)
+            self._leases.discard(self._drivers, run_id)
         with self._errors(f"end run '{run_id}'"):
-            await self._run_script("END", [*self._keys(run_id), f"{self.key_prefix}slots"],
-                                   [status, round(self.ttl * 1000), run_id])
+            await self._run_script(
+                "END", [*self._keys(run_id), f"{self.key_prefix}slots", self._drivers],
+                [status, round(self.ttl * 1000), run_id])
 
     # -- reading ---------------------------------------------------------------------------
     async def read(self, run_id: str, after: int = 0, *, follow: bool = True
@@ -247,10 +258,11 @@ class RedisEventLog(EventLog):
                     got = await client.xread({events: cursor}, count=READ_COUNT)
                     continue
                 got = await follower.xread({events: cursor}, count=READ_COUNT, block=block)
-                if not got:  # nothing for `block` s: is the run still there, still running?
-                    status = await client.hget(meta, "status")
+                if not got:  # nothing for `block` s: is the run still there, still driven?
+                    status = await clients.script("STATUS", [meta, self._drivers], [run_id])
                     if status != b"running":
-                        # Its end marker is read next; if its keys are gone, nothing is.
+                        # Its end marker is read next; if its keys are gone, or its driver
+                        # is (killed: it will never end the run), nothing is.
                         checked_end = True
                         got = await client.xread({events: cursor}, count=READ_COUNT)
 
@@ -269,9 +281,9 @@ class RedisEventLog(EventLog):
         last_seq = seq_of(last[0][0]) if last else 0
         first_seq = seq_of(first[0][0]) if first and RECORD in first[0][1] else last_seq + 1
         owner = fields.get(b"owner")
-        return LoggedRun(run_id, _text(fields.get(b"pipeline", b"")),
-                         None if owner is None else _text(owner),
-                         _text(fields.get(b"status", b"running")), last_seq, first_seq)
+        return LoggedRun(run_id, text_of(fields.get(b"pipeline", b"")),
+                         None if owner is None else text_of(owner),
+                         text_of(fields.get(b"status", b"running")), last_seq, first_seq)
 
     # -- cancel ----------------------------------------------------------------------------
     async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
@@ -290,7 +302,7 @@ class RedisEventLog(EventLog):
             return None
         with self._errors(f"read run '{run_id}'"):
             reason = await self._connect().commands.hget(self._meta(run_id), "cancel")
-        return None if reason is None else _text(reason)
+        return None if reason is None else text_of(reason)
 
     def subscribe_cancel(self, handler: CancelHandler) -> Callable[[], None]:
         self._connect()
@@ -379,7 +391,3 @@ class RedisEventLog(EventLog):
         if clients is not None:
             await clients.aclose()
 
-
-def _text(value: Any) -> str:
-    """A field Redis gave back, as the text it was written from (lone surrogates too)."""
-    return bytes(value).decode("utf-8", "surrogatepass")

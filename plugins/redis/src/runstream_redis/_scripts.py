@@ -7,7 +7,8 @@ restart emptied its script cache.
 
 from __future__ import annotations
 
-__all__ = ["ACQUIRE", "ADD_READER", "APPEND", "CANCEL", "COUNT", "CREATE", "END", "RENEW"]
+__all__ = ["ACQUIRE", "ADD_READER", "APPEND", "CANCEL", "COUNT", "CREATE", "END", "RENEW",
+           "STATUS"]
 
 # Server time in milliseconds.
 _NOW = """
@@ -15,15 +16,28 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-#: KEYS: meta, events, readers. ARGV: pipeline, has_owner ('1'/'0'), owner, expiry_ms.
-#: 1 if created, 0 if the run id is taken. Leftovers of a forgotten run of that id go.
-CREATE = """
+#: KEYS: meta, events, readers, drivers. ARGV: pipeline, has_owner ('1'/'0'), owner,
+#: expiry_ms, run_id, lease_ms. 1 if created, 0 if the run id is taken. Leftovers of a
+#: forgotten run of that id go. The run's driver lease is taken (see STATUS).
+CREATE = _NOW + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('HSET', KEYS[1], 'status', 'running', 'pipeline', ARGV[1])
 if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'owner', ARGV[3]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+redis.call('ZADD', KEYS[4], now + tonumber(ARGV[6]), ARGV[5])
 return 1
+"""
+
+#: KEYS: meta, drivers. ARGV: run_id. The run's status; for a running run whose driver lease
+#: expired (every process that appended to it stopped renewing it: killed), 'gone'.
+STATUS = _NOW + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'running' then return status end
+local lease = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not lease or tonumber(lease) < now then return 'gone' end
+return status
 """
 
 #: KEYS: events. ARGV: maxlen, minid ('' for none), expiry_ms ('' for none), the first seq
@@ -54,12 +68,13 @@ if ARGV[3] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return i
 """
 
-#: KEYS: meta, events, readers, slots. ARGV: status, ttl_ms, run_id.
+#: KEYS: meta, events, readers, slots, drivers. ARGV: status, ttl_ms, run_id.
 #: Marks the run ended, adds the end marker ({last_seq}-1) that wakes blocked readers, frees
 #: its slot and sets the expiry of its keys. 0 if the run is unknown or had already ended.
 END = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
 redis.call('ZREM', KEYS[4], ARGV[3])
+redis.call('ZREM', KEYS[5], ARGV[3])
 if tonumber(ARGV[2]) <= 0 then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
   return 1
