@@ -70,9 +70,9 @@ class RedisEventLog(EventLog):
                             description="Prefix of every key and channel this log uses.")
     slot_lease: float = Field(
         default=15.0, ge=0.3, le=3600,
-        description="Seconds a run slot or a reader lease lasts unless renewed; this process "
-                    "renews its own every third of it, so a killed process frees them within "
-                    "this time.")
+        description="Seconds a lease (a run slot, a reader, a running run's driver) lasts "
+                    "unless renewed; each process renews its own every third of it, so a killed "
+                    "process frees them within this time.")
     connect_timeout: float = Field(default=2.0, gt=0, le=60,
                                    description="Seconds to connect to Redis.")
     socket_timeout: float = Field(default=5.0, gt=0, le=300,
@@ -180,13 +180,13 @@ class RedisEventLog(EventLog):
             self._leases.add(self._drivers, run_id)
 
     async def append(self, run_id: str, records: Sequence[EventRecord]) -> None:
-        if not _valid_id(run_id):
-            return
         if not records:
             return
         state = self._written.get(run_id)
         meta, events, _ = self._keys(run_id)
         if state is None:  # a run another process created: only while it is running
+            if not _valid_id(run_id):
+                return
             with self._errors(f"append to run '{run_id}'"):
                 status = await self._connect().commands.hget(meta, "status")
             if status != b"running":
