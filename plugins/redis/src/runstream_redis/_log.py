@@ -232,7 +232,7 @@ class RedisEventLog(EventLog):
         clients = self._connect()
         client, follower = clients.commands, clients.follower
         meta, events, _ = self._keys(run_id)
-        cursor = entry_id(after)
+        cursor = entry_id(max(0, after))
         doing = f"read run '{run_id}'"
         with self._errors(doing):
             async with client.pipeline(transaction=False) as pipe:
