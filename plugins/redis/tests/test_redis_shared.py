@@ -50,7 +50,7 @@ async def until(check: Any, within: float, what: str) -> float:
 
 async def test_a_killed_process_frees_its_slots_readers_and_followers_within_its_lease(
         redis_server: RedisServer, prefix: str, make_log: Any) -> None:
-    lease = 1.0
+    lease = 2.0  # renewed every 0.67 s: slack for a loaded machine
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, redis_server.url, prefix,
                                str(lease)], stdout=subprocess.PIPE, text=True)
     try:
@@ -61,7 +61,7 @@ async def test_a_killed_process_frees_its_slots_readers_and_followers_within_its
         follower = asyncio.create_task(collect(log, "held"))
         assert (await log.slots_in_use(), await log.readers("held")) == (2, 1)
         assert not await log.acquire_slot("c", 2)
-        await asyncio.sleep(lease * 2.5)  # past its lease: the holder renews while it lives
+        await asyncio.sleep(lease * 1.5)  # past its lease: the holder renews while it lives
         assert (await log.slots_in_use(), await log.readers("held")) == (2, 1)
         assert not follower.done()  # the run's driver lives: its follower waits
         os.kill(holder.pid, signal.SIGKILL)
