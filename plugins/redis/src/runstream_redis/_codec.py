@@ -16,7 +16,7 @@ sorts after the run's last record and before any seq that could follow, so a rea
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from runstream import TERMINAL_EVENT_TYPES
@@ -81,25 +81,22 @@ def encode(record: EventRecord) -> bytes:
 
 def parse_entries(entries: list[list[Any]]) -> tuple[list[EventRecord], bytes, bool]:
     """The records of raw ``XREAD`` entries (``[id, [field, value]]``), the cursor after them,
-    and whether the run ended (a terminal record, or the end marker). The values are decoded
-    as one JSON array: one call for the whole batch."""
-    ids: list[bytes] = []
-    values: list[bytes] = []
-    ended = False
-    cursor = b""
-    for entry, fields in entries:
-        cursor = entry
-        if fields[0] != RECORD:  # the end marker
-            ended = True
-            break
-        ids.append(entry)
-        values.append(fields[1])
-    if not values:
-        return [], cursor, ended
-    bodies = _loads((b"[" + b",".join(values) + b"]").decode("utf-8", "surrogatepass"))
-    batch: list[EventRecord] = []
-    for entry, (ts, type_, step, data) in zip(ids, bodies, strict=True):
-        batch.append((seq_of(entry), ts, type_, step, data))
-        if type_ in TERMINAL_EVENT_TYPES:
-            return batch, entry, True
-    return batch, cursor, ended
+    and whether the run ended (its terminal record, or the end marker: only ever the stream's
+    last entry). The values are decoded as one JSON array: one call for the whole batch."""
+    cursor = entries[-1][0]
+    ended = entries[-1][1][0] != RECORD
+    if ended:
+        entries = entries[:-1]
+        if not entries:
+            return [], cursor, True
+    bodies = _loads((b"[" + b",".join([e[1][1] for e in entries]) + b"]"
+                     ).decode("utf-8", "surrogatepass"))
+    first, last = seq_of(entries[0][0]), seq_of(entries[-1][0])
+    if last - first == len(entries) - 1:  # contiguous, as a run's seqs are
+        seqs: Iterable[int] = range(first, last + 1)
+    else:
+        seqs = [seq_of(e[0]) for e in entries]
+    batch: list[EventRecord] = [(seq, b[0], b[1], b[2], b[3])
+                                for seq, b in zip(seqs, bodies, strict=True)]
+    # As in every event log, a batch that ends with a terminal record ends the run.
+    return batch, cursor, ended or batch[-1][2] in TERMINAL_EVENT_TYPES
