@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,4 +132,23 @@ async def test_a_killed_server_fails_a_blocked_reader_promptly(own_redis: RedisS
     own_redis.stop()  # while the reader waits in XREAD BLOCK
     with pytest.raises(EventLogError, match="read run 'k'"):
         await asyncio.wait_for(task, 10)
+    await log.close()
+
+
+async def test_a_redis_that_stops_answering_fails_calls_within_the_socket_timeout(
+        own_redis: RedisServer) -> None:
+    log = RedisEventLog(url=url_of(own_redis), socket_timeout=0.5, block=0.5)
+    await log.create("h", pipeline="p", owner=None)
+    assert own_redis.process is not None
+    own_redis.process.send_signal(signal.SIGSTOP)  # up, but answering nothing
+    try:
+        with pytest.raises(EventLogError, match="Timeout"):
+            await asyncio.wait_for(log.append("h", chunks(1, 1)), 10)
+        with pytest.raises(EventLogError):
+            await asyncio.wait_for(collect(log, "h"), 10)
+    finally:
+        own_redis.process.send_signal(signal.SIGCONT)
+    await log.create("h2", pipeline="p", owner=None)
+    await log.append("h2", [record(1, "run.completed", {})])
+    assert [r[0] for r in await collect(log, "h2")] == [1]
     await log.close()
