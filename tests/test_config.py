@@ -118,3 +118,10 @@ def test_any_text_is_a_config_or_a_one_line_config_error(text: str) -> None:
         Config.from_yaml(text, "c.yaml")
     except ConfigError as exc:
         assert str(exc).startswith("c.yaml") and "\n" not in str(exc)
+
+
+def test_a_bad_value_is_quoted_without_the_password_of_a_url_in_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Config.from_yaml("limits: {max_concurrent_runs: 'postgresql://u:s3cret@db/x'}", "c.yaml")
+    assert "s3cret" not in str(caught.value)
+    assert "postgresql://u:***@db/x" in str(caught.value)

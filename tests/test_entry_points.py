@@ -27,7 +27,8 @@ BROKEN_DIST = "rs-testplugin-broken"
 TWIN_DIST = "rs-testplugin-twin"  # uses the same entry-point name as the good one: `good`
 #: Every distribution with a runstream entry point in these tests: the workspace's and ours.
 INSTALLED = {BROKEN_DIST, GOOD_DIST, "runstream-async-python", "runstream-file",
-             "runstream-mock-llm", "runstream-openai", "runstream-sse", "runstream-stdout"}
+             "runstream-mock-llm", "runstream-openai", "runstream-redis", "runstream-sse",
+             "runstream-stdout"}
 
 TWIN_MODULE = '''
 import runstream
@@ -212,8 +213,10 @@ def test_good_plugin_loads_and_broken_one_is_reported(shell: Shell) -> None:
     # The failure is isolated: the built-ins and the workspace's own plugins still load.
     assert plugins["runstream"]["status"] == "builtin"
     assert plugins["runstream"]["registered"] == {
-        "executors": ["local"], "run_log_stores": ["sqlite", "file-system", "memory"]}
+        "executors": ["local"], "run_log_stores": ["sqlite", "file-system", "memory"],
+        "event_logs": ["memory"]}
     assert plugins["runstream-async-python"]["status"] == "loaded"
+    assert plugins["runstream-redis"]["registered"] == {"event_logs": ["redis"]}
     assert "Traceback" not in result.stderr
     assert shell.imported() == {"good", "broken"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -44,14 +45,20 @@ def explain(error: ValidationError, *, prefix: str = "", model: type[BaseModel] 
     return "; ".join(parts)
 
 
+#: The password of a URL or DSN (``scheme://user:password@host``).
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]*:)[^\s/'\"]+@")
+
+
 def short_repr(value: Any) -> str:
-    """``repr(value)`` cut to 60 characters, for error messages; never raises."""
+    """``repr(value)`` cut to 60 characters, for error messages, with the password of any URL in
+    it shown as ``***``; never raises."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
         return f"a number of about {int(value.bit_length() * 0.30103)} digits"
     try:
         text = repr(value)
     except (ValueError, RecursionError):
         return f"a {type(value).__name__}"
+    text = _URL_PASSWORD.sub(r"\1***@", text)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

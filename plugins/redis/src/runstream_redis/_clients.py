@@ -1,0 +1,75 @@
+"""The connections of one redis event log instance, its scripts, and how their errors read."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from runstream import EventLogError
+
+from . import _scripts
+from ._url import mask_url, scrub
+
+if TYPE_CHECKING:
+    from redis.commands.core import AsyncScript
+
+__all__ = ["Clients", "errors"]
+
+
+class Clients:
+    """Two pools: ``commands`` for every command, ``follower`` for readers blocked in
+    ``XREAD BLOCK``. A blocked read holds its connection for up to ``block`` seconds, so they
+    get a pool of their own: however many clients follow runs, writers never wait for them.
+
+    One retry after a connection error (a connection that Redis closed, e.g. when it
+    restarted), with no backoff: a Redis that is down fails the call at once."""
+
+    def __init__(self, url: str, *, connect_timeout: float, socket_timeout: float, block: float,
+                 max_connections: int, max_followers: int) -> None:
+        options: dict[str, Any] = {"socket_connect_timeout": connect_timeout,
+                                   "retry": Retry(NoBackoff(), 1), "protocol": 2,
+                                   # Any text a caller gives (an owner, a cancel reason) is
+                                   # kept as it is, lone surrogates too.
+                                   "encoding_errors": "surrogatepass"}
+        self.commands = Redis.from_pool(BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=socket_timeout,
+            socket_timeout=socket_timeout, **options))
+        self.follower = Redis.from_pool(BlockingConnectionPool.from_url(
+            url, max_connections=max_followers, timeout=None,
+            socket_timeout=block + socket_timeout, **options))
+        for client in (self.commands, self.follower):
+            # XREAD's entries as Redis sends them: _codec.parse_entries reads them without
+            # building a dict per entry.
+            client.set_response_callback("XREAD", _raw)
+        self.scripts: dict[str, AsyncScript] = {
+            name: self.commands.register_script(getattr(_scripts, name))
+            for name in _scripts.__all__}
+
+    async def script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return await self.scripts[name](keys=keys, args=args)
+
+    async def aclose(self) -> None:
+        for client in (self.commands, self.follower):
+            with contextlib.suppress(RedisError, OSError):
+                await client.aclose()
+
+
+@contextlib.contextmanager
+def errors(url: str, doing: str) -> Iterator[None]:
+    """Redis's errors as :class:`runstream.EventLogError`, naming the server, never its
+    password."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        reason = scrub(str(exc) or type(exc).__name__, url)
+        raise EventLogError(f"event log: cannot {doing}: Redis at {mask_url(url)}: "
+                            f"{reason}") from None
+
+
+def _raw(response: Any, **options: Any) -> Any:
+    return response

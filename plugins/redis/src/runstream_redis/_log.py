@@ -1,0 +1,393 @@
+"""``redis`` event log: runs' records in Redis Streams, shared by every process that uses it.
+
+Keys, for a ``key_prefix`` ``P`` (default ``runstream:``):
+
+- ``P run:{id}`` (a hash): ``status``, ``pipeline``, ``owner``, ``cancel`` (the reason, once a
+  cancel was asked);
+- ``P run:{id}:events`` (a stream): the records, one entry each (see ``_codec``);
+- ``P run:{id}:readers`` (a sorted set): one lease per reading client;
+- ``P slots`` (a sorted set): one lease per run holding a ``max_concurrent_runs`` slot;
+- ``P drivers`` (a sorted set): one lease per running run, held by the processes writing it;
+- the pub/sub channel ``P cancel``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field, PrivateAttr, field_validator
+from redis.exceptions import RedisError
+from runstream import (
+    RUN_ID_PATTERN,
+    CancelHandler,
+    EventLog,
+    EventLogError,
+    LoggedRun,
+    RunIdError,
+    RunNotFoundError,
+)
+
+from ._bounds import Written
+from ._cancel import CancelListener
+from ._clients import Clients, errors
+from ._codec import RECORD, encode, entry_id, parse_entries, seq_of, text_of
+from ._leases import Leases
+from ._url import SCHEMES, mask_url
+
+if TYPE_CHECKING:
+    from runstream import EventRecord
+
+__all__ = ["RedisEventLog"]
+
+#: Entries one XREAD returns at most.
+READ_COUNT = 1000
+
+#: Run ids have no ``:``, so no run's keys can be another's; an id that is not one names no run.
+_valid_id = re.compile(RUN_ID_PATTERN).match
+
+
+class RedisEventLog(EventLog):
+    """Keeps runs' records in Redis: any process that shares the Redis replays, follows and
+    cancels any run, and ``max_concurrent_runs`` counts the runs of all of them.
+
+    See docs/event-log.md (section ``redis``) for what it guarantees and what survives what.
+    """
+
+    shared: ClassVar[bool] = True
+
+    url: str = Field(default="redis://127.0.0.1:6379/0", repr=False,
+                     description="The Redis: `redis://[[user]:password@]host[:port][/db]`, "
+                                 "`rediss://` (TLS) or `unix:///path?db=0`.")
+    key_prefix: str = Field(default="runstream:",
+                            description="Prefix of every key and channel this log uses.")
+    slot_lease: float = Field(
+        default=15.0, ge=0.3, le=3600,
+        description="Seconds a lease (a run slot, a reader, a running run's driver) lasts "
+                    "unless renewed; each process renews its own every third of it, so a killed "
+                    "process frees them within this time.")
+    connect_timeout: float = Field(default=2.0, gt=0, le=60,
+                                   description="Seconds to connect to Redis.")
+    socket_timeout: float = Field(default=5.0, gt=0, le=300,
+                                  description="Seconds a Redis command may take.")
+    block: float = Field(
+        default=2.0, gt=0, le=60,
+        description="Seconds a following reader waits in one `XREAD BLOCK` before it checks the "
+                    "run is still there.")
+    max_connections: int = Field(default=64, ge=1,
+                                 description="Connections for commands, per process.")
+    max_followers: int = Field(
+        default=1000, ge=1,
+        description="Connections for readers waiting for new records (one each while it "
+                    "waits), per process; readers past it wait for a free one.")
+    running_expiry: float = Field(
+        default=7 * 86_400.0, gt=0,
+        description="Seconds after which a run still `running` is forgotten anyway (its "
+                    "process died before it could end it).")
+
+    _clients: Clients | None = PrivateAttr(default=None)
+    _written: dict[str, Written] = PrivateAttr(default_factory=dict)
+    _listener: CancelListener | None = PrivateAttr(default=None)
+    _leases: Leases | None = PrivateAttr(default=None)
+    _tokens: Iterator[int] = PrivateAttr(default_factory=itertools.count)
+    _instance: str = PrivateAttr(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        scheme = url.partition("://")[0]
+        if scheme not in SCHEMES or "://" not in url:
+            raise ValueError(f"{mask_url(url)!r} is not a Redis URL: use redis://host:port/db, "
+                             "rediss://... (TLS) or unix:///path/to/socket")
+        return url
+
+    def __repr_args__(self) -> Any:
+        yield "url", mask_url(self.url)
+        yield from super().__repr_args__()
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "url": mask_url(self.url)}
+
+    # -- connections -----------------------------------------------------------------------
+    def _connect(self) -> Clients:
+        clients = self._clients
+        if clients is None:
+            clients = self._clients = Clients(
+                self.url, connect_timeout=self.connect_timeout,
+                socket_timeout=self.socket_timeout, block=self.block,
+                max_connections=self.max_connections, max_followers=self.max_followers)
+            where = mask_url(self.url)
+            self._listener = CancelListener(clients.commands, f"{self.key_prefix}cancel", where,
+                                            retry_delay=min(1.0, self.connect_timeout))
+            self._leases = Leases(self.slot_lease, self._renew, where)
+        return clients
+
+    async def _run_script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return await self._connect().script(name, keys, args)
+
+    def _errors(self, doing: str) -> contextlib.AbstractContextManager[None]:
+        return errors(self.url, doing)
+
+    async def start(self) -> None:
+        client = self._connect().commands
+        with self._errors("connect (check event_log.url and that Redis is running)"):
+            await client.ping()
+
+    def _meta(self, run_id: str) -> str:
+        return f"{self.key_prefix}run:{run_id}"
+
+    @property
+    def _drivers(self) -> str:
+        return f"{self.key_prefix}drivers"
+
+    def _keys(self, run_id: str) -> list[str]:
+        meta = self._meta(run_id)
+        return [meta, f"{meta}:events", f"{meta}:readers"]
+
+    @staticmethod
+    def _ms(seconds: float) -> int:
+        return max(1, round(seconds * 1000))
+
+    def _bounds(self, kept_from: int) -> Written:
+        return Written(self.max_events, self.max_run_bytes, kept_from)
+
+    # -- writing ---------------------------------------------------------------------------
+    async def create(self, run_id: str, *, pipeline: str, owner: str | None) -> None:
+        if not _valid_id(run_id):
+            raise RunIdError(f"run id {run_id!r} is not valid: it must match {RUN_ID_PATTERN}")
+        self._connect()
+        listener = self._listener
+        if listener is not None and listener.handlers:
+            # Cancel signals sent once create() has returned reach this process's handlers.
+            listener.start()
+            await listener.wait_ready(self.connect_timeout)
+        with self._errors(f"create run '{run_id}'"):
+            created = await self._run_script("CREATE", [*self._keys(run_id), self._drivers], [
+                pipeline, "0" if owner is None else "1", owner or "",
+                self._ms(self.running_expiry), run_id, self._ms(self.slot_lease)])
+        if not created:
+            raise RunIdError(f"run id '{run_id}' is already used by a run in the event log; "
+                             "pick another or omit it")
+        self._written[run_id] = self._bounds(1)
+        if self._leases is not None:
+            self._leases.add(self._drivers, run_id)
+
+    async def append(self, run_id: str, records: Sequence[EventRecord]) -> None:
+        if not records:
+            return
+        state = self._written.get(run_id)
+        meta, events, _ = self._keys(run_id)
+        if state is None:  # a run another process created: only while it is running
+            if not _valid_id(run_id):
+                return
+            with self._errors(f"append to run '{run_id}'"):
+                status = await self._connect().commands.hget(meta, "status")
+            if status != b"running":
+                return
+            state = self._written[run_id] = self._bounds(records[0][0])
+            if self._leases is not None:  # it drives the run too (e.g. a worker)
+                self._leases.add(self._drivers, run_id)
+        values = [encode(record) for record in records]
+        trim = state.add(records, values)
+        first = records[0][0]
+        contiguous = records[-1][0] - first == len(records) - 1
+        args: list[Any] = [self.max_events, "" if trim is None else trim, "",
+                           first if contiguous else "",
+                           "" if contiguous else " ".join(f"{r[0]}-0" for r in records),
+                           b"\n".join(values)]
+        if not state.expiry_set:
+            args[2] = self._ms(self.running_expiry)
+        try:
+            with self._errors(f"append to run '{run_id}'"):
+                await self._run_script("APPEND", [events], args)
+        except EventLogError:
+            self._written.pop(run_id, None)  # what Redis holds is unknown now
+            raise
+        state.expiry_set = True
+
+    async def end(self, run_id: str, status: str) -> None:
+        if not _valid_id(run_id):
+            return
+        self._written.pop(run_id, None)
+        if self._leases is not None:
+            self._leases.discard(f"{self.key_prefix}slots", run_id)
+            self._leases.discard(self._drivers, run_id)
+        with self._errors(f"end run '{run_id}'"):
+            await self._run_script(
+                "END", [*self._keys(run_id), f"{self.key_prefix}slots", self._drivers],
+                [status, round(self.ttl * 1000), run_id])
+
+    # -- reading ---------------------------------------------------------------------------
+    async def read(self, run_id: str, after: int = 0, *, follow: bool = True
+                   ) -> AsyncIterator[list[EventRecord]]:
+        if not _valid_id(run_id):
+            raise RunNotFoundError(f"no run {run_id!r} in the event log")
+        clients = self._connect()
+        client, follower = clients.commands, clients.follower
+        meta, events, _ = self._keys(run_id)
+        cursor = entry_id(max(0, after))
+        doing = f"read run '{run_id}'"
+        with self._errors(doing):
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.exists(meta)
+                pipe.xread({events: cursor}, count=READ_COUNT)
+                exists, got = await pipe.execute()
+        if not exists:
+            raise RunNotFoundError(f"no run '{run_id}' in the event log")
+        checked_end = False
+        block = self._ms(self.block)
+        while True:
+            if got:
+                batch, cursor, done = parse_entries(got[0][1])
+                if batch:
+                    yield batch
+                if done:
+                    return
+                checked_end = False
+            elif not follow or checked_end:
+                return
+            with self._errors(doing):
+                if not follow:
+                    got = await client.xread({events: cursor}, count=READ_COUNT)
+                    continue
+                got = await follower.xread({events: cursor}, count=READ_COUNT, block=block)
+                if not got:  # nothing for `block` s: is the run still there, still driven?
+                    status = await clients.script("STATUS", [meta, self._drivers], [run_id])
+                    if status != b"running":
+                        # Its end marker is read next; if its keys are gone, or its driver
+                        # is (killed: it will never end the run), nothing is.
+                        checked_end = True
+                        got = await client.xread({events: cursor}, count=READ_COUNT)
+
+    async def get_run(self, run_id: str) -> LoggedRun | None:
+        if not _valid_id(run_id):
+            return None
+        meta, events, _ = self._keys(run_id)
+        with self._errors(f"read run '{run_id}'"):
+            async with self._connect().commands.pipeline(transaction=False) as pipe:
+                pipe.hgetall(meta)
+                pipe.xrange(events, count=1)
+                pipe.xrevrange(events, count=1)
+                fields, first, last = await pipe.execute()
+        if not fields:
+            return None
+        last_seq = seq_of(last[0][0]) if last else 0
+        first_seq = seq_of(first[0][0]) if first and RECORD in first[0][1] else last_seq + 1
+        owner = fields.get(b"owner")
+        return LoggedRun(run_id, text_of(fields.get(b"pipeline", b"")),
+                         None if owner is None else text_of(owner),
+                         text_of(fields.get(b"status", b"running")), last_seq, first_seq)
+
+    # -- cancel ----------------------------------------------------------------------------
+    async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        if not _valid_id(run_id):
+            return False
+        message = json.dumps([run_id, reason])
+        with self._errors(f"cancel run '{run_id}'"):
+            sent = await self._run_script("CANCEL", [self._meta(run_id)],
+                                          [f"{self.key_prefix}cancel", reason, message])
+        return bool(sent)
+
+    async def cancel_reason(self, run_id: str) -> str | None:
+        """The reason of the cancel asked for the run, if one was (for a driver that started
+        listening after it was sent, or while Redis was unreachable), else None."""
+        if not _valid_id(run_id):
+            return None
+        with self._errors(f"read run '{run_id}'"):
+            reason = await self._connect().commands.hget(self._meta(run_id), "cancel")
+        return None if reason is None else text_of(reason)
+
+    def subscribe_cancel(self, handler: CancelHandler) -> Callable[[], None]:
+        self._connect()
+        listener = self._listener
+        assert listener is not None
+        listener.handlers.append(handler)
+        with contextlib.suppress(RuntimeError):  # no loop yet: create() starts it
+            listener.start()
+
+        def unsubscribe() -> None:
+            if handler in listener.handlers:
+                listener.handlers.remove(handler)
+
+        return unsubscribe
+
+    # -- slots and readers -----------------------------------------------------------------
+    async def acquire_slot(self, run_id: str, limit: int) -> bool:
+        slots = f"{self.key_prefix}slots"
+        with self._errors("take a run slot"):
+            taken = await self._run_script("ACQUIRE", [slots],
+                                           [run_id, limit, self._ms(self.slot_lease)])
+        if taken and self._leases is not None:
+            self._leases.add(slots, run_id)
+        return bool(taken)
+
+    async def release_slot(self, run_id: str) -> None:
+        slots = f"{self.key_prefix}slots"
+        if self._leases is not None:
+            self._leases.discard(slots, run_id)
+        with self._errors("release a run slot"):
+            await self._connect().commands.zrem(slots, run_id)
+
+    async def slots_in_use(self) -> int:
+        with self._errors("count run slots"):
+            return int(await self._run_script("COUNT", [f"{self.key_prefix}slots"], []))
+
+    async def add_reader(self, run_id: str) -> None:
+        if not _valid_id(run_id):
+            return
+        meta, _, readers = self._keys(run_id)
+        member = f"{self._instance}:{next(self._tokens)}"
+        with self._errors(f"count a reader of run '{run_id}'"):
+            added = await self._run_script("ADD_READER", [readers, meta],
+                                           [member, self._ms(self.slot_lease)])
+        if added and self._leases is not None:
+            self._leases.add(readers, member)
+
+    async def remove_reader(self, run_id: str) -> None:
+        if not _valid_id(run_id):
+            return
+        readers = self._keys(run_id)[2]
+        leases = self._leases
+        members = [] if leases is None else leases.members(readers)
+        if not members or leases is None:  # only this process's own readers are its to remove
+            return
+        leases.discard(readers, members[-1])
+        with self._errors(f"count a reader of run '{run_id}'"):
+            await self._connect().commands.zrem(readers, members[-1])
+
+    async def readers(self, run_id: str) -> int:
+        if not _valid_id(run_id):
+            return 0
+        with self._errors(f"count the readers of run '{run_id}'"):
+            return int(await self._run_script("COUNT", [self._keys(run_id)[2]], []))
+
+    async def _renew(self, leases: list[tuple[str, str]]) -> None:
+        await self._run_script("RENEW", [key for key, _ in leases],
+                               [self._ms(self.slot_lease), *(m for _, m in leases)])
+
+    async def close(self) -> None:
+        clients, self._clients = self._clients, None
+        if self._listener is not None:
+            await self._listener.close()
+        leases = self._leases
+        if leases is not None:
+            await leases.close()
+        if clients is not None and leases is not None and leases.held:
+            # A clean stop frees this process's slots and readers now, not a lease later.
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(self.socket_timeout):
+                    async with clients.commands.pipeline(transaction=False) as pipe:
+                        for key, member in leases.held:
+                            pipe.zrem(key, member)
+                        await pipe.execute()
+            leases.held.clear()
+        if clients is not None:
+            await clients.aclose()
+
