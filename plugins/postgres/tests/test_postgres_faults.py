@@ -90,24 +90,32 @@ async def test_a_runtime_whose_database_is_down_says_so_and_the_run_still_ends()
 
 
 async def test_server_stopped_mid_run_then_back(
-        postgres: PostgresServer, dsn: str, schema: str) -> None:
+        postgres: PostgresServer, dsn: str, schema: str,
+        caplog: pytest.LogCaptureFixture) -> None:
     """The store fails with StoreError while the server is down, and works again once it is
-    back on the same port and data (the pool replaces its dead connections)."""
-    store = PostgresStore(dsn=dsn, schema_name=schema, min_size=2, connect_timeout=2)
+    back on the same port and data (the pool replaces its dead connections). The password
+    (accepted by the test server's trust auth) shows nowhere."""
+    caplog.set_level(logging.DEBUG)
+    with_password = postgres.dsn("runstream_tests", password=SECRET)
+    store = PostgresStore(dsn=with_password, schema_name=schema, min_size=2, connect_timeout=2)
     try:
         log = RunLog(run_id="across-restart", pipeline="p")
         await store.create(log)
         postgres.stop()
         try:
             log.status = "completed"
-            with pytest.raises(StoreError, match="run log database postgresql://"):
+            masked = r"run log database postgresql://postgres:\*\*\*@"
+            with pytest.raises(StoreError, match=masked) as caught:
                 await store.save(log)
+            with pytest.raises(StoreError):
+                await store.get("across-restart")
         finally:
             postgres.start()
         await store.save(log)
         assert (await store.get("across-restart")).status == "completed"
     finally:
         await store.close()
+    assert SECRET not in str(caught.value) and SECRET not in caplog.text
 
 
 async def test_the_final_record_lands_when_the_server_is_back(
@@ -160,3 +168,20 @@ async def test_a_call_that_gets_no_answer_fails_within_the_command_timeout(
         assert (await store.get("held")).status == "running"
     finally:
         await store.close()
+
+
+async def test_calls_waiting_for_a_database_that_never_answers_fail_together(
+        silent_server: int) -> None:
+    """Runs that start together while the database does not answer all get their StoreError
+    after one connect_timeout, not one connect_timeout each, in turn."""
+    store = PostgresStore(dsn=f"postgresql://app@127.0.0.1:{silent_server}/runs",
+                          connect_timeout=2)
+    started = time.monotonic()
+    try:
+        results = await asyncio.gather(
+            *(store.create(RunLog(run_id=f"r{i}", pipeline="p")) for i in range(20)),
+            return_exceptions=True)
+    finally:
+        await store.close()
+    assert all(isinstance(r, StoreError) for r in results), results
+    assert time.monotonic() - started < 8  # 20 in turn would take 40 s or more

@@ -118,3 +118,27 @@ def test_bad_options_are_config_errors_that_never_show_the_password(tmp_path: Pa
     good = PostgresStore(dsn=f"postgresql://app:{secret}@db.internal/runs")
     assert secret not in repr(good) and secret not in str(good.describe())
     assert good.describe()["dsn"] == "postgresql://app:***@db.internal/runs"
+
+
+def test_a_runtime_used_from_one_event_loop_after_another(dsn: str, schema: str) -> None:
+    """Pipeline.execute() runs each run in a new event loop: the store opens a pool in each
+    (a pool cannot outlive its loop) and leaves nothing open behind (warnings are errors)."""
+    from runstream import Pipeline
+    from runstream_async_python import PythonTask
+
+    runtime = Runtime(_config(dsn, schema))
+    try:
+        pipeline = Pipeline("sync", [PythonTask(name="s", function=lambda: None)])
+        assert pipeline.execute(run_id="loop-1", config=runtime).status == "completed"
+        assert pipeline.execute(run_id="loop-2", config=runtime).status == "completed"
+    finally:
+        asyncio.run(runtime.aclose())
+    store = PostgresStore(dsn=dsn, schema_name=schema)
+
+    async def listed() -> list[str]:
+        try:
+            return [s.run_id for s in await store.list_runs()]
+        finally:
+            await store.close()
+
+    assert asyncio.run(listed()) == ["loop-2", "loop-1"]

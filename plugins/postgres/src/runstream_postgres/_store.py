@@ -87,6 +87,7 @@ class PostgresStore(RunLogStore):
     _pool: AsyncConnectionPool[Conn] | None = PrivateAttr(default=None)
     _loop: asyncio.AbstractEventLoop | None = PrivateAttr(default=None)
     _opening: asyncio.Lock | None = PrivateAttr(default=None)
+    _failed: tuple[float, str] | None = PrivateAttr(default=None)  # (loop time, message)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "dsn": mask_dsn(self.dsn)}
@@ -107,9 +108,20 @@ class PostgresStore(RunLogStore):
             # A runtime used from another event loop (each Pipeline.execute() runs its own):
             # the old loop's pool cannot serve this one.
             self._loop, self._pool, self._opening = loop, None, asyncio.Lock()
+            self._failed = None
+        asked = loop.time()
         async with self._opening:
             if self._pool is None:
-                self._pool = await self._open()
+                failed = self._failed
+                if failed is not None and failed[0] >= asked:
+                    # It failed while this call waited for the lock: the same answer, at once,
+                    # not one more connect_timeout per waiting call.
+                    raise StoreError(failed[1])
+                try:
+                    self._pool = await self._open()
+                except StoreError as exc:
+                    self._failed = (loop.time(), str(exc))
+                    raise
             return self._pool
 
     async def _open(self) -> AsyncConnectionPool[Conn]:
