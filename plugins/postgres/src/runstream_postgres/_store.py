@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from runstream import (
 )
 
 from ._dsn import mask_dsn, redact
+from ._loop import LoopThread
 from ._schema import NewerSchemaError, migrate
 
 __all__ = ["PostgresStore"]
@@ -85,14 +87,16 @@ class PostgresStore(RunLogStore):
         return value
 
     _pool: AsyncConnectionPool[Conn] | None = PrivateAttr(default=None)
-    _loop: asyncio.AbstractEventLoop | None = PrivateAttr(default=None)
+    # The pool lives in an event loop of the store's own (see _loop): every call runs there.
+    _thread: LoopThread = PrivateAttr(default_factory=lambda: LoopThread("runstream-postgres"))
     _opening: asyncio.Lock | None = PrivateAttr(default=None)
-    _failed: tuple[float, str] | None = PrivateAttr(default=None)  # (loop time, message)
+    _failed: tuple[float, str] | None = PrivateAttr(default=None)  # (monotonic, message)
+    _closing: set[asyncio.Task[None]] = PrivateAttr(default_factory=set)  # pools given up
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "dsn": mask_dsn(self.dsn)}
 
-    # -- connections ---------------------------------------------------------------------------
+    # -- connections (in the store's loop) -----------------------------------------------------
     def _where(self) -> str:
         return f"run log database {mask_dsn(self.dsn)}"
 
@@ -101,15 +105,11 @@ class PostgresStore(RunLogStore):
         return StoreError(f"{self._where()}: {doing}: {detail}")
 
     async def _get_pool(self) -> AsyncConnectionPool[Conn]:
-        loop = asyncio.get_running_loop()
-        if self._pool is not None and self._loop is loop:
+        if self._pool is not None:
             return self._pool
-        if self._opening is None or self._loop is not loop:
-            # A runtime used from another event loop (each Pipeline.execute() runs its own):
-            # the old loop's pool cannot serve this one.
-            self._loop, self._pool, self._opening = loop, None, asyncio.Lock()
-            self._failed = None
-        asked = loop.time()
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        asked = time.monotonic()
         async with self._opening:
             if self._pool is None:
                 failed = self._failed
@@ -120,7 +120,7 @@ class PostgresStore(RunLogStore):
                 try:
                     self._pool = await self._open()
                 except StoreError as exc:
-                    self._failed = (loop.time(), str(exc))
+                    self._failed = (time.monotonic(), str(exc))
                     raise
             return self._pool
 
@@ -157,16 +157,35 @@ class PostgresStore(RunLogStore):
         try:
             async with pool.connection() as conn:
                 yield conn
+        except psycopg.OperationalError as exc:
+            self._drop(pool)
+            raise self._error(exc, doing) from None
         except psycopg.Error as exc:
             raise self._error(exc, doing) from None
 
+    def _drop(self, pool: AsyncConnectionPool[Conn]) -> None:
+        """Give up ``pool`` after a connection-level failure (the server gone, restarted, not
+        answering): the next call opens a new one, at once if the server is back. The pool's
+        own reconnection waits longer and longer between attempts (up to minutes, after a long
+        outage); a new pool does not wait."""
+        if self._pool is pool:
+            self._pool = None
+            closing = asyncio.get_running_loop().create_task(pool.close(timeout=1))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+
     async def _run(self, doing: str, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        return await self._thread.run(self._run_here(doing, fn))
+
+    async def _run_here(self, doing: str, fn: Callable[[Conn], Awaitable[T]]) -> T:
         # Bounded as a whole: a server that vanished without closing the connection (a host
         # gone, a network partition) would otherwise keep a call waiting on TCP for minutes.
         try:
             async with asyncio.timeout(self.command_timeout), self._conn(doing) as conn:
                 return await fn(conn)
         except TimeoutError:
+            if self._pool is not None:
+                self._drop(self._pool)  # its connection may be stuck on a dead socket
             raise StoreError(f"{self._where()}: {doing}: no answer within "
                              f"{self.command_timeout} s") from None
 
@@ -269,9 +288,15 @@ class PostgresStore(RunLogStore):
         return {process: until for process, until in await self._run("reading leases", select)}
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None and self._loop is asyncio.get_running_loop():
-            await pool.close()
+        pool, self._pool, self._opening = self._pool, None, None
+
+        async def close_pools() -> None:
+            if pool is not None:
+                await pool.close()
+            if self._closing:
+                await asyncio.wait(self._closing)
+
+        await self._thread.stop(close_pools())
 
 
 def _text(value: str) -> str:
