@@ -47,12 +47,12 @@ def test_errors_name_the_key(text: str, message: str) -> None:
 
 
 def test_unknown_component_lists_installed(in_tmp_cwd: Path) -> None:
-    (in_tmp_cwd / "runstream.yaml").write_text("run_log_store: {type: postgres}\n")
+    (in_tmp_cwd / "runstream.yaml").write_text("run_log_store: {type: mongodb}\n")
     with pytest.raises(UnknownNameError) as info:
         Runtime()
     msg = str(info.value)
-    assert "run_log_store" in msg and "unknown run log store 'postgres'" in msg
-    assert "file-system, memory, sqlite" in msg
+    assert "run_log_store" in msg and "unknown run log store 'mongodb'" in msg
+    assert "file-system, memory, postgres, sqlite" in msg
 
 
 def test_bad_component_option_names_entry_and_allowed(in_tmp_cwd: Path) -> None:

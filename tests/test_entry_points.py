@@ -27,8 +27,8 @@ BROKEN_DIST = "rs-testplugin-broken"
 TWIN_DIST = "rs-testplugin-twin"  # uses the same entry-point name as the good one: `good`
 #: Every distribution with a runstream entry point in these tests: the workspace's and ours.
 INSTALLED = {BROKEN_DIST, GOOD_DIST, "runstream-async-python", "runstream-file",
-             "runstream-mock-llm", "runstream-openai", "runstream-redis", "runstream-sse",
-             "runstream-stdout"}
+             "runstream-mock-llm", "runstream-openai", "runstream-postgres",
+             "runstream-redis", "runstream-sse", "runstream-stdout"}
 
 TWIN_MODULE = '''
 import runstream

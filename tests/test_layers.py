@@ -35,7 +35,7 @@ CORE_LAYERS = [
     ["_nodes"],
     # front-ends
     ["_pipeline"],
-    ["_yaml_pipeline", "_reads", "testing", "_plugin_check"],
+    ["_yaml_pipeline", "_reads", "_store_contract", "testing", "_plugin_check"],
     ["_cli_run"],
     ["_cli", "__init__"],
 ]

@@ -159,3 +159,23 @@ async def test_a_run_whose_lease_may_still_run_out_is_looked_at_again(tmp_path: 
         assert (await runtime.store.get("later-1")).status == "abandoned"
     finally:
         await runtime.aclose()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "file-system"])
+async def test_runtimes_that_look_at_once_mark_each_run_once(tmp_path: Path, store: str) -> None:
+    """Workers that start together all look for abandoned runs: each run is marked by one of
+    them, with one warning, and none of them fails."""
+    first, second = _runtime(tmp_path, store), _runtime(tmp_path, store)
+    try:
+        dead = [f"dead-{i:02d}" for i in range(20)]
+        for run_id in dead:
+            await _record_foreign_run(first, run_id, "gone-container:7:1", started_ago=120)
+        found = await asyncio.gather(first.recover_abandoned(), second.recover_abandoned())
+        assert sorted(found[0] + found[1]) == dead
+        for run_id in dead:
+            log = await first.store.get(run_id)
+            assert log.status == "abandoned"
+            assert sum("marked abandoned" in w for w in log.warnings) == 1
+    finally:
+        await first.aclose()
+        await second.aclose()

@@ -1,4 +1,5 @@
-"""Run log stores: sqlite (default), file-system and memory behave the same."""
+"""Run log stores: sqlite (default), file-system and memory behave the same: each runs the
+store contract suite (runstream.testing.RunLogStoreContract), as plugins' stores do."""
 
 from __future__ import annotations
 
@@ -8,75 +9,53 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from runstream import RunIdError, RunLog, RunLogStore, RunNotFoundError, StepLog
+from runstream import RunLog, RunLogStore, RunNotFoundError
 from runstream._store_fs import FileSystemStore
 from runstream._store_memory import MemoryStore
 from runstream._store_sqlite import SqliteStore
+from runstream.testing import RunLogStoreContract
 
 
-@pytest.fixture(params=["sqlite", "file-system", "memory"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunLogStore]:
-    s: RunLogStore
-    if request.param == "sqlite":
-        s = SqliteStore(path=str(tmp_path / "runs.db"))
-    elif request.param == "file-system":
-        s = FileSystemStore(path=str(tmp_path / "runs"))
-    else:
+class TestMemoryStore(RunLogStoreContract):
+    @pytest.fixture
+    async def store(self) -> AsyncIterator[RunLogStore]:
         s = MemoryStore()
-    yield s
-    await s.close()
+        yield s
+        await s.close()
+
+
+class TestFileSystemStore(RunLogStoreContract):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[RunLogStore]:
+        s = FileSystemStore(path=str(tmp_path / "runs"))
+        yield s
+        await s.close()
+
+    @pytest.fixture
+    async def store_twin(self, tmp_path: Path) -> AsyncIterator[RunLogStore]:
+        s = FileSystemStore(path=str(tmp_path / "runs"))
+        yield s
+        await s.close()
+
+
+class TestSqliteStore(RunLogStoreContract):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[RunLogStore]:
+        s = SqliteStore(path=str(tmp_path / "runs.db"))
+        yield s
+        await s.close()
+
+    @pytest.fixture
+    async def store_twin(self, tmp_path: Path) -> AsyncIterator[RunLogStore]:
+        s = SqliteStore(path=str(tmp_path / "runs.db"))  # another connection, as a process's
+        yield s
+        await s.close()
 
 
 def make(run_id: str, minutes: int = 0, status: str = "running") -> RunLog:
     return RunLog(run_id=run_id, pipeline="p", status=status,  # type: ignore[arg-type]
                   parameters={"prompt": f"hi {run_id}", "obj": {"x": [1, 2]}},
                   started=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=minutes))
-
-
-async def test_create_save_get(store: RunLogStore) -> None:
-    log = make("r1")
-    await store.create(log)
-    assert (await store.get("r1")).status == "running"
-    log.status = "completed"
-    log.steps["a"] = StepLog(name="a", status="completed")
-    await store.save(log)
-    got = await store.get("r1")
-    assert got.status == "completed" and got.steps["a"].status == "completed"
-    assert got.parameters == {"prompt": "hi r1", "obj": {"x": [1, 2]}}
-
-
-async def test_duplicate_run_id_refused_without_overwriting(store: RunLogStore) -> None:
-    await store.create(make("dup"))
-    other = make("dup")
-    other.parameters = {"prompt": "second"}
-    with pytest.raises(RunIdError, match="already used"):
-        await store.create(other)
-    assert (await store.get("dup")).parameters["prompt"] == "hi dup"
-
-
-async def test_unknown_run(store: RunLogStore) -> None:
-    with pytest.raises(RunNotFoundError):
-        await store.get("nope")
-
-
-async def test_list_newest_first_with_status_filter(store: RunLogStore) -> None:
-    for i in range(30):
-        await store.create(make(f"run-{i:02d}", minutes=i,
-                                status="completed" if i % 2 else "failed"))
-    listed = await store.list_runs(limit=5)
-    assert [s.run_id for s in listed] == [f"run-{i:02d}" for i in range(29, 24, -1)]
-    failed = await store.list_runs(limit=100, status="failed")
-    assert len(failed) == 15 and all(s.status == "failed" for s in failed)
-
-
-async def test_concurrent_writes(store: RunLogStore) -> None:
-    logs = [make(f"c-{i}") for i in range(100)]
-    await asyncio.gather(*(store.create(log) for log in logs))
-    for log in logs:
-        log.status = "completed"
-    await asyncio.gather(*(store.save(log) for log in logs))
-    listed = await store.list_runs(limit=1000, status="completed")
-    assert len(listed) == 100
 
 
 async def test_memory_store_is_bounded() -> None:

@@ -122,8 +122,10 @@ class Leases:
                 log.ended = log.ended or now()
                 log.warnings.append(f"the process that ran it ({log.process}) ended without "
                                     f"finishing the run ({verdict}); marked abandoned")
-                await store.save(log)
-                marked.append(log.run_id)
+                # Only if it is still running: another runtime may have marked it meanwhile
+                # (workers that start together), or its process ended it after all.
+                if await store.save_if(log, status="running"):
+                    marked.append(log.run_id)
         if marked:
             logger.warning("marked %d run(s) of dead processes abandoned: %s", len(marked),
                            ", ".join(marked[:20]) + (" ..." if len(marked) > 20 else ""))

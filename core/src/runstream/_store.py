@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ._errors import RunNotFoundError
 from ._json import model_json
 
 if TYPE_CHECKING:
@@ -38,6 +39,24 @@ class RunLogStore(BaseModel):
     async def save(self, run_log: RunLog) -> None:
         """Replace the stored record of an existing run."""
         raise NotImplementedError
+
+    async def save_if(self, run_log: RunLog, *, status: RunStatus) -> bool:
+        """Replace the stored record of ``run_log``'s run only if its stored status is still
+        ``status``; return whether it did. Runtimes that find a dead process's run use it to
+        mark the run ``abandoned``: when several of them look at once (workers starting
+        together), one marks it, and a run that ended meanwhile keeps its real end.
+
+        The default reads, compares and saves: enough for a store that lives in one process.
+        A store shared by processes overrides it with one atomic write (the ``sqlite`` store:
+        ``UPDATE ... WHERE status = ?``)."""
+        try:
+            stored = await self.get(run_log.run_id)
+        except RunNotFoundError:
+            return False
+        if stored.status != status:
+            return False
+        await self.save(run_log)
+        return True
 
     async def get(self, run_id: str) -> RunLog:
         """The stored record; raise :class:`runstream.RunNotFoundError` if there is none."""

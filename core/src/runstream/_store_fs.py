@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -83,11 +84,42 @@ class FileSystemStore(RunLogStore):
         except OSError as exc:
             raise StoreError(f"cannot write run log under {directory}: {exc}") from exc
 
+    @contextlib.contextmanager
+    def _locked(self, kind: int) -> Iterator[None]:
+        """A lock on the directory's ``.lock`` file, across threads and processes: saves take it
+        shared (they never wait for each other), :meth:`save_if` exclusive."""
+        directory = self._dir()
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fh = open(directory / ".lock", "a")  # noqa: SIM115 (closed below, lock with it)
+        except OSError as exc:
+            raise StoreError(f"cannot lock run logs under {directory}: {exc}") from exc
+        with fh:
+            fcntl.flock(fh, kind)
+            yield
+
+    def _save(self, run_log: RunLog) -> None:
+        with self._locked(fcntl.LOCK_SH):
+            self._write(run_log, exclusive=False)
+
+    def _save_if(self, run_log: RunLog, status: RunStatus) -> bool:
+        with self._locked(fcntl.LOCK_EX):
+            try:
+                if self._read(run_log.run_id).status != status:
+                    return False
+            except RunNotFoundError:
+                return False
+            self._write(run_log, exclusive=False)
+            return True
+
     async def create(self, run_log: RunLog) -> None:
         await self._call(self._write, run_log, exclusive=True)
 
     async def save(self, run_log: RunLog) -> None:
-        await self._call(self._write, run_log, exclusive=False)
+        await self._call(self._save, run_log)
+
+    async def save_if(self, run_log: RunLog, *, status: RunStatus) -> bool:
+        return await self._call(self._save_if, run_log, status)
 
     def _read(self, run_id: str) -> RunLog:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 from pydantic import Field, PrivateAttr, field_validator
 
 from ._errors import RunIdError, RunNotFoundError, StoreError
-from ._runlog import RunLog, RunStatus, RunSummary
+from ._runlog import RunLog, RunStatus, RunSummary, validate_run_id
 from ._store import RunLogStore, dump_run_log
 from ._validation import check_store_path
 
@@ -36,6 +37,20 @@ CREATE TABLE IF NOT EXISTS leases (
     until   TEXT NOT NULL
 );
 """
+
+
+def _use_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Put the database in WAL mode (kept in the file: done once per database). Switching is
+    refused with "database is locked", without sqlite's busy handler, while another process
+    opens the same new database: retried here, for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)  # as sqlite's own busy handler does: no event to wait for
 
 
 class SqliteStore(RunLogStore):
@@ -61,7 +76,7 @@ class SqliteStore(RunLogStore):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-                conn.execute("PRAGMA journal_mode = WAL")
+                _use_wal(conn, self.busy_timeout_ms / 1000)
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.executescript(_SCHEMA)
             except (OSError, sqlite3.Error) as exc:
@@ -101,7 +116,22 @@ class SqliteStore(RunLogStore):
         await self._call(lambda conn: conn.execute(
             "UPDATE runs SET status = ?, ended = ?, log = ? WHERE run_id = ?", row))
 
+    async def save_if(self, run_log: RunLog, *, status: RunStatus) -> bool:
+        row = (run_log.status, run_log.ended.isoformat() if run_log.ended else None,
+               dump_run_log(run_log), run_log.run_id, status)
+
+        def update(conn: sqlite3.Connection) -> bool:
+            return conn.execute("UPDATE runs SET status = ?, ended = ?, log = ? "
+                                "WHERE run_id = ? AND status = ?", row).rowcount == 1
+
+        return await self._call(update)
+
     async def get(self, run_id: str) -> RunLog:
+        try:
+            validate_run_id(run_id)  # sqlite cannot even encode some strings (lone surrogates)
+        except RunIdError:
+            raise RunNotFoundError(f"no run '{run_id}': not a valid run id") from None
+
         def select(conn: sqlite3.Connection) -> Any:
             return conn.execute("SELECT log FROM runs WHERE run_id = ?", (run_id,)).fetchone()
 

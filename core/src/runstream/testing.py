@@ -25,6 +25,9 @@ Plain helpers, for tests with or without pytest:
     ``127.0.0.1`` and a free port, for the duration of a ``with`` block.
 :func:`read_jsonl`
     The objects of a JSON-lines file, such as the file sink's event files.
+:class:`RunLogStoreContract`
+    The run log store contract as a test suite: subclass it with a ``store`` fixture to check
+    that a store plugin behaves as runstream's own stores do.
 
 The same helpers can be imported from ``runstream.testing`` outside pytest.
 """
@@ -52,9 +55,11 @@ from ._plugins import BLOCK_ENV, LOAD_ENV, STRICT_ENV
 from ._runlog import RunLog
 from ._runtime import Runtime
 from ._sinks import Sink
+from ._store_contract import RunLogStoreContract
 
 __all__ = [
     "CollectingSink",
+    "RunLogStoreContract",
     "RunResult",
     "RuntimeFactory",
     "collecting_sink",
