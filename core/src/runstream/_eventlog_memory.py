@@ -37,6 +37,7 @@ class _Run:
 
     __slots__ = (
         "ended_at",
+        "hold",
         "last_seq",
         "nbytes",
         "owner",
@@ -61,6 +62,8 @@ class _Run:
         self.readers = 0
         self.waiters: list[asyncio.Future[None]] = []
         self.ended_at: float | None = None
+        #: The cursor of a reader that must miss nothing (see :meth:`MemoryEventLog.hold`).
+        self.hold: int | None = None
 
     def since(self, cursor: int) -> list[EventRecord]:
         records = self.records
@@ -74,6 +77,19 @@ class _Run:
         if n - start < start:
             return [records[i] for i in range(start, n)]
         return list(records)[start:]
+
+    def waiter(self) -> asyncio.Future[None]:
+        """A future that the next append (or the end) completes. Its reader may complete it
+        itself (e.g. to send a ping) or cancel it; no task and no timer per wait."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.ended_at is not None:
+            waiter.set_result(None)
+            return waiter
+        waiters = self.waiters
+        if waiters:  # drop the futures of readers that left or were woken by something else
+            waiters[:] = [w for w in waiters if not w.done()]
+        waiters.append(waiter)
+        return waiter
 
     def wake(self) -> None:
         waiters = self.waiters
@@ -153,8 +169,11 @@ class MemoryEventLog(EventLog):
 
     def _trim(self, run: _Run) -> None:
         kept, sizes = run.records, run.sizes
+        hold = run.hold
         freed = 0
         while len(kept) > 1 and run.nbytes - freed > self.max_run_bytes:
+            if hold is not None and kept[0][0] > hold:
+                break  # a held reader has not read it yet
             kept.popleft()
             freed += sizes.popleft()
         run.nbytes -= freed
@@ -197,6 +216,29 @@ class MemoryEventLog(EventLog):
             waiter: asyncio.Future[None] = loop.create_future()
             run.waiters.append(waiter)
             await waiter
+
+    def hold(self, run_id: str, cursor: int | None) -> None:
+        """A reader of this process that must miss nothing (the client that started the run)
+        is at ``cursor``: the byte bound no longer drops the records after it (None: it left).
+        The writer waits while :meth:`full` says so, and never appends more than
+        ``max_events`` records past ``cursor``."""
+        run = self._runs.get(run_id)
+        if run is not None:
+            run.hold = cursor
+            if cursor is None and run.nbytes > self.max_run_bytes:
+                self._trim(run)
+
+    def full(self, run_id: str, cursor: int) -> bool:
+        """Whether the records after ``cursor`` fill the run's bounds, by count or by bytes."""
+        run = self._runs.get(run_id)
+        if run is None:
+            return False
+        if run.last_seq - cursor >= self.max_events:
+            return True
+        # Trimming stops at the first record after a hold: past the byte bound with that one
+        # oldest, every record kept is after the cursor.
+        records = run.records
+        return run.nbytes >= self.max_run_bytes and bool(records) and records[0][0] > cursor
 
     async def get_run(self, run_id: str) -> LoggedRun | None:
         run = self.get_now(run_id)

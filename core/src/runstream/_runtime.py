@@ -129,6 +129,11 @@ class Runtime:
             if not isinstance(sink, Sink):
                 raise ConfigError(f"sinks= item {i} is a {type(sink).__name__}, not a Sink")
             self.sinks.append((f"{type(sink).__name__} (sinks= item {i})", sink))
+        for _label, sink in self.sinks:
+            # A sink that writes to the event log (runstream-sse's ``sse``) gets this one.
+            attach = getattr(sink, "attach_event_log", None)
+            if callable(attach):
+                attach(self.event_log)
         #: Per-runtime state of plugins (see :class:`State`).
         self.state = State()
         #: Saves runs' final records, retrying in the background what the store did not take.

@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from runstream import AsyncPipeline, ComponentConfig, Config, Runtime
+from runstream import AsyncPipeline, ComponentConfig, Config, MemoryEventLog, Runtime
 from runstream_async_python import AsyncPythonTask
-from runstream_sse import ReplayBuffer, RunsInFlight
-from runstream_sse._buffer import RunBuffer
+from runstream_sse import RunsInFlight
 from runstream_sse._live import LiveRun
+from runstream_sse._tee import RunWriter
 
 
 async def endless() -> AsyncGenerator[dict[str, Any], None]:
@@ -26,26 +25,29 @@ ENDLESS = AsyncPipeline("endless", [AsyncPythonTask(name="llm", function=endless
 
 def test_a_live_run_starts_no_task_when_made() -> None:
     # No event loop here: a constructor that started a task would raise.
-    live = LiveRun(object(), RunBuffer("r1", 10))  # type: ignore[arg-type]
-    assert not live.buffer.ended
+    writer = RunWriter("r1", MemoryEventLog(), None, pipeline="p", owner=None)
+    live = LiveRun(object(), writer)  # type: ignore[arg-type]
+    assert not live.ended
 
 
-async def test_the_registry_owns_the_pump_and_cancel_awaits_it() -> None:
+async def test_the_registry_owns_the_pump_and_a_cancel_signal_reaches_it() -> None:
     async with Runtime(Config(run_log_store=ComponentConfig(type="memory"))) as runtime:
         runs = RunsInFlight.for_runtime(runtime)
-        replay = ReplayBuffer.for_runtime(runtime)
-        replay._add_canceller(runs)
-        buffer = replay._open("owned-1")
-        live = runs.start(ENDLESS.stream(run_id="owned-1", config=runtime), buffer)
+        log = runtime.event_log
+        writer = await runs.open_run("owned-1", "endless", None)
+        live = runs.start(ENDLESS.stream(run_id="owned-1", config=runtime), writer)
         assert len(runs) == 1
-        while not len(buffer):  # the pump publishes whether or not anyone reads
-            await buffer.wait(None)
-        assert await replay.cancel("owned-1", "stopped")  # reaches the run through its owner
-        assert buffer.ended and live.handle.done()
+        async for _batch in log.read("owned-1"):  # the pump appends whether or not anyone reads
+            break
+        assert await log.cancel("owned-1", "stopped")  # reaches the run through its owner
+        records = [r async for batch in log.read("owned-1") for r in batch]
+        await asyncio.wait_for(runs._pumps["owned-1"][1] if "owned-1" in runs._pumps
+                               else asyncio.sleep(0), 5)
+        assert live.ended and live.handle.done()
         assert len(runs) == 0 and runs._pumps == {}  # the pump task ended and was forgotten
-        frames, _ = buffer.since(0)
-        last = frames[-1]
-        assert last[1] == "run.cancelled"
-        data = json.loads(last[3].split("data: ", 1)[1])
-        assert data["reason"] == "stopped" and "duration_ms" in data
-        assert not await replay.cancel("owned-1")  # nothing left to cancel
+        last = records[-1]
+        assert last[2] == "run.cancelled"
+        assert last[4]["reason"] == "stopped" and "duration_ms" in last[4]
+        info = await log.get_run("owned-1")
+        assert info is not None and info.status == "cancelled"
+        assert not await log.cancel("owned-1")  # nothing left to cancel

@@ -16,9 +16,8 @@ LAYERS: list[list[str]] = [
     # Wire format, and helpers that know nothing else of runstream-sse.
     ["_encoder", "_owners", "_signals", "_fastpath", "_binding"],
     ["_wire"],
-    # Buffers: plain data (no live run, no task).
-    ["_buffer"],
-    ["_replay"],
+    # Reading and writing a run's records in the event log(s).
+    ["_feed", "_tee"],
     # The runs this process drives, and their one owner.
     ["_live"],
     ["_inflight"],
