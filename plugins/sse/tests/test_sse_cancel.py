@@ -16,7 +16,6 @@ from fastapi.responses import Response
 from httpx_sse import aconnect_sse
 from runstream import (
     AsyncPipeline,
-    ComponentConfig,
     Config,
     EventLogError,
     LoggedRun,
