@@ -201,8 +201,8 @@ def test_unknown_config_key_names_it_and_the_allowed_keys(
 
     assert code == 2
     assert error_line(err) == ("runstream: error: runstream.yaml: unknown key 'sink'; "
-                               "allowed keys: executor, limits, parameters, run_log_store, "
-                               "sinks")
+                               "allowed keys: event_log, executor, limits, parameters, "
+                               "run_log_store, sinks")
 
 
 def test_unknown_sink_in_config_lists_installed_ones(capsys: pytest.CaptureFixture[str]) -> None:
@@ -272,7 +272,8 @@ def test_plugins_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
         "name": "runstream", "distribution": "runstream", "version": plugins[0]["version"],
         "module": "runstream._builtins", "status": "builtin", "error": None,
         "registered": {"executors": ["local"],
-                       "run_log_stores": ["sqlite", "file-system", "memory"]}}
+                       "run_log_stores": ["sqlite", "file-system", "memory"],
+                       "event_logs": ["memory"]}}
     async_python = next(p for p in plugins if p["distribution"] == PLUGINS)
     assert async_python["status"] == "loaded"
     assert async_python["registered"] == {"task_types": ["async-python", "python"]}

@@ -39,7 +39,7 @@ def _build(cls: type[M], options: dict[str, Any], where: str) -> M:
 
 class State:
     """Per-runtime state of plugins and applications: attributes set freely, read back
-    (``runtime.state.sse_replay = ...``), as starlette's ``app.state``. Each plugin uses names
+    (``runtime.state.sse_runs = ...``), as starlette's ``app.state``. Each plugin uses names
     of its own (prefixed with its name). A runtime's state lives and dies with the runtime."""
 
     def __init__(self) -> None:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 from runstream import EventLog, EventLogError, LoggedRun, MemoryEventLog, RunHandle, Runtime
@@ -264,22 +263,19 @@ class RunsInFlight:
                 await self.cancel(live, f"{reason} (not resumed within {grace:g} s)")
                 return
 
-    @asynccontextmanager
-    async def reading(self, run_id: str) -> AsyncIterator[None]:
-        """Count a client as a reader of ``run_id`` while it streams (see
-        :meth:`runstream.EventLog.readers`)."""
-        log = self.log
+    async def add_reader(self, run_id: str) -> None:
+        """A client started streaming ``run_id`` (see :meth:`runstream.EventLog.readers`)."""
         try:
-            await log.add_reader(run_id)
+            await self.log.add_reader(run_id)
         except EventLogError as exc:
             logger.warning("run %s: cannot count its reader (%s)", run_id, exc)
+
+    async def remove_reader(self, run_id: str) -> None:
+        """A client stopped streaming ``run_id``."""
         try:
-            yield
-        finally:
-            try:
-                await log.remove_reader(run_id)
-            except EventLogError as exc:
-                logger.warning("run %s: cannot count its reader (%s)", run_id, exc)
+            await self.log.remove_reader(run_id)
+        except EventLogError as exc:
+            logger.warning("run %s: cannot count its reader (%s)", run_id, exc)
 
     async def find(self, run_id: str) -> LoggedRun | None:
         """What the event log knows of a run: the local one first, then the shared one

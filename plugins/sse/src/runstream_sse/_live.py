@@ -110,6 +110,8 @@ class LiveRun:
         # per event.
         events = self.handle.batches()
         terminal = False
+        local, run_id, tee = writer.local, writer.run_id, writer.shared is not None
+        max_events = local.max_events
         try:
             async for batch in events:
                 if batch[-1][2] in TERMINAL_EVENT_TYPES:
@@ -117,7 +119,16 @@ class LiveRun:
                     # terminal event): its slot is free before they can ask for another.
                     terminal = True
                     await self._release()
-                await self._append(batch)
+                hold = self._hold
+                if hold is not None and writer.last_seq + len(batch) - hold > max_events:
+                    await self._append(batch)  # split, so as not to drop unsent records
+                    continue
+                # The common case inline: no coroutine per batch.
+                writer.append_local(batch)
+                if tee:
+                    await writer.tee(batch)
+                if hold is not None and local.full(run_id, hold):
+                    await self._wait_room()
         except Exception as exc:
             if self.handle.done():  # the run could not start (e.g. its run id is taken)
                 if not terminal:

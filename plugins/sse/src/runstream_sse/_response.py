@@ -76,10 +76,13 @@ class SSEResponse(Response):
             return await stream_feed(receive, send, feed, cursor, lifecycle=self.lifecycle,
                                      ping_interval=self.ping_interval, primary=primary,
                                      send_timeout=self.send_timeout)
-        async with runs.reading(feed.run_id):
+        await runs.add_reader(feed.run_id)
+        try:
             return await stream_feed(receive, send, feed, cursor, lifecycle=self.lifecycle,
                                      ping_interval=self.ping_interval, primary=primary,
                                      send_timeout=self.send_timeout, runs=runs)
+        finally:
+            await runs.remove_reader(feed.run_id)
 
 
 def check_send_timeout(send_timeout: float | None) -> None:
