@@ -212,7 +212,8 @@ def test_good_plugin_loads_and_broken_one_is_reported(shell: Shell) -> None:
     # The failure is isolated: the built-ins and the workspace's own plugins still load.
     assert plugins["runstream"]["status"] == "builtin"
     assert plugins["runstream"]["registered"] == {
-        "executors": ["local"], "run_log_stores": ["sqlite", "file-system", "memory"]}
+        "executors": ["local"], "run_log_stores": ["sqlite", "file-system", "memory"],
+        "event_logs": ["memory"]}
     assert plugins["runstream-async-python"]["status"] == "loaded"
     assert "Traceback" not in result.stderr
     assert shell.imported() == {"good", "broken"}

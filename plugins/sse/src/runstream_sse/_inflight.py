@@ -176,6 +176,8 @@ class RunsInFlight:
                 for task in late:
                     task.cancel()
                 await asyncio.wait(late)
+        if self.tee is not None:
+            await self.local.close()  # the private local log's expiry timer
 
     # -- for the rest of runstream-sse ----------------------------------------------------
     async def open_run(self, run_id: str, pipeline: str, owner: str | None) -> RunWriter:
@@ -290,8 +292,9 @@ class RunsInFlight:
         kept = self.local.get_now(run_id)
         if kept is not None:
             return LocalFeed(run_id, kept)
-        assert self.tee is not None, "find() found the run"
-        return SharedFeed(self.tee, run_id, cursor)
+        # A run of the shared log; or one the local log forgot since find() (then its read
+        # raises RunNotFoundError and the stream just ends).
+        return SharedFeed(self.tee or self.log, run_id, cursor)
 
     def _add_stream(self, writer: asyncio.Task[Any]) -> None:
         self._streams.add(writer)
