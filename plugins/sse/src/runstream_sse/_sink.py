@@ -20,7 +20,9 @@ class SSESink(Sink):
     """
 
     _log: EventLog | None = PrivateAttr(default=None)
-    _run_id: str | None = PrivateAttr(default=None)
+    #: The log and the run being appended to (one private attribute read per event: each
+    #: costs a pydantic ``__getattr__`` call).
+    _target: tuple[EventLog, str] | None = PrivateAttr(default=None)
 
     def attach_event_log(self, log: EventLog) -> None:
         """Append the runs from now on to ``log``: done by :class:`runstream.Runtime` with its
@@ -31,7 +33,7 @@ class SSESink(Sink):
         """A copy per run that shares the event log (a service, not per-run state)."""
         copy = self.model_copy()
         copy._log = self._log
-        copy._run_id = None
+        copy._target = None
         return copy
 
     async def open(self, run: RunLog) -> None:
@@ -45,21 +47,22 @@ class SSESink(Sink):
             await log.create(run.run_id, pipeline=run.pipeline, owner=run.owner)
         except RunIdError:
             return  # sse_response streams it and logs it itself
-        self._run_id = run.run_id
+        self._target = (log, run.run_id)
 
     async def send(self, event: Event) -> None:
         """Append one event; never waits with a ``memory`` log."""
-        run_id = self._run_id
-        if run_id is None:
+        target = self._target
+        if target is None:
             return
+        log, run_id = target
         record = (event.seq, event.ts, event.type, event.step, event.data)
-        log = self._log
         if isinstance(log, MemoryEventLog):
             log.append_now(run_id, [record])
-        elif log is not None:
+        else:
             await log.append(run_id, [record])
 
     async def close(self, run: RunLog, status: str) -> None:
         """End the run in the log: replays of it end, and its ``ttl`` starts."""
-        if self._run_id is not None and self._log is not None:
-            await self._log.end(self._run_id, status)
+        target = self._target
+        if target is not None:
+            await target[0].end(target[1], status)
