@@ -32,7 +32,8 @@ class LiveRun:
     once, as soon as the run has ended for its clients (before its terminal record is out).
     """
 
-    __slots__ = ("_hold", "_room", "cancel_reason", "ended", "handle", "on_release", "writer")
+    __slots__ = ("_hold", "_room", "cancel_reason", "ended", "handle", "notice", "on_release",
+                 "writer")
 
     def __init__(self, handle: RunHandle, writer: RunWriter,
                  on_release: Callable[[LiveRun], Awaitable[None]] | None = None) -> None:
@@ -45,10 +46,20 @@ class LiveRun:
         self.ended = False
         self._hold: int | None = None
         self._room: asyncio.Future[None] | None = None
+        #: Why replay elsewhere is unavailable (the shared log failed), for the run's client.
+        self.notice: str | None = None
+        writer.on_down = self._shared_log_down
 
     @property
     def run_id(self) -> str:
         return self.writer.run_id
+
+    def _shared_log_down(self, error: str) -> None:
+        # The run's own warning: in its run log (and so its terminal event's ``warnings``),
+        # and sent to its client by the stream (``_serve``), which goes on meanwhile.
+        self.notice = (f"the shared event log is unavailable ({error}): this stream goes on, "
+                       "but other processes cannot replay or follow the run until it is back")
+        self.handle.run_log.warnings.append(self.notice)
 
     # -- the primary reader ------------------------------------------------------------------
     def hold(self, cursor: int) -> None:

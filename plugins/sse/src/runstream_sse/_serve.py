@@ -45,11 +45,8 @@ def _gap_frame(cursor: int, first: int, missed: int) -> str:
                         event="replay.gap")
 
 
-def _warning_frame(live: LiveRun) -> str:
+def _warning_frame(message: str) -> str:
     # No id: it is not one of the run's records (the shared log could not take them).
-    message = ("the shared event log is unavailable: this stream goes on, but other "
-               "processes cannot replay or follow the run until it is back")
-    live.handle.run_log.warnings.append(message)
     return encode_event(json_dumps({"message": message}), event="run.warning")
 
 
@@ -133,9 +130,9 @@ async def _follow(send: Send, feed: Feed, cursor: int, lifecycle: bool,
                 more = n < len(records)
                 if first > cursor + 1:
                     text = _gap_frame(cursor, first, first - cursor - 1) + text
-                if primary is not None and primary.writer.down is not None and not warned:
+                if primary is not None and primary.notice is not None and not warned:
                     warned = True
-                    text = _warning_frame(primary) + text
+                    text = _warning_frame(primary.notice) + text
                 last = records[n - 1]
                 cursor = last[0]
                 pending = None

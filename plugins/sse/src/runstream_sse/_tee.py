@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from runstream import EventLog, EventLogError, MemoryEventLog, RunIdError
@@ -28,8 +28,8 @@ logger = logging.getLogger("runstream.sse")
 class RunWriter:
     """Appends one run's records to ``local`` and tees them to ``shared`` (None: no tee)."""
 
-    __slots__ = ("_created", "_pending", "down", "last_seq", "local", "owner", "pipeline",
-                 "run_id", "shared")
+    __slots__ = ("_created", "_pending", "down", "last_seq", "local", "on_down", "owner",
+                 "pipeline", "run_id", "shared")
 
     def __init__(self, run_id: str, local: MemoryEventLog, shared: EventLog | None, *,
                  pipeline: str, owner: str | None) -> None:
@@ -42,6 +42,8 @@ class RunWriter:
         self.last_seq = 0
         #: Why the shared log is unavailable (None: it is fine, or there is none).
         self.down: str | None = None
+        #: Called with the error once each time the shared log becomes unavailable.
+        self.on_down: Callable[[str], None] | None = None
         self._created = False
         self._pending: list[EventRecord] = []
 
@@ -127,8 +129,11 @@ class RunWriter:
             self.down = None
 
     def _failed(self, exc: EventLogError) -> None:
-        if self.down is None:
+        first = self.down is None
+        self.down = str(exc)
+        if first:
             logger.warning("run %s: the shared event log failed (%s): its client goes on; "
                            "replay on other processes is unavailable until it is back",
                            self.run_id, exc)
-        self.down = str(exc)
+            if self.on_down is not None:
+                self.on_down(self.down)
