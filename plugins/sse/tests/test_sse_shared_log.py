@@ -29,10 +29,17 @@ from tests._server import serve
 
 
 class SharedLog(MemoryEventLog):
-    """A memory log that says it is shared; its appends fail while ``down``."""
+    """A memory log that says it is shared; its appends fail while ``down``; ``counted`` has
+    what every reader count (a reconnect grace's check) answered."""
 
     shared: ClassVar[bool] = True
     down: bool = False
+    counted: list[int] = []
+
+    async def readers(self, run_id: str) -> int:
+        count = await super().readers(run_id)
+        self.counted.append(count)
+        return count
 
     async def append(self, run_id: str, records: Sequence[EventRecord]) -> None:
         if self.down:
@@ -165,6 +172,40 @@ async def test_a_shared_log_that_fails_mid_run_never_stops_the_run_nor_its_clien
                 assert replay.text.count("\ndata: ") == 5  # 4 messages and the end
                 log = (await client.get(f"/runs/{run_id}")).json()
                 assert any("shared event log is unavailable" in w for w in log["warnings"])
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_client_that_resumes_on_another_process_within_the_grace_keeps_its_run(
+        memory_config: Config) -> None:
+    a, b, shared = two_processes(memory_config)
+    a.config.limits.reconnect_grace = b.config.limits.reconnect_grace = 1.0
+    try:
+        with serve(make_app(a, b)) as base:
+            async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+                stream = Stream(client, "/chat?key=r")
+                await stream.wait_for(1)
+                run_id = stream.run_id
+                stream.task.cancel()  # the connection drops on A ...
+                await asyncio.gather(stream.task, return_exceptions=True)
+                # ... and the client comes back on B, which counts it as a reader in the log.
+                resumed = Stream(client, f"/b/runs/{run_id}/events",
+                                 **{"last-event-id": stream.events[-1][2]})
+                # A's grace is over: it counted B's reader, and the run goes on.
+                async def grace_checked() -> None:
+                    while not shared.counted:
+                        await asyncio.sleep(0.02)
+
+                await asyncio.wait_for(grace_checked(), 10)
+                assert shared.counted == [1]
+                await client.post("/finish/r")
+                await resumed.wait_for(3)
+                await client.post("/finish/r-end")
+                await asyncio.wait_for(resumed.task, 10)
+                assert [e[1] for e in resumed.events[:-1]] == [
+                    {"type": "chunk", "i": i} for i in range(3)]
+                assert resumed.events[-1][0] == "run.completed"  # not cancelled by A's grace
     finally:
         await a.aclose()
         await b.aclose()
