@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any, ClassVar
 
@@ -14,6 +15,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.responses import Response
 from httpx_sse import aconnect_sse
+from pydantic import ConfigDict, Field
 from runstream import (
     AsyncPipeline,
     Config,
@@ -32,13 +34,17 @@ class SharedLog(MemoryEventLog):
     """A memory log that says it is shared; its appends fail while ``down``; ``counted`` has
     what every reader count (a reconnect grace's check) answered."""
 
+    model_config = ConfigDict(arbitrary_types_allowed=True)
     shared: ClassVar[bool] = True
     down: bool = False
-    counted: list[int] = []
+    counted: list[int] = Field(default_factory=list)
+    #: Set by a count (the server's loop runs in another thread than the test's).
+    checked: threading.Event = Field(default_factory=threading.Event)
 
     async def readers(self, run_id: str) -> int:
         count = await super().readers(run_id)
         self.counted.append(count)
+        self.checked.set()
         return count
 
     async def append(self, run_id: str, records: Sequence[EventRecord]) -> None:
@@ -193,11 +199,7 @@ async def test_a_client_that_resumes_on_another_process_within_the_grace_keeps_i
                 resumed = Stream(client, f"/b/runs/{run_id}/events",
                                  **{"last-event-id": stream.events[-1][2]})
                 # A's grace is over: it counted B's reader, and the run goes on.
-                async def grace_checked() -> None:
-                    while not shared.counted:
-                        await asyncio.sleep(0.02)
-
-                await asyncio.wait_for(grace_checked(), 10)
+                assert await asyncio.to_thread(shared.checked.wait, 10)
                 assert shared.counted == [1]
                 await client.post("/finish/r")
                 await resumed.wait_for(3)
