@@ -211,3 +211,34 @@ async def test_a_client_that_resumes_on_another_process_within_the_grace_keeps_i
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_a_run_that_ends_while_the_shared_log_is_down_ends_there_once_it_is_back(
+        memory_config: Config) -> None:
+    a, b, shared = two_processes(memory_config)
+    try:
+        with serve(make_app(a, b)) as base:
+            async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+                stream = Stream(client, "/chat?key=e")
+                await stream.wait_for(1)
+                run_id = stream.run_id
+                assert run_id is not None
+                shared.down = True
+                await client.post("/finish/e")
+                await client.post("/finish/e-end")
+                await asyncio.wait_for(stream.task, 10)
+                assert stream.events[-1][0] == "run.completed"  # its client missed nothing
+                info = await shared.get_run(run_id)
+                assert info is not None and info.status == "running"  # the log missed the end
+                shared.down = False
+                for _ in range(500):  # retried every second
+                    info = await shared.get_run(run_id)
+                    if info is not None and info.ended:
+                        break
+                    await asyncio.sleep(0.02)
+                assert info is not None and info.status == "completed"
+                replay = await client.get(f"/b/runs/{run_id}/events")
+                assert replay.text.count("\ndata: ") == 5 and "replay.gap" not in replay.text
+    finally:
+        await a.aclose()
+        await b.aclose()

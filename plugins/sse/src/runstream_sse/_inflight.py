@@ -211,6 +211,21 @@ class RunsInFlight:
             await live.pump()
         finally:
             self._pumps.pop(live.run_id, None)
+            if live.writer.down is not None:  # the shared log missed the end: retry
+                self._own(self._end_later(live.writer), f"runstream-sse-end-{live.run_id}",
+                          self._graces)
+
+    async def _end_later(self, writer: RunWriter) -> None:
+        # Every second, until the log's ttl (past it the run is expired there anyway) or
+        # shutdown: the shared log's readers wait for the end meanwhile.
+        deadline = time.monotonic() + writer.local.ttl
+        while time.monotonic() < deadline:
+            await asyncio.sleep(1.0)  # a timer, not a synchronisation
+            if await writer.retry_end():
+                logger.info("run %s: its end reached the shared event log", writer.run_id)
+                return
+        logger.warning("run %s: the shared event log stayed unavailable (%s): other processes "
+                       "never saw the run end", writer.run_id, writer.down)
 
     async def cancel(self, live: LiveRun, reason: str = "cancelled") -> None:
         """Cancel ``live``'s run (its clients get ``run.cancelled`` with ``reason``) and wait

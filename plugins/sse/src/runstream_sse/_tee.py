@@ -29,7 +29,7 @@ class RunWriter:
     """Appends one run's records to ``local`` and tees them to ``shared`` (None: no tee)."""
 
     __slots__ = ("_created", "_pending", "down", "last_seq", "local", "on_down", "owner",
-                 "pipeline", "run_id", "shared")
+                 "pipeline", "run_id", "shared", "status")
 
     def __init__(self, run_id: str, local: MemoryEventLog, shared: EventLog | None, *,
                  pipeline: str, owner: str | None) -> None:
@@ -44,6 +44,8 @@ class RunWriter:
         self.down: str | None = None
         #: Called with the error once each time the shared log becomes unavailable.
         self.on_down: Callable[[str], None] | None = None
+        #: How the run ended (None: it has not).
+        self.status: str | None = None
         self._created = False
         self._pending: list[EventRecord] = []
 
@@ -95,20 +97,29 @@ class RunWriter:
         await self.append([(self.last_seq + 1, time.time(), type_, None, data)])
 
     async def end(self, status: str) -> None:
-        """The run has ended: in both logs (a shared log that is still down misses it)."""
+        """The run has ended: in both logs. If the shared log is down, :attr:`down` stays set:
+        call :meth:`retry_end` until it returns True."""
+        self.status = status
         await self.local.end(self.run_id, status)
-        if self.shared is None:
-            return
+        if self.shared is not None and not await self.retry_end():
+            logger.warning("run %s: ended while the shared event log is unavailable (%s): "
+                           "its end goes to it once it is back", self.run_id, self.down)
+
+    async def retry_end(self) -> bool:
+        """Hand the shared log what it missed and the run's end; whether it took them."""
+        shared, status = self.shared, self.status
+        if shared is None or status is None:
+            return True
         if self._pending or self.down is not None:
             await self._flush()
-        if self.down is None:
-            try:
-                await self.shared.end(self.run_id, status)
-                return
-            except EventLogError as exc:
-                self._failed(exc)
-        logger.warning("run %s: ended while the shared event log is unavailable (%s): other "
-                       "processes cannot replay it", self.run_id, self.down)
+            if self.down is not None:
+                return False
+        try:
+            await shared.end(self.run_id, status)
+        except EventLogError as exc:
+            self._failed(exc)
+            return False
+        return True
 
     async def _flush(self) -> None:
         shared = self.shared
