@@ -51,3 +51,37 @@ async def test_the_registry_owns_the_pump_and_a_cancel_signal_reaches_it() -> No
         info = await log.get_run("owned-1")
         assert info is not None and info.status == "cancelled"
         assert not await log.cancel("owned-1")  # nothing left to cancel
+
+
+async def burst(n: int) -> AsyncGenerator[dict[str, Any], None]:
+    for i in range(n):
+        yield {"type": "chunk", "i": i}
+
+
+async def test_the_primary_reader_holds_the_pump_instead_of_losing_records() -> None:
+    config = Config(run_log_store=ComponentConfig(type="memory"),
+                    event_log=ComponentConfig(type="memory", max_events=5))
+    pipeline = AsyncPipeline("burst", [AsyncPythonTask(name="llm", function=burst)])
+    async with Runtime(config) as runtime:
+        runs = RunsInFlight.for_runtime(runtime)
+        log = runtime.event_log
+        assert isinstance(log, MemoryEventLog)
+        writer = await runs.open_run("held-1", "burst", None)
+        live = runs.start(pipeline.stream({"n": 40}, run_id="held-1", config=runtime), writer)
+        live.hold(0)  # a primary reader that has sent nothing yet
+        sent: list[int] = []
+        while not live.ended:
+            kept = log.get_now("held-1")
+            assert kept is not None
+            records = kept.since(sent[-1] if sent else 0)
+            if records:
+                # Nothing after the reader's cursor was dropped: no gap, ever.
+                assert records[0][0] == (sent[-1] if sent else 0) + 1
+                assert len(records) <= 5
+                sent.append(records[0][0])  # the reader sends one record at a time
+                live.hold(sent[-1])
+            else:
+                await kept.waiter()
+        assert sent == list(range(1, len(sent) + 1))
+        tail = log.get_now("held-1")
+        assert tail is not None and tail.last_seq > 40  # lifecycle events and the end
