@@ -5,7 +5,7 @@ store) with one more route, ``GET /big?n=N``, whose task yields ``N`` events of
 ``--event-bytes`` (1 MB; a fresh string each, as a model's output would be) as fast as it can.
 uvicorn, one worker, ``--loop uvloop --http httptools``, 127.0.0.1, pinned to core 0 with
 ``taskset``; every byte bound is runstream's default (``limits.max_event_bytes``,
-``limits.max_queued_bytes``, the replay buffer's ``max_run_bytes`` and ``max_total_bytes``);
+``limits.max_queued_bytes``, the event log's ``max_run_bytes`` and ``max_total_bytes``);
 ``send_timeout`` and the replay ``ttl`` are short so that the soak ends in well under 2 minutes.
 
 Clients (this process, core 1):
@@ -20,7 +20,7 @@ Clients (this process, core 1):
 The server's VmRSS is sampled from /proc every 50 ms. Printed: RSS before the load, at its
 peak and after the runs ended and the replay ``ttl`` passed; the configured byte limits; the
 bound they imply for this load and the ratio of the peak RSS growth to it. The verdict fails
-if the growth is over the bound, if a reader lost an event, or if the replay buffer still holds
+if the growth is over the bound, if a reader lost an event, or if the event log still holds
 bytes after ``ttl``. RSS after ``ttl`` shows whether the allocator gave the memory back:
 glibc's default keeps freed 1 MB blocks in the heap once its mmap threshold has grown past
 them; ``--mmap-threshold 131072`` runs the server with that threshold fixed. Every process
@@ -61,9 +61,9 @@ MIB = 1024 * 1024
 
 def app() -> Any:
     """The example app plus ``/big`` and ``/_soak/limits`` (settings from SOAK_* variables)."""
-    from runstream import AsyncPipeline, ComponentConfig, Config, Runtime
+    from runstream import AsyncPipeline, ComponentConfig, Config, MemoryEventLog, Runtime
     from runstream_async_python import AsyncPythonTask
-    from runstream_sse import ReplayBuffer, runs_router, sse_response
+    from runstream_sse import runs_router, sse_response
     from runstream_sse._serve import WRITE_BYTES
     from starlette.responses import JSONResponse, Response
 
@@ -71,9 +71,11 @@ def app() -> Any:
 
     event_bytes = int(os.environ["SOAK_EVENT_BYTES"])
     send_timeout = float(os.environ["SOAK_SEND_TIMEOUT"])
-    runtime = Runtime(Config(run_log_store=ComponentConfig(type="memory")))
-    replay = ReplayBuffer(ttl=float(os.environ["SOAK_TTL"]))  # default byte bounds
-    runtime.state.sse_replay = replay
+    runtime = Runtime(Config(run_log_store=ComponentConfig(type="memory"),  # default bounds
+                             event_log=ComponentConfig(type="memory",
+                                                       ttl=float(os.environ["SOAK_TTL"]))))
+    replay = runtime.event_log
+    assert isinstance(replay, MemoryEventLog)
     example = create_app(config=runtime, send_timeout=send_timeout)
 
     async def big(n: int) -> Any:
@@ -92,7 +94,7 @@ def app() -> Any:
             "max_event_bytes": lim.max_event_bytes, "max_queued_bytes": lim.max_queued_bytes,
             "max_run_bytes": replay.max_run_bytes, "max_total_bytes": replay.max_total_bytes,
             "write_bytes": WRITE_BYTES, "ttl": replay.ttl, "send_timeout": send_timeout,
-            "bytes_kept": replay.bytes_kept(), "runs_kept": len(replay)})
+            "bytes_kept": replay.bytes_kept(), "runs_kept": len(replay.run_ids())})
 
     example.add_api_route("/big", big_route, methods=["GET"])
     # /big's runs have no session owner (the example's /runs serves a run to its session only):
@@ -195,7 +197,7 @@ def run_status(port: int, run_id: str) -> str:
 def bound_mb(limits: dict[str, Any], running: int) -> tuple[float, str]:
     """What the configured limits allow the server to hold for ``running`` runs at once.
 
-    The replay buffer: ``max_total_bytes``, or more if the running runs alone hold more (up to
+    The event log: ``max_total_bytes``, or more if the running runs alone hold more (up to
     ``max_run_bytes`` each). Per running run besides: its queue (``max_queued_bytes``), one
     write in its socket's buffer (``write_bytes``, or one event if bigger), and 5 events at
     most: the one past the queue's bound, the one past the run buffer's, the frame being
@@ -244,7 +246,7 @@ def soak(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     kept_at_end = get_json(port, "/_soak/limits")
     for sock, _ in stalled:
         sock.close()
-    time.sleep(limits["ttl"] + 2.0)  # the replay buffer drops the ended runs after ttl
+    time.sleep(limits["ttl"] + 2.0)  # the event log drops the ended runs after ttl
     after = get_json(port, "/_soak/limits")
     sampler.stopped.set()
     sampler.join()
@@ -292,14 +294,14 @@ def summary(args: argparse.Namespace, r: dict[str, Any], load: tuple[float, floa
           "the first request)")
     print(f"  reader streams       {r['reader_streams']}, "
           f"{r['reader_streams_lost_events']} with a lost event or no run.completed")
-    print(f"  replay buffer        {r['bytes_kept_at_end'] / MIB:.1f} MiB in "
+    print(f"  event log            {r['bytes_kept_at_end'] / MIB:.1f} MiB in "
           f"{r['runs_kept_at_end']} runs when the stalled runs had ended; "
           f"{r['bytes_kept_after_ttl']} bytes after ttl")
     ok = (r["growth_mb"] <= r["bound_mb"] and r["reader_streams_lost_events"] == 0
           and r["reader_streams"] > 0 and r["bytes_kept_after_ttl"] == 0
           and all(s == "cancelled" for s in r["stalled_statuses"]))
     print(f"# verdict: {'PASS' if ok else 'FAIL'} (peak RSS growth within the bound, no lost "
-          "event, stalled runs cancelled, replay buffer empty after ttl)")
+          "event, stalled runs cancelled, event log empty after ttl)")
     return ok
 
 
@@ -314,7 +316,7 @@ def main() -> int:
     parser.add_argument("--stall-after", type=int, default=64 * 1024,
                         help="bytes a stalled reader reads before it stops")
     parser.add_argument("--send-timeout", type=float, default=10.0)
-    parser.add_argument("--ttl", type=float, default=3.0, help="the replay buffer's ttl")
+    parser.add_argument("--ttl", type=float, default=3.0, help="the event log's ttl")
     parser.add_argument("--mmap-threshold", type=int, default=None,
                         help="run the server with MALLOC_MMAP_THRESHOLD_=N (glibc): big "
                              "allocations are then returned to the system when freed")

@@ -7,6 +7,8 @@ run log database (``.runstream/runstream.db``) lands there.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -15,11 +17,11 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
-from runstream import AsyncPipeline
-from runstream._cli import main
+from runstream import AsyncPipeline, ComponentConfig, Config, MemoryEventLog, Runtime
+from runstream._cli import cancel_run, main
 
 # Only the workspace's async-python plugin: these tests do not depend on the other plugins.
 PLUGINS = "runstream-async-python"
@@ -330,6 +332,46 @@ def test_runs_show_unknown_run_exits_2(capsys: pytest.CaptureFixture[str]) -> No
 
     assert (code, out) == (2, "")
     assert error_line(err) == "runstream: error: no run 'nope' in .runstream/runstream.db"
+
+
+def test_runs_cancel_with_the_memory_event_log_says_it_reaches_this_process_only(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "runs", "cancel", "some-run")
+
+    assert (code, out) == (1, "")
+    line = error_line(err)
+    assert line.startswith("runstream: error: no run 'some-run' in the memory event log; ")
+    assert "reaches this process only" in line and "shared event log" in line
+
+
+class SharedTestLog(MemoryEventLog):
+    """A memory log that says it is shared (the CLI and a server would both reach it)."""
+
+    shared: ClassVar[bool] = True
+
+
+async def test_runs_cancel_sends_the_signal_through_a_shared_event_log() -> None:
+    runtime = Runtime(Config(run_log_store=ComponentConfig(type="memory")))
+    log = runtime.event_log = SharedTestLog()
+    heard: list[tuple[str, str]] = []
+    log.subscribe_cancel(lambda run_id, reason: heard.append((run_id, reason)))
+    out = io.StringIO()
+    try:
+        await log.create("r1", pipeline="p", owner=None)
+        assert await cancel_run(runtime, "r1", out) == 0
+        assert out.getvalue() == "cancel signal sent to run r1\n"
+        assert heard == [("r1", "cancelled from the command line")]
+        await log.end("r1", "completed")
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            assert await cancel_run(runtime, "r1", out) == 1
+            assert await cancel_run(runtime, "nope", out) == 1
+        assert err.getvalue().splitlines() == [
+            "runstream: error: run 'r1' has already ended (completed): nothing to cancel",
+            "runstream: error: no run 'nope' in the memory event log; it is not running, or "
+            "it ended more than the event log's ttl ago"]
+    finally:
+        await runtime.aclose()
 
 
 def test_runs_ls_bad_limit_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

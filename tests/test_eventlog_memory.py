@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from runstream import Config, EventLog, MemoryEventLog, Runtime, hookimpl
+from runstream import Config, EventLog, EventRecord, MemoryEventLog, Runtime, hookimpl
 from runstream.hookspecs import Register
 
-from tests._eventlog_contract import EventLogContract, aclosing_log, chunks
+from tests._eventlog_contract import EventLogContract, aclosing_log, chunks, collect, record
 
 
 class TestMemoryEventLog(EventLogContract):
@@ -76,3 +77,68 @@ async def test_a_plugin_registers_an_event_log_that_the_config_picks() -> None:
         assert runtime.event_log.label == "mine"
         info = next(i for i in runtime.plugins.infos if i.name.startswith("CountingPlugin"))
         assert info.registered == {"event_logs": ["counting"]}
+
+
+def padded(first: int, last: int, size: int) -> list[EventRecord]:
+    return [record(seq, data={"type": "chunk", "text": "x" * size})
+            for seq in range(first, last + 1)]
+
+
+async def test_max_runs_forgets_the_oldest_ended_runs_first() -> None:
+    log = MemoryEventLog(max_runs=2)
+    await log.create("running", pipeline="p", owner=None)
+    await log.create("ended", pipeline="p", owner=None)
+    await log.end("ended", "completed")
+    await log.create("new", pipeline="p", owner=None)
+    assert log.run_ids() == ["running", "new"]
+
+
+async def test_running_runs_are_never_forgotten_for_bytes() -> None:
+    log = MemoryEventLog(max_run_bytes=400_000, max_total_bytes=500_000, ttl=3600)
+    for run_id in ("r1", "r2"):
+        await log.create(run_id, pipeline="p", owner=None)
+        await log.append(run_id, padded(1, 30, 10_000))
+    # Over the budget with running runs alone: they are kept, each within max_run_bytes ...
+    assert log.run_ids() == ["r1", "r2"] and log.bytes_kept() > 500_000
+    # ... and a run that ends meanwhile goes at once, as the oldest ended run.
+    await log.create("short", pipeline="p", owner=None)
+    await log.append("short", padded(1, 3, 10_000))
+    await log.end("short", "completed")
+    assert log.run_ids() == ["r1", "r2"]
+    assert log.bytes_kept() == log.bytes_kept("r1") + log.bytes_kept("r2")
+
+
+async def test_the_bytes_of_ended_runs_are_released_after_ttl() -> None:
+    log = MemoryEventLog(ttl=0.05)
+    for run_id in ("a", "b"):
+        await log.create(run_id, pipeline="p", owner=None)
+        await log.append(run_id, padded(1, 50, 10_000))
+        await log.end(run_id, "completed")
+    assert log.bytes_kept() > 1_000_000
+    for _ in range(500):  # the expiry timer releases them: nobody has to ask
+        if log.bytes_kept() == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert log.bytes_kept() == 0 and log.run_ids() == []
+
+
+async def test_a_held_reader_keeps_what_it_has_not_read_and_full_says_when_to_wait() -> None:
+    log = MemoryEventLog(max_events=1_000, max_run_bytes=50_000)
+    await log.create("h", pipeline="p", owner=None)
+    log.hold("h", 0)
+    await log.append("h", padded(1, 4, 10_000))
+    assert not log.full("h", 0)
+    await log.append("h", padded(5, 8, 10_000))  # past the byte bound, none read: all kept
+    kept = await collect(log, "h", follow=False)
+    assert [r[0] for r in kept] == list(range(1, 9)) and log.full("h", 0)
+    log.hold("h", 6)  # read up to 6: those may go, the rest stay
+    await log.append("h", padded(9, 9, 10_000))
+    kept = await collect(log, "h", follow=False)
+    assert kept[0][0] <= 7 and kept[-1][0] == 9 and not log.full("h", 9)
+    log.hold("h", None)  # the reader left: back within the bound
+    assert log.bytes_kept("h") <= 50_000
+    # By count: max_events records past the cursor fill it.
+    small = MemoryEventLog(max_events=3)
+    await small.create("c", pipeline="p", owner=None)
+    await small.append("c", chunks(1, 3))
+    assert small.full("c", 0) and not small.full("c", 1)

@@ -124,7 +124,12 @@ def test_stop_cancels_the_run(page: Page, base_url: str, tmp_path: Path) -> None
     answer = page.locator("#answer")
     # Mid-answer: a few words are in (polled every frame, so Stop comes soon after).
     page.wait_for_function("document.getElementById('answer').textContent.includes('received')")
-    page.click("#stop")
+    run_id = page.locator("#run-id").inner_text()
+    # Stop is an explicit cancel (POST /runs/{id}/cancel, answered 202), not only a dropped
+    # connection: the run stops at once even with a reconnect grace.
+    with page.expect_response(lambda r: r.url.endswith(f"/runs/{run_id}/cancel")) as cancel:
+        page.click("#stop")
+    assert cancel.value.request.method == "POST" and cancel.value.status in (202, 409)
     expect(page.locator("#status")).to_have_text("stopped")
     expect(page.locator("#send")).to_be_enabled()
     # A visible marker after the words that arrived, which stop short of the whole answer.
@@ -133,7 +138,6 @@ def test_stop_cancels_the_run(page: Page, base_url: str, tmp_path: Path) -> None
     assert shown.endswith(" [stopped]") and "  " not in shown
     words = shown.removesuffix("[stopped]")
     assert plan_answer(PROMPT).startswith(words) and words != plan_answer(PROMPT)
-    run_id = page.locator("#run-id").inner_text()
     deadline = time.monotonic() + 10
     while run_status(page, base_url, run_id) == "running" and time.monotonic() < deadline:
         time.sleep(0.02)

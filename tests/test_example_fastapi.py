@@ -95,7 +95,7 @@ def test_root_lists_the_endpoints(base_url: str) -> None:
     body = httpx.get(base_url + "/", timeout=TIMEOUT).json()
     assert body["status"] == "ok"
     assert set(body["endpoints"]) == {"/chat", "/chat/yaml", "/ui", "/runs/{run_id}",
-                                      "/runs/{run_id}/events"}
+                                      "/runs/{run_id}/events", "/runs/{run_id}/cancel"}
     assert body["max_prompt_chars"] == 100
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -146,25 +146,32 @@ def create_app(
     else:
         python_pipeline = chat_pipeline(delay_scale)
         yaml_pipeline = yaml_chat_pipeline(runtime, delay_scale)
-    # One SSE object for the streams and the runs router: they share the runtime and its replay
-    # buffer, so /runs/{id}/events replays (and resumes, Last-Event-ID) what /chat streamed.
-    # authorize: /runs/{id} and /runs/{id}/events serve a run only to the session that started
-    # it (its cookie); anyone else gets 404, as for a run that does not exist.
+    # One SSE object for the streams and the runs router: they share the runtime and its event
+    # log, so /runs/{id}/events replays (and resumes, Last-Event-ID) what /chat streamed, and
+    # POST /runs/{id}/cancel (the page's Stop button) stops it. With a shared event log
+    # (event_log: {type: redis, ...} in the config) that holds across workers and machines.
+    # authorize: /runs/{id}, its events and its cancel serve a run only to the session that
+    # started it (its cookie); anyone else gets 404, as for a run that does not exist.
     sse = SSE(runtime, send_timeout=send_timeout, shutdown_grace_period=shutdown_grace_period,
               authorize=session_owner)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Runs left `running` by a process that died (kill -9, a crash) are marked `abandoned`
-        # now, not at the first chat.
-        await runtime.recover_abandoned()
-        # sse.lifespan hears SIGTERM/Ctrl+C and ends the open streams (run.cancelled, reason
-        # "shutdown") so that the server can stop; the runs are recorded as cancelled before
-        # the store is closed below.
-        async with sse.lifespan(app):
-            yield
-        if owns_runtime:
-            await runtime.aclose()
+        async with AsyncExitStack() as stack:
+            # The runtime connects its event log now: an unreachable server (a shared log) is
+            # a clear error at start, not at the first chat. Ours is closed at the end.
+            if owns_runtime:
+                await stack.enter_async_context(runtime)
+            else:
+                await runtime.start()
+            # Runs left `running` by a process that died (kill -9, a crash) are marked
+            # `abandoned` now, not at the first chat.
+            await runtime.recover_abandoned()
+            # sse.lifespan hears SIGTERM/Ctrl+C and ends the open streams (run.cancelled,
+            # reason "shutdown") so that the server can stop; the runs are recorded as
+            # cancelled before the store is closed.
+            async with sse.lifespan(app):
+                yield
 
     app = FastAPI(title="Async LLM Streaming Demo", lifespan=lifespan)
     # A 422 even for NaN or 1e400 in the body (FastAPI's own handler cannot send those: 500).
@@ -198,6 +205,7 @@ def create_app(
                 "/runs/{run_id}": "GET - A run's status and run log",
                 "/runs/{run_id}/events": "GET - Replay a run's events via SSE "
                                          "(Last-Event-ID resumes)",
+                "/runs/{run_id}/cancel": "POST - Stop a run (the page's Stop button)",
             },
             "model": model,
             "max_prompt_chars": max_prompt_chars,

@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "specs, its task types and sinks construct, no name clashes; "
                               "exit 1 if any problem")
 
-    runs = sub.add_parser("runs", help="read the run log store",
-                          description="Read runs from the configured run log store.")
+    runs = sub.add_parser("runs", help="read the run log store, cancel runs",
+                          description="Read runs from the configured run log store; send a "
+                                      "cancel signal through the configured event log.")
     runs_sub = runs.add_subparsers(dest="runs_command", metavar="SUBCOMMAND",
                                    parser_class=_Parser)
     ls = runs_sub.add_parser("ls", help="list recent runs, newest first")
@@ -106,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the file sink's path template (default: the path of the first "
                              "`file` sink in the config, else .runstream/events/{run_id}.jsonl)")
     events.add_argument("--config", metavar="FILE", help="the config file")
+    cancel = runs_sub.add_parser(
+        "cancel", help="send a cancel signal to a running run",
+        description="Send a cancel signal for a running run through the config's event log: "
+                    "the process that drives the run stops it (its clients get "
+                    "run.cancelled). Exit 0 once the signal is sent, 1 for an unknown or "
+                    "ended run. The default `memory` event log reaches this process only, so "
+                    "it cannot cancel a server's run: configure a shared one (`event_log: "
+                    "{type: redis, url: ...}`, runstream-redis).")
+    cancel.add_argument("run_id", metavar="RUN_ID")
+    cancel.add_argument("--config", metavar="FILE", help="the config file")
     return parser
 
 
@@ -161,6 +172,8 @@ async def _runs(args: argparse.Namespace, out: TextIO) -> int:
 
     runtime = Runtime(args.config)
     try:
+        if args.runs_command == "cancel":
+            return await cancel_run(runtime, args.run_id, out)
         if args.runs_command == "show":
             log = await runtime.store.get(args.run_id)
             out.write(log.model_dump_json(indent=2) + "\n")
@@ -183,6 +196,26 @@ async def _runs(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     finally:
         await runtime.aclose()
+
+
+async def cancel_run(runtime: Any, run_id: str, out: TextIO) -> int:
+    """``runstream runs cancel``: 0 once the signal is sent, 1 if there is no such running
+    run in the event log."""
+    log = runtime.event_log
+    await runtime.start()
+    info = await log.get_run(run_id)
+    if info is None:
+        where = ("it is not running, or it ended more than the event log's ttl ago" if log.shared
+                 else "the memory event log reaches this process only, so the CLI cannot "
+                      "cancel a run of another process (a server's): configure a shared event "
+                      "log, e.g. event_log: {type: redis, url: ...} (runstream-redis)")
+        return _fail(f"no run '{run_id}' in the {runtime.config.event_log.type} event log; "
+                     f"{where}", 1)
+    if info.ended or not await log.cancel(run_id, "cancelled from the command line"):
+        status = info.status if info.ended else "ended"
+        return _fail(f"run '{run_id}' has already ended ({status}): nothing to cancel", 1)
+    out.write(f"cancel signal sent to run {run_id}\n")
+    return 0
 
 
 def _where_runs_are(runtime: Any) -> str:
@@ -263,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _plugins(args, out)
         if args.command == "runs":
             if args.runs_command is None:
-                return _fail("runs needs a subcommand: ls, show or events "
+                return _fail("runs needs a subcommand: ls, show, events or cancel "
                              "(see runstream runs --help)")
             if args.runs_command == "events":
                 return _run_events(args, out)

@@ -6,9 +6,9 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from ._errors import RunIdError, RunNotFoundError
 from ._eventlog import CancelHandler, EventLog, LoggedRun
@@ -37,6 +37,7 @@ class _Run:
 
     __slots__ = (
         "ended_at",
+        "hold",
         "last_seq",
         "nbytes",
         "owner",
@@ -61,6 +62,8 @@ class _Run:
         self.readers = 0
         self.waiters: list[asyncio.Future[None]] = []
         self.ended_at: float | None = None
+        #: The cursor of a reader that must miss nothing (see :meth:`MemoryEventLog.hold`).
+        self.hold: int | None = None
 
     def since(self, cursor: int) -> list[EventRecord]:
         records = self.records
@@ -75,6 +78,19 @@ class _Run:
             return [records[i] for i in range(start, n)]
         return list(records)[start:]
 
+    def waiter(self) -> asyncio.Future[None]:
+        """A future that the next append (or the end) completes. Its reader may complete it
+        itself (e.g. to send a ping) or cancel it; no task and no timer per wait."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.ended_at is not None:
+            waiter.set_result(None)
+            return waiter
+        waiters = self.waiters
+        if waiters:  # drop the futures of readers that left or were woken by something else
+            waiters[:] = [w for w in waiters if not w.done()]
+        waiters.append(waiter)
+        return waiter
+
     def wake(self) -> None:
         waiters = self.waiters
         if waiters:
@@ -87,6 +103,21 @@ class _Run:
         first = self.records[0][0] if self.records else self.last_seq + 1
         return LoggedRun(self.run_id, self.pipeline, self.owner, self.status, self.last_seq,
                          first)
+
+
+class _State:
+    """A :class:`MemoryEventLog`'s runs, signals and slots (see ``MemoryEventLog._s``)."""
+
+    __slots__ = ("ended", "handlers", "held", "runs", "slots", "timer", "timer_loop")
+
+    def __init__(self) -> None:
+        self.runs: dict[str, _Run] = {}
+        self.ended: dict[str, float] = {}  # run id -> end, in end order
+        self.held = 0
+        self.handlers: list[CancelHandler] = []
+        self.slots: set[str] = set()
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_loop: asyncio.AbstractEventLoop | None = None
 
 
 class MemoryEventLog(EventLog):
@@ -104,30 +135,30 @@ class MemoryEventLog(EventLog):
         description="Bytes of records kept for all runs; past it the runs that ended first are "
                     "forgotten first.")
 
-    _runs: dict[str, _Run] = PrivateAttr(default_factory=dict)
-    _ended: dict[str, float] = PrivateAttr(default_factory=dict)  # run id -> end, in end order
-    _held: int = PrivateAttr(default=0)
-    _handlers: list[CancelHandler] = PrivateAttr(default_factory=list)
-    _slots: set[str] = PrivateAttr(default_factory=set)
-    _timer: asyncio.TimerHandle | None = PrivateAttr(default=None)
-    _timer_loop: asyncio.AbstractEventLoop | None = PrivateAttr(default=None)
+    #: Not a pydantic private attribute (nor a class variable): ``model_post_init`` sets it in
+    #: the instance's ``__dict__``, so that the hot path reads it as a plain attribute (a
+    #: pydantic private attribute costs a ``__getattr__`` call, about 4 us, on every access).
+    _s: ClassVar[_State]
+
+    def model_post_init(self, context: object, /) -> None:
+        object.__setattr__(self, "_s", _State())
 
     # -- writing ---------------------------------------------------------------------------
     async def create(self, run_id: str, *, pipeline: str, owner: str | None) -> None:
         self.sweep()
-        if run_id in self._runs:
+        if run_id in self._s.runs:
             raise RunIdError(f"run id '{run_id}' is already used by a run in the event log; "
                              "pick another or omit it")
-        while len(self._runs) >= self.max_runs and self._ended:
-            self._drop(next(iter(self._ended)))
-        self._runs[run_id] = _Run(run_id, pipeline, owner, self.max_events)
+        while len(self._s.runs) >= self.max_runs and self._s.ended:
+            self._drop(next(iter(self._s.ended)))
+        self._s.runs[run_id] = _Run(run_id, pipeline, owner, self.max_events)
 
     async def append(self, run_id: str, records: Sequence[EventRecord]) -> None:
         self.append_now(run_id, records)
 
     def append_now(self, run_id: str, records: Sequence[EventRecord]) -> None:
         """:meth:`append` without a coroutine (this log never waits)."""
-        run = self._runs.get(run_id)
+        run = self._s.runs.get(run_id)
         if run is None or run.ended_at is not None or not records:
             return
         kept, sizes = run.records, run.sizes
@@ -142,36 +173,39 @@ class MemoryEventLog(EventLog):
             grow += size
         run.last_seq = records[-1][0]
         run.nbytes += grow
-        self._held += grow
+        self._s.held += grow
         if run.nbytes > self.max_run_bytes:
             self._trim(run)
         if records[-1][2] in TERMINAL_EVENT_TYPES:
             run.status = records[-1][2].removeprefix("run.")
-        if self._held > self.max_total_bytes:
+        if self._s.held > self.max_total_bytes:
             self._evict()
         run.wake()
 
     def _trim(self, run: _Run) -> None:
         kept, sizes = run.records, run.sizes
+        hold = run.hold
         freed = 0
         while len(kept) > 1 and run.nbytes - freed > self.max_run_bytes:
+            if hold is not None and kept[0][0] > hold:
+                break  # a held reader has not read it yet
             kept.popleft()
             freed += sizes.popleft()
         run.nbytes -= freed
-        self._held -= freed
+        self._s.held -= freed
 
     async def end(self, run_id: str, status: str) -> None:
-        run = self._runs.get(run_id)
+        run = self._s.runs.get(run_id)
         if run is None or run.ended_at is not None:
             return
         run.status = status
         run.ended_at = time.monotonic()
-        self._slots.discard(run_id)
+        self._s.slots.discard(run_id)
         run.wake()
         if self.ttl == 0:
             self._drop(run_id)
             return
-        self._ended[run_id] = run.ended_at
+        self._s.ended[run_id] = run.ended_at
         self._evict()
         self._schedule_sweep()
 
@@ -179,7 +213,7 @@ class MemoryEventLog(EventLog):
     async def read(self, run_id: str, after: int = 0, *, follow: bool = True
                    ) -> AsyncIterator[list[EventRecord]]:
         self.sweep()
-        run = self._runs.get(run_id)
+        run = self._s.runs.get(run_id)
         if run is None:
             raise RunNotFoundError(f"no run '{run_id}' in the event log")
         cursor = after
@@ -192,11 +226,34 @@ class MemoryEventLog(EventLog):
                 if batch[-1][2] in TERMINAL_EVENT_TYPES:
                     return
                 continue
-            if run.ended_at is not None or not follow or self._runs.get(run_id) is not run:
+            if run.ended_at is not None or not follow or self._s.runs.get(run_id) is not run:
                 return
             waiter: asyncio.Future[None] = loop.create_future()
             run.waiters.append(waiter)
             await waiter
+
+    def hold(self, run_id: str, cursor: int | None) -> None:
+        """A reader of this process that must miss nothing (the client that started the run)
+        is at ``cursor``: the byte bound no longer drops the records after it (None: it left).
+        The writer waits while :meth:`full` says so, and never appends more than
+        ``max_events`` records past ``cursor``."""
+        run = self._s.runs.get(run_id)
+        if run is not None:
+            run.hold = cursor
+            if cursor is None and run.nbytes > self.max_run_bytes:
+                self._trim(run)
+
+    def full(self, run_id: str, cursor: int) -> bool:
+        """Whether the records after ``cursor`` fill the run's bounds, by count or by bytes."""
+        run = self._s.runs.get(run_id)
+        if run is None:
+            return False
+        if run.last_seq - cursor >= self.max_events:
+            return True
+        # Trimming stops at the first record after a hold: past the byte bound with that one
+        # oldest, every record kept is after the cursor.
+        records = run.records
+        return run.nbytes >= self.max_run_bytes and bool(records) and records[0][0] > cursor
 
     async def get_run(self, run_id: str) -> LoggedRun | None:
         run = self.get_now(run_id)
@@ -204,28 +261,28 @@ class MemoryEventLog(EventLog):
 
     def get_now(self, run_id: str) -> _Run | None:
         self.sweep()
-        return self._runs.get(run_id)
+        return self._s.runs.get(run_id)
 
     # -- signals, slots, readers -----------------------------------------------------------
     async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
-        run = self._runs.get(run_id)
+        run = self._s.runs.get(run_id)
         if run is None or run.status != "running":
             return False
-        for handler in list(self._handlers):
+        for handler in list(self._s.handlers):
             handler(run_id, reason)
         return True
 
     def subscribe_cancel(self, handler: CancelHandler) -> Callable[[], None]:
-        self._handlers.append(handler)
+        self._s.handlers.append(handler)
 
         def unsubscribe() -> None:
-            if handler in self._handlers:
-                self._handlers.remove(handler)
+            if handler in self._s.handlers:
+                self._s.handlers.remove(handler)
 
         return unsubscribe
 
     async def acquire_slot(self, run_id: str, limit: int) -> bool:
-        slots = self._slots
+        slots = self._s.slots
         if run_id in slots:
             return True
         if len(slots) >= limit:
@@ -234,49 +291,49 @@ class MemoryEventLog(EventLog):
         return True
 
     async def release_slot(self, run_id: str) -> None:
-        self._slots.discard(run_id)
+        self._s.slots.discard(run_id)
 
     async def slots_in_use(self) -> int:
-        return len(self._slots)
+        return len(self._s.slots)
 
     async def add_reader(self, run_id: str) -> None:
-        run = self._runs.get(run_id)
+        run = self._s.runs.get(run_id)
         if run is not None:
             run.readers += 1
 
     async def remove_reader(self, run_id: str) -> None:
-        run = self._runs.get(run_id)
+        run = self._s.runs.get(run_id)
         if run is not None and run.readers > 0:
             run.readers -= 1
 
     async def readers(self, run_id: str) -> int:
-        run = self._runs.get(run_id)
+        run = self._s.runs.get(run_id)
         return 0 if run is None else run.readers
 
     async def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        for run in self._runs.values():
+        if self._s.timer is not None:
+            self._s.timer.cancel()
+            self._s.timer = None
+        for run in self._s.runs.values():
             run.wake()
 
     # -- bounds and expiry -----------------------------------------------------------------
     def run_ids(self) -> list[str]:
         """Ids of the runs kept, oldest first."""
         self.sweep()
-        return list(self._runs)
+        return list(self._s.runs)
 
     def bytes_kept(self, run_id: str | None = None) -> int:
         """Bytes of records kept: of ``run_id`` (0 for an unknown run), or of every run."""
         self.sweep()
         if run_id is None:
-            return self._held
-        run = self._runs.get(run_id)
+            return self._s.held
+        run = self._s.runs.get(run_id)
         return 0 if run is None else run.nbytes
 
     def sweep(self) -> None:
         """Forget the runs that ended more than ``ttl`` seconds ago (also done on a timer)."""
-        ended = self._ended
+        ended = self._s.ended
         if not ended:
             return
         deadline = time.monotonic() - self.ttl
@@ -287,15 +344,15 @@ class MemoryEventLog(EventLog):
             self._drop(run_id)
 
     def _evict(self) -> None:
-        ended = self._ended
-        while self._held > self.max_total_bytes and ended:
+        ended = self._s.ended
+        while self._s.held > self.max_total_bytes and ended:
             self._drop(next(iter(ended)))
 
     def _drop(self, run_id: str) -> None:
-        self._ended.pop(run_id, None)
-        run = self._runs.pop(run_id, None)
+        self._s.ended.pop(run_id, None)
+        run = self._s.runs.pop(run_id, None)
         if run is not None:
-            self._held -= run.nbytes
+            self._s.held -= run.nbytes
             run.records.clear()
             run.sizes.clear()
             run.nbytes = 0
@@ -310,16 +367,16 @@ class MemoryEventLog(EventLog):
             loop = asyncio.get_running_loop()
         except RuntimeError:  # pragma: no cover - runs end inside a loop
             return
-        timer = self._timer
-        if (timer is not None and self._timer_loop is loop and not loop.is_closed()
-                and not timer.cancelled()) or not self._ended:
+        timer = self._s.timer
+        if (timer is not None and self._s.timer_loop is loop and not loop.is_closed()
+                and not timer.cancelled()) or not self._s.ended:
             return
-        oldest = next(iter(self._ended.values()))
+        oldest = next(iter(self._s.ended.values()))
         delay = max(0.0, oldest + self.ttl - time.monotonic()) + 0.01
-        self._timer = loop.call_later(delay, self._on_timer)
-        self._timer_loop = loop
+        self._s.timer = loop.call_later(delay, self._on_timer)
+        self._s.timer_loop = loop
 
     def _on_timer(self) -> None:
-        self._timer = None
+        self._s.timer = None
         self.sweep()
         self._schedule_sweep()

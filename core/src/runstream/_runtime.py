@@ -39,7 +39,7 @@ def _build(cls: type[M], options: dict[str, Any], where: str) -> M:
 
 class State:
     """Per-runtime state of plugins and applications: attributes set freely, read back
-    (``runtime.state.sse_replay = ...``), as starlette's ``app.state``. Each plugin uses names
+    (``runtime.state.sse_runs = ...``), as starlette's ``app.state``. Each plugin uses names
     of its own (prefixed with its name). A runtime's state lives and dies with the runtime."""
 
     def __init__(self) -> None:
@@ -129,6 +129,11 @@ class Runtime:
             if not isinstance(sink, Sink):
                 raise ConfigError(f"sinks= item {i} is a {type(sink).__name__}, not a Sink")
             self.sinks.append((f"{type(sink).__name__} (sinks= item {i})", sink))
+        for _label, sink in self.sinks:
+            # A sink that writes to the event log (runstream-sse's ``sse``) gets this one.
+            attach = getattr(sink, "attach_event_log", None)
+            if callable(attach):
+                attach(self.event_log)
         #: Per-runtime state of plugins (see :class:`State`).
         self.state = State()
         #: Saves runs' final records, retrying in the background what the store did not take.

@@ -17,9 +17,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import Response
 from httpx_sse import connect_sse
-from runstream import AsyncPipeline, ComponentConfig, Config, Limits, Runtime
+from runstream import AsyncPipeline, ComponentConfig, Config, Limits, MemoryEventLog, Runtime
 from runstream_async_python import AsyncPythonTask
-from runstream_sse import SSE, ReplayBuffer
+from runstream_sse import SSE
 
 from tests._server import serve
 from tests._slow_clients import raw_request, wait_until_ended
@@ -43,9 +43,10 @@ class Probe:
 @pytest.fixture
 def rt() -> Iterator[Runtime]:
     runtime = Runtime(Config(run_log_store=ComponentConfig(type="memory"),
-                             limits=Limits(max_queued_bytes=MAX_QUEUED_BYTES)))
-    runtime.state.sse_replay = ReplayBuffer(
-        max_run_bytes=MAX_RUN_BYTES, max_total_bytes=MAX_TOTAL_BYTES, ttl=TTL)
+                             limits=Limits(max_queued_bytes=MAX_QUEUED_BYTES),
+                             event_log=ComponentConfig(
+                                 type="memory", max_run_bytes=MAX_RUN_BYTES,
+                                 max_total_bytes=MAX_TOTAL_BYTES, ttl=TTL)))
     yield runtime
     asyncio.run(runtime.aclose())
 
@@ -74,8 +75,10 @@ def make_app(rt: Runtime, probe: Probe) -> FastAPI:
         return sse.response(short, run_id=run_id)
 
     @app.get("/stats")
-    async def stats() -> dict[str, int]:  # read in the server's loop, which owns the buffer
-        return {"produced": probe.produced, "bytes_kept": sse.replay.bytes_kept()}
+    async def stats() -> dict[str, int]:  # read in the server's loop, which owns the log
+        log = rt.event_log
+        assert isinstance(log, MemoryEventLog)
+        return {"produced": probe.produced, "bytes_kept": log.bytes_kept()}
 
     return app
 

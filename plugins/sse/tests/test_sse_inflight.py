@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from runstream import AsyncPipeline, ComponentConfig, Config, Runtime
+from runstream import AsyncPipeline, ComponentConfig, Config, MemoryEventLog, Runtime
 from runstream_async_python import AsyncPythonTask
-from runstream_sse import ReplayBuffer, RunsInFlight
-from runstream_sse._buffer import RunBuffer
+from runstream_sse import RunsInFlight
 from runstream_sse._live import LiveRun
+from runstream_sse._tee import RunWriter
 
 
 async def endless() -> AsyncGenerator[dict[str, Any], None]:
@@ -26,26 +25,63 @@ ENDLESS = AsyncPipeline("endless", [AsyncPythonTask(name="llm", function=endless
 
 def test_a_live_run_starts_no_task_when_made() -> None:
     # No event loop here: a constructor that started a task would raise.
-    live = LiveRun(object(), RunBuffer("r1", 10))  # type: ignore[arg-type]
-    assert not live.buffer.ended
+    writer = RunWriter("r1", MemoryEventLog(), None, pipeline="p", owner=None)
+    live = LiveRun(object(), writer)  # type: ignore[arg-type]
+    assert not live.ended
 
 
-async def test_the_registry_owns_the_pump_and_cancel_awaits_it() -> None:
+async def test_the_registry_owns_the_pump_and_a_cancel_signal_reaches_it() -> None:
     async with Runtime(Config(run_log_store=ComponentConfig(type="memory"))) as runtime:
         runs = RunsInFlight.for_runtime(runtime)
-        replay = ReplayBuffer.for_runtime(runtime)
-        replay._add_canceller(runs)
-        buffer = replay._open("owned-1")
-        live = runs.start(ENDLESS.stream(run_id="owned-1", config=runtime), buffer)
+        log = runtime.event_log
+        writer = await runs.open_run("owned-1", "endless", None)
+        live = runs.start(ENDLESS.stream(run_id="owned-1", config=runtime), writer)
         assert len(runs) == 1
-        while not len(buffer):  # the pump publishes whether or not anyone reads
-            await buffer.wait(None)
-        assert await replay.cancel("owned-1", "stopped")  # reaches the run through its owner
-        assert buffer.ended and live.handle.done()
+        async for _batch in log.read("owned-1"):  # the pump appends whether or not anyone reads
+            break
+        assert await log.cancel("owned-1", "stopped")  # reaches the run through its owner
+        records = [r async for batch in log.read("owned-1") for r in batch]
+        await asyncio.wait_for(runs._pumps["owned-1"][1] if "owned-1" in runs._pumps
+                               else asyncio.sleep(0), 5)
+        assert live.ended and live.handle.done()
         assert len(runs) == 0 and runs._pumps == {}  # the pump task ended and was forgotten
-        frames, _ = buffer.since(0)
-        last = frames[-1]
-        assert last[1] == "run.cancelled"
-        data = json.loads(last[3].split("data: ", 1)[1])
-        assert data["reason"] == "stopped" and "duration_ms" in data
-        assert not await replay.cancel("owned-1")  # nothing left to cancel
+        last = records[-1]
+        assert last[2] == "run.cancelled"
+        assert last[4]["reason"] == "stopped" and "duration_ms" in last[4]
+        info = await log.get_run("owned-1")
+        assert info is not None and info.status == "cancelled"
+        assert not await log.cancel("owned-1")  # nothing left to cancel
+
+
+async def burst(n: int) -> AsyncGenerator[dict[str, Any], None]:
+    for i in range(n):
+        yield {"type": "chunk", "i": i}
+
+
+async def test_the_primary_reader_holds_the_pump_instead_of_losing_records() -> None:
+    config = Config(run_log_store=ComponentConfig(type="memory"),
+                    event_log=ComponentConfig(type="memory", max_events=5))
+    pipeline = AsyncPipeline("burst", [AsyncPythonTask(name="llm", function=burst)])
+    async with Runtime(config) as runtime:
+        runs = RunsInFlight.for_runtime(runtime)
+        log = runtime.event_log
+        assert isinstance(log, MemoryEventLog)
+        writer = await runs.open_run("held-1", "burst", None)
+        live = runs.start(pipeline.stream({"n": 40}, run_id="held-1", config=runtime), writer)
+        live.hold(0)  # a primary reader that has sent nothing yet
+        sent: list[int] = []
+        while not live.ended:
+            kept = log.get_now("held-1")
+            assert kept is not None
+            records = kept.since(sent[-1] if sent else 0)
+            if records:
+                # Nothing after the reader's cursor was dropped: no gap, ever.
+                assert records[0][0] == (sent[-1] if sent else 0) + 1
+                assert len(records) <= 5
+                sent.append(records[0][0])  # the reader sends one record at a time
+                live.hold(sent[-1])
+            else:
+                await kept.waiter()
+        assert sent == list(range(1, len(sent) + 1))
+        tail = log.get_now("held-1")
+        assert tail is not None and tail.last_seq > 40  # lifecycle events and the end

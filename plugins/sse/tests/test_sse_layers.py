@@ -20,9 +20,8 @@ LAYERS: list[list[str]] = [
     ["_proto_vercel", "_proto_agui", "_proto_openai"],
     ["_adapters"],
     ["_wire"],
-    # Buffers: plain data (no live run, no task).
-    ["_buffer"],
-    ["_replay"],
+    # Reading and writing a run's records in the event log(s).
+    ["_feed", "_tee"],
     # The runs this process drives, and their one owner.
     ["_live"],
     ["_inflight"],

@@ -32,13 +32,14 @@ def test_all_is_sorted_complete_and_documented() -> None:
 def test_sse_response_keeps_the_agreed_signature() -> None:
     params = inspect.signature(runstream_sse.sse_response).parameters
     assert list(params) == ["pipeline", "parameters", "config", "run_id", "on_disconnect",
-                            "lifecycle", "ping_interval", "replay", "send_timeout", "owner"]
+                            "lifecycle", "ping_interval", "send_timeout", "owner"]
     assert params["owner"].default == runstream_sse.ANONYMOUS
     assert params["on_disconnect"].default == "cancel"
     assert params["ping_interval"].default == 15.0
     assert params["send_timeout"].default == 30.0
     router = inspect.signature(runstream_sse.runs_router).parameters
-    assert list(router)[:4] == ["config", "replay", "prefix", "ping_interval"]
+    # replay= went with the ReplayBuffer: the events live in the runtime's event log (issue 12).
+    assert list(router)[:3] == ["config", "prefix", "ping_interval"]
     assert router["prefix"].default == "/runs"
     assert router["authorize"].default is None
 

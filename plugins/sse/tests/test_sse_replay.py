@@ -1,13 +1,11 @@
-"""runs_router(): run logs, replay with Last-Event-ID / ?after, the bounded replay buffer."""
+"""runs_router(): run logs, replay with Last-Event-ID / ?after, from the bounded event log."""
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import threading
 import time
-import weakref
 from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
@@ -16,9 +14,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import Response
 from httpx_sse import connect_sse
-from runstream import AsyncPipeline, ComponentConfig, Config, Runtime
+from runstream import AsyncPipeline, ComponentConfig, Config, MemoryEventLog, Runtime
 from runstream_async_python import AsyncPythonTask
-from runstream_sse import ANONYMOUS, SSE, ReplayBuffer, runs_router, sse_response
+from runstream_sse import ANONYMOUS, SSE, runs_router, sse_response
 
 from tests._server import serve
 
@@ -188,24 +186,33 @@ async def test_run_log_json_and_unknown_runs(rt: Runtime) -> None:
             assert "no run" in response.json()["detail"]
 
 
-async def test_the_replay_buffer_is_bounded_but_the_live_client_misses_nothing(
-        rt: Runtime) -> None:
-    replay = ReplayBuffer(max_events=5)
+def with_event_log(config: Config, **options: Any) -> Runtime:
+    return Runtime(config.model_copy(update={"event_log": ComponentConfig(type="memory",
+                                                                          **options)}))
+
+
+async def test_the_event_log_is_bounded_but_the_live_client_misses_nothing(
+        memory_config: Config) -> None:
+    rt = with_event_log(memory_config, max_events=5)
     app = FastAPI()
-    app.include_router(runs_router(rt, replay=replay))
+    app.include_router(runs_router(rt))
     chat = pipeline(count)
 
     @app.get("/chat")
     async def get_chat() -> Response:
-        return sse_response(chat, {"n": 50}, config=rt, replay=replay)
+        return sse_response(chat, {"n": 50}, config=rt)
 
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        live = await client.get("/chat")
-        assert messages(live.text) == [{"type": "chunk", "i": i} for i in range(50)]
-        run_id = live.headers["x-run-id"]
-        assert replay.events_kept(run_id) == 5
-        again = await client.get(f"/runs/{run_id}/events")
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            live = await client.get("/chat")
+            assert messages(live.text) == [{"type": "chunk", "i": i} for i in range(50)]
+            run_id = live.headers["x-run-id"]
+            info = await rt.event_log.get_run(run_id)
+            assert info is not None and info.last_seq - info.first_seq + 1 == 5
+            again = await client.get(f"/runs/{run_id}/events")
+    finally:
+        await rt.aclose()
     # The oldest events are gone: the replay says how many, then sends what is kept.
     assert again.text.startswith("event: replay.gap\n")
     gap = json.loads(again.text.split("\n")[1][6:])
@@ -215,118 +222,40 @@ async def test_the_replay_buffer_is_bounded_but_the_live_client_misses_nothing(
 
 
 async def test_ended_runs_are_dropped_after_ttl_and_their_memory_released(
-        rt: Runtime) -> None:
-    replay = ReplayBuffer(ttl=0.05)
+        memory_config: Config) -> None:
+    rt = with_event_log(memory_config, ttl=0.05)
+    log = rt.event_log
+    assert isinstance(log, MemoryEventLog)
     app = FastAPI()
-    app.include_router(runs_router(rt, replay=replay))
+    app.include_router(runs_router(rt))
     chat = pipeline(count)
 
     @app.get("/chat")
     async def get_chat() -> Response:
-        return sse_response(chat, {"n": 3}, config=rt, replay=replay)
+        return sse_response(chat, {"n": 3}, config=rt)
 
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        run_id = (await client.get("/chat")).headers["x-run-id"]
-        buffer = replay._get(run_id)
-        assert buffer is not None and run_id in replay
-        ref = weakref.ref(buffer)
-        del buffer
-        for _ in range(500):  # the expiry timer drops it: nobody has to ask (sweep)
-            if not replay._runs:
-                break
-            await asyncio.sleep(0.01)
-        assert replay._runs == {}
-        gc.collect()
-        assert ref() is None
-        gone = await client.get(f"/runs/{run_id}/events")
-        assert gone.status_code == 410
-        assert "no longer kept" in gone.json()["detail"]
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            run_id = (await client.get("/chat")).headers["x-run-id"]
+            for _ in range(500):  # the expiry timer drops it: nobody has to ask (sweep)
+                if not log.run_ids():
+                    break
+                await asyncio.sleep(0.01)
+            assert log.run_ids() == [] and log.bytes_kept() == 0
+            gone = await client.get(f"/runs/{run_id}/events")
+            assert gone.status_code == 410
+            assert "no longer kept" in gone.json()["detail"]
+    finally:
+        await rt.aclose()
 
 
-async def test_a_long_ttl_keeps_ended_runs() -> None:
-    replay = ReplayBuffer(ttl=3600)
-    buffer = replay._open("r1")
-    buffer.publish_terminal("run.completed", {"status": "completed"})
-    buffer.end()
-    await asyncio.sleep(0.05)
-    assert "r1" in replay and replay.events_kept("r1") == 1
-
-
-async def test_max_runs_drops_the_oldest_ended_runs_first() -> None:
-    replay = ReplayBuffer(max_runs=2)
-    running = replay._open("running")
-    ended = replay._open("ended")
-    ended.end()
-    replay._open("new")
-    assert replay.run_ids() == ["running", "new"]
-    assert not running.ended
-
-
-def publish_run(replay: ReplayBuffer, run_id: str, events: int, size: int,
-                end: bool = True) -> None:
-    """A run of ``events`` events of ``size`` characters each."""
-    buffer = replay._open(run_id)
-    for seq in range(1, events + 1):
-        buffer.publish(seq, "step.event", f"id: {seq}\ndata: {'x' * size}\n\n")
-    if end:
-        buffer.end()
-
-
-async def test_max_total_bytes_drops_the_oldest_ended_runs_first() -> None:
-    replay = ReplayBuffer(max_run_bytes=400_000, max_total_bytes=1_000_000, ttl=3600)
-    publish_run(replay, "running", 30, 10_000, end=False)  # ~300 KB, still running
-    for name in ("a", "b", "c", "d"):
-        publish_run(replay, name, 30, 10_000)
-        assert replay.bytes_kept() <= 1_000_000
-    assert replay.run_ids() == ["running", "c", "d"]
-    assert replay.bytes_kept() == sum(replay.bytes_kept(r) for r in replay.run_ids())
-    assert 280_000 < replay.bytes_kept("d") < 320_000
-    # Each run keeps at most max_run_bytes of its newest events.
-    publish_run(replay, "long", 100, 10_000)
-    assert 390_000 < replay.bytes_kept("long") <= 400_000
-    assert replay.events_kept("long") < 40
-    assert replay.run_ids() == ["running", "long"] and replay.bytes_kept() <= 1_000_000
-
-
-async def test_running_runs_are_never_dropped_for_bytes() -> None:
-    replay = ReplayBuffer(max_run_bytes=400_000, max_total_bytes=500_000, ttl=3600)
-    publish_run(replay, "r1", 30, 10_000, end=False)
-    publish_run(replay, "r2", 30, 10_000, end=False)
-    # Over the budget with running runs alone: they are kept, each within max_run_bytes ...
-    assert replay.run_ids() == ["r1", "r2"] and replay.bytes_kept() > 500_000
-    # ... and a run that ends meanwhile goes at once, as the oldest ended run.
-    publish_run(replay, "short", 3, 10_000)
-    assert replay.run_ids() == ["r1", "r2"]
-    assert replay.bytes_kept() == replay.bytes_kept("r1") + replay.bytes_kept("r2")
-
-
-async def test_the_bytes_of_ended_runs_are_released_after_ttl() -> None:
-    replay = ReplayBuffer(ttl=0.05)
-    for name in ("a", "b"):
-        publish_run(replay, name, 50, 10_000)
-    assert replay.bytes_kept() > 1_000_000
-    for _ in range(500):  # the expiry timer releases them: nobody has to ask
-        if replay._budget.held == 0:
-            break
-        await asyncio.sleep(0.01)
-    assert replay.bytes_kept() == 0 and len(replay) == 0
-
-
-def test_replay_buffer_validates_its_options() -> None:
-    for kwargs in [{"max_events": 0}, {"ttl": -1.0}, {"ttl": float("nan")}, {"max_runs": 0},
-                   {"max_run_bytes": 0}, {"max_total_bytes": 0}]:
-        with pytest.raises(ValueError):
-            ReplayBuffer(**kwargs)  # type: ignore[arg-type]
-
-
-async def test_replay_buffers_are_objects_not_globals(memory_config: Config) -> None:
+async def test_event_logs_are_objects_not_globals(memory_config: Config) -> None:
     """Two apps (two runtimes) never see each other's runs."""
     rt1, rt2 = Runtime(memory_config), Runtime(memory_config)
     try:
         sse1, sse2 = SSE(rt1), SSE(rt2)
-        assert sse1.replay is not sse2.replay
-        assert ReplayBuffer.for_runtime(rt1) is sse1.replay is rt1.state.sse_replay
+        assert rt1.event_log is not rt2.event_log
         app1, app2 = FastAPI(), FastAPI()
         app1.include_router(sse1.router())
         app2.include_router(sse2.router())
@@ -382,7 +311,7 @@ async def test_sse_sink_makes_runs_started_elsewhere_followable() -> None:
     runtime = Runtime(config)
     try:
         app = FastAPI()
-        app.include_router(runs_router(runtime))  # attaches the runtime's replay buffer
+        app.include_router(runs_router(runtime))
         chat = pipeline(count)
         # No HTTP involved; the owner a router without `authorize` serves (docs/security.md).
         log = await chat.execute({"n": 3}, config=runtime, owner=ANONYMOUS)
@@ -409,15 +338,19 @@ async def test_sse_sink_makes_runs_started_elsewhere_followable() -> None:
         await runtime.aclose()
 
 
-async def test_sse_sink_without_a_replay_buffer_is_reported_not_fatal(
-        caplog: pytest.LogCaptureFixture) -> None:
+async def test_sse_sink_appends_to_the_event_log_without_any_sse_object() -> None:
+    # As in a CLI process: no router, no response; the runtime hands the sink its event log.
     config = Config(run_log_store=ComponentConfig(type="memory"),
                     sinks=[ComponentConfig(type="sse")])
     runtime = Runtime(config)
     try:
-        log = await pipeline(count).execute({"n": 2}, config=runtime)
+        log = await pipeline(count).execute({"n": 2}, config=runtime, owner="cli")
+        info = await runtime.event_log.get_run(log.run_id)
+        records = [r async for batch in runtime.event_log.read(log.run_id) for r in batch]
     finally:
         await runtime.aclose()
-    assert log.status == "completed"
-    assert any("sink 'sse'" in w for w in log.warnings)
-    assert "replay buffer" in caplog.text  # what to do, in the server log
+    assert log.status == "completed" and log.warnings == []
+    assert info is not None and (info.owner, info.status) == ("cli", "completed")
+    assert [r[4] for r in records if r[2] == "step.event"] == [
+        {"type": "chunk", "i": 0}, {"type": "chunk", "i": 1}]
+    assert records[-1][2] == "run.completed"

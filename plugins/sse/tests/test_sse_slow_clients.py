@@ -15,9 +15,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import Response
 from httpx_sse import connect_sse
-from runstream import AsyncPipeline, Config, Runtime
+from runstream import AsyncPipeline, ComponentConfig, Config, Runtime
 from runstream_async_python import AsyncPythonTask
-from runstream_sse import SSE, ReplayBuffer
+from runstream_sse import SSE
 
 from tests._server import serve
 from tests._slow_clients import raw_request, wait_until_ended
@@ -49,8 +49,8 @@ def big_events(probe: Probe) -> Any:
 
 @pytest.fixture
 def rt(memory_config: Config) -> Iterator[Runtime]:
-    runtime = Runtime(memory_config)
-    runtime.state.sse_replay = ReplayBuffer(max_events=MAX_EVENTS)
+    runtime = Runtime(memory_config.model_copy(update={"event_log": ComponentConfig(
+        type="memory", max_events=MAX_EVENTS)}))
     yield runtime
     asyncio.run(runtime.aclose())
 

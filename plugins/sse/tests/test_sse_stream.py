@@ -17,9 +17,9 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, Response
 from httpx_sse import aconnect_sse, connect_sse
-from runstream import AsyncPipeline, Config, Runtime
+from runstream import AsyncPipeline, Config, MemoryEventLog, Runtime
 from runstream_async_python import AsyncPythonTask
-from runstream_sse import SSE, ReplayBuffer, runs_router, sse_response
+from runstream_sse import SSE, runs_router, sse_response
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -175,11 +175,10 @@ def test_head_answers_without_starting_a_run(rt: Runtime) -> None:
         called.set()
         yield {"type": "chunk"}
 
-    replay = ReplayBuffer()
     chat = pipeline(watched)
 
     async def endpoint(request: Request) -> Response:
-        return sse_response(chat, config=rt, replay=replay)
+        return sse_response(chat, config=rt)
 
     app = Starlette(routes=[Route("/chat", endpoint, methods=["GET", "HEAD"])])
     with serve(app) as base, httpx.Client(base_url=base, timeout=10) as client:
@@ -188,7 +187,8 @@ def test_head_answers_without_starting_a_run(rt: Runtime) -> None:
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.content == b""
         assert asyncio.run(rt.store.list_runs()) == []
-        assert len(replay) == 0 and not called.is_set()
+        assert isinstance(rt.event_log, MemoryEventLog) and rt.event_log.run_ids() == []
+        assert not called.is_set()
         # A GET on the same route does start one.
         _, events = data_events(client, "GET", "/chat")
         assert events[-1][0] == "run.completed" and called.is_set()
@@ -278,7 +278,7 @@ def test_server_side_cancel_ends_the_stream_with_run_cancelled(rt: Runtime) -> N
 
     @app.post("/cancel/{run_id}")
     async def cancel(run_id: str) -> dict[str, bool]:
-        return {"cancelled": await sse.replay.cancel(run_id, "stopped by the operator")}
+        return {"cancelled": await rt.event_log.cancel(run_id, "stopped by the operator")}
 
     with serve(app) as base, httpx.Client(base_url=base, timeout=10) as client, \
             connect_sse(client, "GET", "/chat") as source:

@@ -1,14 +1,13 @@
 """runstream-sse: stream runstream runs to HTTP clients as Server-Sent Events.
 
 - :func:`sse_response`: a Starlette/FastAPI response that runs a pipeline and streams its events.
-- :func:`runs_router`: a FastAPI router with ``GET /runs/{run_id}`` and the replay endpoint
-  ``GET /runs/{run_id}/events`` (``Last-Event-ID`` resumes).
-- :class:`ReplayBuffer`: the recent events of runs, shared by the two above.
-- :class:`SSE`: both, bound to one runtime and replay buffer, and a lifespan that ends every
-  stream cleanly when the server stops.
+- :func:`runs_router`: a FastAPI router with ``GET /runs/{run_id}``, the replay endpoint
+  ``GET /runs/{run_id}/events`` (``Last-Event-ID`` resumes) and ``POST /runs/{run_id}/cancel``.
+- :class:`SSE`: both, bound to one runtime (and its event log, where the events live), and a
+  lifespan that ends every stream cleanly when the server stops.
 - :class:`RunsInFlight`: the runs streamed for a runtime (``limits.max_concurrent_runs``: 503
   beyond it) and their shutdown.
-- :class:`SSESink`: the ``sse`` sink, for runs started outside HTTP.
+- :class:`SSESink`: the ``sse`` sink, for runs started outside HTTP (the event log).
 - :data:`ANONYMOUS`, :data:`Authorize`: who may read a run (its ``owner``, the router's
   ``authorize`` dependency; docs/security.md).
 - :func:`sse_openapi_response`: how an event stream endpoint is documented in OpenAPI.
@@ -29,7 +28,6 @@ from ._proto_bodies import ChatRequest, parse_chat_request
 from ._proto_openai import OpenAIAdapter, openai_completion
 from ._proto_vercel import VercelAdapter
 from ._protocols import ProtocolAdapter
-from ._replay import ReplayBuffer
 from ._response import SSEResponse
 from ._router import runs_router
 from ._sink import SSESink
@@ -45,7 +43,6 @@ __all__ = [
     "OnDisconnect",
     "OpenAIAdapter",
     "ProtocolAdapter",
-    "ReplayBuffer",
     "RunsInFlight",
     "SSE",
     "SSEResponse",

@@ -1,4 +1,4 @@
-"""``SSE``: one object per app that holds the runtime and the replay buffer."""
+"""``SSE``: one object per app that holds the runtime its streams and router share."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from runstream import AsyncPipeline, Config, Pipeline, Runtime
 from ._binding import resolve_runtime
 from ._inflight import RunsInFlight
 from ._owners import ANONYMOUS, Authorize
-from ._replay import ReplayBuffer, replay_for
 from ._response import SSEResponse, check_send_timeout
 from ._router import runs_router
 from ._signals import on_exit_signal
@@ -25,11 +24,12 @@ __all__ = ["SSE"]
 
 class SSE:
     """Server-Sent Events for one app: ``.response(...)`` streams runs, ``.router()`` serves
-    their status and replay, both with the same runtime and :class:`ReplayBuffer`;
-    ``.lifespan`` ends them all cleanly when the server stops.
+    their status, replay and cancellation, both with the same runtime (and so the same event
+    log); ``.lifespan`` starts the runtime (connects its event log) and ends every stream
+    cleanly when the server stops.
 
     ``config`` is resolved once (a :class:`runstream.Config` becomes one Runtime, not one per
-    request). ``replay`` defaults to the runtime's replay buffer. ``ping_interval`` and
+    request). ``ping_interval`` and
     ``send_timeout`` are the defaults for every stream (see :func:`sse_response`).
     ``shutdown_grace_period`` bounds :meth:`shutdown`. ``authorize`` is the runs router's
     (see :func:`runs_router`): pass each run's ``owner`` to :meth:`response` and the router
@@ -44,7 +44,7 @@ class SSE:
     """
 
     def __init__(self, config: Runtime | Config | str | os.PathLike[str] | None = None, *,
-                 replay: ReplayBuffer | None = None, ping_interval: float | None = 15.0,
+                 ping_interval: float | None = 15.0,
                  send_timeout: float | None = 30.0, shutdown_grace_period: float = 5.0,
                  authorize: Authorize | None = None) -> None:
         check_send_timeout(send_timeout)
@@ -54,7 +54,6 @@ class SSE:
         #: Built here (and closed at the end of :meth:`lifespan`) unless a Runtime was given.
         self.runtime = resolve_runtime(config)
         self._owns_runtime = self.runtime is not config
-        self.replay = replay_for(self.runtime, replay)
         self.ping_interval = ping_interval
         self.send_timeout = send_timeout
         self.shutdown_grace_period = shutdown_grace_period
@@ -70,17 +69,16 @@ class SSE:
                  parameters: Mapping[str, Any] | None = None, *, run_id: str | None = None,
                  on_disconnect: OnDisconnect = "cancel", lifecycle: bool = False,
                  owner: str | None = ANONYMOUS) -> SSEResponse:
-        """:func:`sse_response` with this object's runtime, replay buffer, ping interval and
-        send timeout. ``owner``: the caller identity the run belongs to (see
-        :func:`sse_response`)."""
+        """:func:`sse_response` with this object's runtime, ping interval and send timeout.
+        ``owner``: the caller identity the run belongs to (see :func:`sse_response`)."""
         return sse_response(pipeline, parameters, config=self.runtime, run_id=run_id,
                             on_disconnect=on_disconnect, lifecycle=lifecycle,
-                            ping_interval=self.ping_interval, replay=self.replay,
-                            send_timeout=self.send_timeout, owner=owner)
+                            ping_interval=self.ping_interval, send_timeout=self.send_timeout,
+                            owner=owner)
 
     def router(self, *, prefix: str = "/runs") -> APIRouter:
-        """:func:`runs_router` with this object's runtime and replay buffer."""
-        return runs_router(self.runtime, replay=self.replay, prefix=prefix,
+        """:func:`runs_router` with this object's runtime."""
+        return runs_router(self.runtime, prefix=prefix,
                            ping_interval=self.ping_interval, send_timeout=self.send_timeout,
                            authorize=self.authorize)
 
@@ -112,7 +110,8 @@ class SSE:
         # A server (or test client) may run the lifespan again after a shutdown: start afresh.
         if self._shutdown is not None and self._shutdown.done():
             self._shutdown = None
-            self.runs.closing = False
+            self.runs.reopen()
+        await self.runtime.start()  # an unreachable event log fails the start, clearly
         restore = on_exit_signal(self._begin_shutdown)
         try:
             yield

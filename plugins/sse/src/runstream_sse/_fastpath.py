@@ -14,7 +14,7 @@ changes (a new uvicorn or Python): then drop the trick for the general way it st
   send completes, fails or is cancelled exactly as an awaited one.
 - Callers rely on ``start_send`` returning None only when ``send`` did not yield to the event
   loop: nothing else ran meanwhile (no event published, no disconnect seen), so the writer can
-  wait for the next event at once without looking at its buffer again (see ``_serve._follow``).
+  wait for the next event at once without looking at its feed again (see ``_serve._follow``).
 """
 
 from __future__ import annotations

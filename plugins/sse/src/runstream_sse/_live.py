@@ -1,4 +1,4 @@
-"""A run started for an HTTP client: its events are framed into a :class:`RunBuffer`.
+"""A run started for an HTTP client: its records go into the event log (see ``_tee``).
 
 A :class:`LiveRun` starts no task: :class:`RunsInFlight` creates it, runs its :meth:`pump` as a
 task it owns, and cancels it.
@@ -6,56 +6,147 @@ task it owns, and cancels it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from runstream import RunHandle
+from runstream import TERMINAL_EVENT_TYPES, RunHandle
 
-from ._buffer import RunBuffer
-from ._wire import end_data, failure_data, frame_record
+from ._tee import RunWriter
+from ._wire import end_data, failure_data
+
+if TYPE_CHECKING:
+    from runstream import EventRecord
 
 
 class LiveRun:
-    """Owns a :class:`runstream.RunHandle` and pumps its events into ``buffer``.
+    """Owns a :class:`runstream.RunHandle` and pumps its records into the event log.
 
-    The pump runs as its own task (its owner's), so the buffer fills (and a reconnecting client
-    can replay) whether or not a client is reading; readers wait on the buffer, and everything
-    queued while a reader was busy goes out in its next write. The run is stopped explicitly:
-    nothing here relies on a generator's ``finally``. ``on_release`` is called once, as soon as
-    the run has ended for its clients (its terminal event is out).
+    The pump runs as its own task (its owner's), so the log fills (and a reconnecting client
+    can replay) whether or not a client is reading; readers wait on the log, and everything
+    appended while a reader was busy goes out in its next write. The client that started the
+    run (the *primary* reader, :meth:`hold`) holds the pump back instead of losing records it
+    has not sent: the pump never appends more than the log's ``max_events`` records past the
+    primary's cursor, and waits while those fill its ``max_run_bytes``. The run is stopped
+    explicitly: nothing here relies on a generator's ``finally``. ``on_release`` is awaited
+    once, as soon as the run has ended for its clients (before its terminal record is out).
     """
 
-    __slots__ = ("buffer", "cancel_reason", "handle", "on_release")
+    __slots__ = ("_hold", "_room", "cancel_reason", "ended", "handle", "notice", "on_release",
+                 "writer")
 
-    def __init__(self, handle: RunHandle, buffer: RunBuffer,
-                 on_release: Callable[[LiveRun], None] | None = None) -> None:
+    def __init__(self, handle: RunHandle, writer: RunWriter,
+                 on_release: Callable[[LiveRun], Awaitable[None]] | None = None) -> None:
         self.handle = handle
-        self.buffer = buffer
+        self.writer = writer
         #: The reason the run is cancelled with if the pump stops it.
         self.cancel_reason = "cancelled"
         self.on_release = on_release
+        #: Set once the run has ended for its clients (terminal record out, log ended).
+        self.ended = False
+        self._hold: int | None = None
+        self._room: asyncio.Future[None] | None = None
+        #: Why replay elsewhere is unavailable (the shared log failed), for the run's client.
+        self.notice: str | None = None
+        writer.on_down = self._shared_log_down
 
+    @property
+    def run_id(self) -> str:
+        return self.writer.run_id
+
+    def _shared_log_down(self, error: str) -> None:
+        # The run's own warning: in its run log (and so its terminal event's ``warnings``),
+        # and sent to its client by the stream (``_serve``), which goes on meanwhile.
+        self.notice = (f"the shared event log is unavailable ({error}): this stream goes on, "
+                       "but other processes cannot replay or follow the run until it is back")
+        self.handle.run_log.warnings.append(self.notice)
+
+    # -- the primary reader ------------------------------------------------------------------
+    def hold(self, cursor: int) -> None:
+        """The primary reader has sent everything up to ``cursor``."""
+        self._hold = cursor
+        self.writer.local.hold(self.writer.run_id, cursor)
+        room = self._room
+        if room is not None and not self._full(cursor):
+            self._release_room()
+
+    def release(self) -> None:
+        """The primary reader is gone: records may be dropped again."""
+        self._hold = None
+        self.writer.local.hold(self.writer.run_id, None)
+        self._release_room()
+
+    def _full(self, hold: int) -> bool:
+        return self.writer.local.full(self.writer.run_id, hold)
+
+    def _release_room(self) -> None:
+        room = self._room
+        if room is not None:
+            self._room = None
+            if not room.done():
+                room.set_result(None)
+
+    async def _wait_room(self) -> None:
+        room = self._room = asyncio.get_running_loop().create_future()
+        await room
+
+    async def _append(self, batch: list[EventRecord]) -> None:
+        writer = self.writer
+        hold = self._hold
+        if hold is not None:
+            max_events = writer.local.max_events
+            while True:  # never past max_events records ahead of the primary: split the batch
+                room = max_events - (writer.last_seq - hold)
+                if room >= len(batch):
+                    break
+                if room > 0:
+                    writer.append_local(batch[:room])
+                    await writer.tee(batch[:room])
+                    batch = batch[room:]
+                await self._wait_room()
+                hold = self._hold
+                if hold is None:
+                    break
+        writer.append_local(batch)
+        await writer.tee(batch)
+        hold = self._hold
+        if hold is not None and self._full(hold):
+            await self._wait_room()
+
+    # -- the pump ----------------------------------------------------------------------------
     async def pump(self) -> None:
-        """Publish the run's events into the buffer until the run ends, then end the buffer."""
-        buffer = self.buffer
-        publish = buffer.publish
-        run_id = self.handle.run_id
+        """Append the run's records to the log until the run ends, then end it there."""
+        writer = self.writer
         # The run's records a batch at a time: no Event envelope and no async-generator hop
         # per event.
         events = self.handle.batches()
+        terminal = False
+        local, run_id, tee = writer.local, writer.run_id, writer.shared is not None
+        max_events = local.max_events
         try:
             async for batch in events:
-                for seq, _ts, type_, step, data in batch:
-                    room = publish(seq, type_, frame_record(run_id, seq, type_, step, data))
-                    if buffer.terminal is not None:
-                        # The run has ended for its clients (its record is saved before its
-                        # terminal event): its slot is free before they can ask for another.
-                        self._release()
-                    if room is not None:
-                        await room
+                if batch[-1][2] in TERMINAL_EVENT_TYPES:
+                    # The run has ended for its clients (its record is saved before its
+                    # terminal event): its slot is free before they can ask for another.
+                    terminal = True
+                    await self._release()
+                hold = self._hold
+                if hold is not None and writer.last_seq + len(batch) - hold > max_events:
+                    await self._append(batch)  # split, so as not to drop unsent records
+                    continue
+                # The common case inline: no coroutine per batch.
+                writer.append_local(batch)
+                if tee:
+                    await writer.tee(batch)
+                if hold is not None and local.full(run_id, hold):
+                    await self._wait_room()
         except Exception as exc:
             if self.handle.done():  # the run could not start (e.g. its run id is taken)
-                buffer.publish_terminal("run.failed",
-                                        end_data(failure_data(exc), self.handle.run_log))
+                if not terminal:
+                    terminal = True
+                    await self._release()
+                    await writer.terminal("run.failed",
+                                          end_data(failure_data(exc), self.handle.run_log))
             else:  # an event could not be encoded: the run is cancelled below, with this reason
                 self.cancel_reason = f"the event stream failed: {type(exc).__name__}: {exc}"
         finally:
@@ -64,39 +155,39 @@ class LiveRun:
             if not self.handle.done():
                 await self.handle.cancel(self.cancel_reason)
             await events.aclose()
-            if buffer.terminal is None:
-                self._publish_end()
-            self._release()
-            buffer.end()
+            await self._finish(None if terminal else self._end_record())
 
-    def _publish_end(self) -> None:
+    def _end_record(self) -> tuple[str, dict[str, object]]:
         # RunHandle.cancel() detaches the consumer, so the run's own terminal event never
         # reaches us then: say how it ended here, after everything the client was sent, with
         # the fields of the run's own terminal event.
-        buffer = self.buffer
         log = self.handle.run_log
         if log.status == "completed":
-            buffer.publish_terminal("run.completed", end_data({"status": "completed"}, log))
-        elif log.status == "failed" and log.error is not None:
-            buffer.publish_terminal("run.failed", end_data(log.error.event_data(), log))
-        else:
-            buffer.publish_terminal("run.cancelled",
-                                    end_data({"reason": self.cancel_reason}, log))
+            return "run.completed", end_data({"status": "completed"}, log)
+        if log.status == "failed" and log.error is not None:
+            return "run.failed", end_data(log.error.event_data(), log)
+        return "run.cancelled", end_data({"reason": self.cancel_reason}, log)
 
-    def _release(self) -> None:
+    async def _finish(self, end: tuple[str, dict[str, object]] | None) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self._release_room()
+        await self._release()
+        if end is not None:
+            await self.writer.terminal(*end)
+        status: str = self.handle.run_log.status
+        if end is not None and status == "running":
+            status = end[0].removeprefix("run.")
+        await self.writer.end(status)
+
+    async def _release(self) -> None:
         on_release = self.on_release
         if on_release is not None:
             self.on_release = None
-            on_release(self)
+            await on_release(self)
 
-    def abandon(self, reason: str) -> None:
+    async def abandon(self, reason: str) -> None:
         """End the run for its clients now (``run.cancelled`` with ``reason``) even though it
         has not stopped yet: for a shutdown whose grace period is over."""
-        buffer = self.buffer
-        if buffer.ended:
-            return
-        if buffer.terminal is None:
-            buffer.publish_terminal("run.cancelled",
-                                    end_data({"reason": reason}, self.handle.run_log))
-        self._release()
-        buffer.end()
+        await self._finish(("run.cancelled", end_data({"reason": reason}, self.handle.run_log)))

@@ -9,12 +9,13 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from ._buffer import RunBuffer
-from ._serve import Outcome, stream_buffer
+from ._serve import Outcome, stream_feed
 from ._wire import STREAM_HEADERS, parse_event_id
 
 if TYPE_CHECKING:
+    from ._feed import Feed
     from ._inflight import RunsInFlight
+    from ._live import LiveRun
 
 #: ``Retry-After`` of a ``503`` (too many runs in flight, or shutting down), in seconds.
 RETRY_AFTER: Final = 1
@@ -66,11 +67,22 @@ class SSEResponse(Response):
         await send({"type": "http.response.start", "status": self.status_code,
                     "headers": self.raw_headers})
 
-    async def _follow(self, receive: Receive, send: Send, buffer: RunBuffer, cursor: int,
-                      primary: bool) -> Outcome:
-        return await stream_buffer(receive, send, buffer, cursor, lifecycle=self.lifecycle,
-                                   ping_interval=self.ping_interval, primary=primary,
-                                   send_timeout=self.send_timeout, runs=self.runs)
+    async def _follow(self, receive: Receive, send: Send, feed: Feed, cursor: int,
+                      primary: LiveRun | None = None) -> Outcome:
+        """Stream ``feed`` after ``cursor``; the client counts as a reader of the run
+        meanwhile (see :meth:`runstream.EventLog.readers`)."""
+        runs = self.runs
+        if runs is None:
+            return await stream_feed(receive, send, feed, cursor, lifecycle=self.lifecycle,
+                                     ping_interval=self.ping_interval, primary=primary,
+                                     send_timeout=self.send_timeout)
+        await runs.add_reader(feed.run_id)
+        try:
+            return await stream_feed(receive, send, feed, cursor, lifecycle=self.lifecycle,
+                                     ping_interval=self.ping_interval, primary=primary,
+                                     send_timeout=self.send_timeout, runs=runs)
+        finally:
+            await runs.remove_reader(feed.run_id)
 
 
 def check_send_timeout(send_timeout: float | None) -> None:
@@ -99,16 +111,17 @@ async def unavailable(scope: Scope, receive: Receive, send: Send, message: str) 
 
 
 class ReplayResponse(SSEResponse):
-    """Follows a run's buffer from ``cursor`` on, without starting anything."""
+    """Follows a run's records from ``cursor`` on, without starting anything."""
 
-    def __init__(self, buffer: RunBuffer, cursor: int, *, lifecycle: bool = False,
-                 ping_interval: float | None = 15.0, send_timeout: float | None = 30.0,
-                 runs: RunsInFlight | None = None) -> None:
-        super().__init__(buffer.run_id, lifecycle=lifecycle, ping_interval=ping_interval,
+    def __init__(self, runs: RunsInFlight, run_id: str, cursor: int, *,
+                 lifecycle: bool = False, ping_interval: float | None = 15.0,
+                 send_timeout: float | None = 30.0) -> None:
+        super().__init__(run_id, lifecycle=lifecycle, ping_interval=ping_interval,
                          send_timeout=send_timeout, runs=runs)
-        self.buffer = buffer
         self.cursor = cursor
 
     async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.runs is not None
+        feed = self.runs.feed(self.run_id, self.cursor)
         await self._start(send)
-        await self._follow(receive, send, self.buffer, self.cursor, primary=False)
+        await self._follow(receive, send, feed, self.cursor)

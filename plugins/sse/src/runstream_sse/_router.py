@@ -6,14 +6,21 @@ import os
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from runstream import Config, RunIdError, RunLog, RunNotFoundError, Runtime
-from starlette.responses import Response
+from runstream import (
+    Config,
+    EventLogError,
+    LoggedRun,
+    RunIdError,
+    RunLog,
+    RunNotFoundError,
+    Runtime,
+)
+from starlette.responses import JSONResponse, Response
 
 from ._binding import shared_runtime
 from ._inflight import RunsInFlight
 from ._owners import Authorize, may_read, no_authorize
-from ._replay import ReplayBuffer, replay_for
-from ._response import ReplayResponse, SSEResponse, check_send_timeout
+from ._response import RETRY_AFTER, ReplayResponse, SSEResponse, check_send_timeout
 from ._wire import check_run_id, parse_event_id, sse_openapi_response
 
 __all__ = ["runs_router"]
@@ -22,13 +29,12 @@ __all__ = ["runs_router"]
 def runs_router(
     config: Runtime | Config | str | os.PathLike[str] | None = None,
     *,
-    replay: ReplayBuffer | None = None,
     prefix: str = "/runs",
     ping_interval: float | None = 15.0,
     send_timeout: float | None = 30.0,
     authorize: Authorize | None = None,
 ) -> APIRouter:
-    """A FastAPI router with a run's status and the replay of its events.
+    """A FastAPI router with a run's status, the replay of its events, and its cancellation.
 
     A run is served only to its owner: ``authorize`` is a FastAPI dependency that returns the
     caller's identity (``def who(request: Request) -> str | None``; it may use ``Cookie``,
@@ -46,16 +52,20 @@ def runs_router(
       the header wins; default: from the start), then the live tail while the run goes on.
       ``?lifecycle=true`` includes the lifecycle events. 400 for a malformed id, 204 when the
       run has ended and nothing is after the id, 404/410 when its events are not (or no longer)
-      kept.
+      kept, 503 with ``Retry-After`` when the event log cannot be read.
+    - ``POST {prefix}/{run_id}/cancel``: stop a running run now (a Stop button), whichever
+      process of those sharing the event log drives it, also one started with
+      ``on_disconnect="continue"``: ``202 {"run_id": ..., "cancelled": true}`` once the signal
+      is sent (its clients get ``run.cancelled``), 409 if the run has already ended, 404 for
+      an unknown run (or another owner's), 503 when the event log is unavailable.
 
-    ``replay`` must be the :class:`ReplayBuffer` that :func:`sse_response` publishes into;
-    default: the runtime's (``runtime.state.sse_replay``), which ``sse_response`` with the same
-    runtime also uses. ``send_timeout`` ends a replay whose client stops reading (see
-    :func:`sse_response`); a shutdown (:meth:`RunsInFlight.shutdown`) ends replays too.
+    The events are read from the runtime's event log (``event_log:`` in the config), which
+    :func:`sse_response` and the ``sse`` sink with the same runtime write into.
+    ``send_timeout`` ends a replay whose client stops reading (see :func:`sse_response`); a
+    shutdown (:meth:`RunsInFlight.shutdown`) ends replays too.
     """
     check_send_timeout(send_timeout)
     runtime = shared_runtime(config, "runs_router()")
-    buffers = replay_for(runtime, replay)
     inflight = RunsInFlight.for_runtime(runtime)
     router = APIRouter(prefix=prefix, tags=["runs"])
     caller_of = Depends(no_authorize if authorize is None else authorize)
@@ -94,10 +104,8 @@ def runs_router(
                 cursor = 0
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
-        buffer = buffers._get(run_id)
-        if buffer is not None and not may_read(buffer.owner, caller):
-            raise HTTPException(404, f"no run '{run_id}'")
-        if buffer is None:
+        info = await logged(run_id, caller)
+        if info is None:
             log = await load(run_id, caller)
             if log is None:
                 raise HTTPException(404, f"no run '{run_id}'")
@@ -107,10 +115,46 @@ def runs_router(
                                          "the sse sink to the config)")
             raise HTTPException(410, f"run '{run_id}' has ended ({log.status}) and its events "
                                      f"are no longer kept; GET {prefix}/{run_id} has its run log")
-        if buffer.ended and buffer.last_seq <= cursor:
+        if info.ended and info.last_seq <= cursor:
             return Response(status_code=204)  # 204 also tells an EventSource to stop
-        return ReplayResponse(buffer, cursor, lifecycle=lifecycle, ping_interval=ping_interval,
-                              send_timeout=send_timeout, runs=inflight)
+        return ReplayResponse(inflight, run_id, cursor, lifecycle=lifecycle,
+                              ping_interval=ping_interval, send_timeout=send_timeout)
+
+    async def logged(run_id: str, caller: object) -> LoggedRun | None:
+        """What the event log has of the run if the caller may read it, else None; 503 if the
+        log cannot be read."""
+        try:
+            info = await inflight.find(run_id)
+        except EventLogError as exc:
+            raise HTTPException(503, f"the event log is unavailable ({exc}); retry shortly",
+                                headers={"Retry-After": str(RETRY_AFTER)}) from None
+        if info is None or not may_read(info.owner, caller):
+            return None
+        return info
+
+    @router.post("/{run_id}/cancel", status_code=202, summary="Cancel a running run",
+                 responses={202: {"description": "The cancel signal was sent.", "content": {
+                     "application/json": {"schema": {"type": "object", "properties": {
+                         "run_id": {"type": "string"}, "cancelled": {"type": "boolean"}}}}}},
+                            404: problem("No such run."),
+                            409: problem("The run has already ended."),
+                            503: problem("The event log is unavailable; retry later.")})
+    async def cancel_run(run_id: str, caller: object = caller_of) -> Response:
+        info = await logged(run_id, caller)
+        if info is None:
+            raise HTTPException(404, f"no run '{run_id}' in the event log")
+        try:
+            sent = (not info.ended
+                    and await runtime.event_log.cancel(run_id, "cancelled by the client"))
+            if not sent:
+                info = await inflight.find(run_id) or info
+        except EventLogError as exc:
+            raise HTTPException(503, f"the event log is unavailable ({exc}); retry shortly",
+                                headers={"Retry-After": str(RETRY_AFTER)}) from None
+        if not sent:
+            status = info.status if info.ended else "ended"
+            raise HTTPException(409, f"run '{run_id}' has already ended ({status})")
+        return JSONResponse({"run_id": run_id, "cancelled": True}, status_code=202)
 
     # GET is documented; HEAD (the headers only) is the same route, kept out of the schema so
     # that the two do not share one operation id.
@@ -122,7 +166,8 @@ def runs_router(
                    204: {"description": "The run has ended and nothing follows the given id."},
                    400: problem("A malformed event id."),
                    404: problem("No such run, or its events are not published here."),
-                   410: problem("The run's events are no longer kept.")})
+                   410: problem("The run's events are no longer kept."),
+                   503: problem("The event log is unavailable; retry later.")})
     router.add_api_route("/{run_id}/events", run_events, methods=["HEAD"], status_code=200,
                          response_class=SSEResponse, include_in_schema=False)
     return router

@@ -1,36 +1,31 @@
-"""Writing a run's buffer to one HTTP client, and noticing when the client goes away."""
+"""Writing a run's records to one HTTP client, and noticing when the client goes away."""
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import enum
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
+from runstream import TERMINAL_EVENT_TYPES
 from starlette.types import Message, Receive, Send
 
-from ._buffer import Frame, RunBuffer
 from ._encoder import PING, encode_event, json_dumps, to_bytes
 from ._fastpath import SendTimeout, send_within, start_send
+from ._wire import frame_record
 
 if TYPE_CHECKING:
+    from runstream import EventRecord
+
+    from ._feed import Feed
     from ._inflight import RunsInFlight
+    from ._live import LiveRun
 
 
-#: Frames sent in one write, in bytes (at least one frame): a client that does not read holds
-#: at most about this much in the server's socket buffer, not its run's whole buffer; a
+#: Frames sent in one write, in characters (at least one frame): a client that does not read
+#: holds at most about this much in the server's socket buffer, not its run's whole log; a
 #: client that reads gets one write per batch of events all the same.
 WRITE_BYTES: Final = 256 * 1024
-
-
-def _first_write(frames: list[Frame]) -> list[Frame]:
-    """The frames of the next write: ``frames`` from the first, up to :data:`WRITE_BYTES`."""
-    first = frames[0]
-    start = first[5] - first[4]  # the bytes published before the first frame
-    if frames[-1][5] - start <= WRITE_BYTES:
-        return frames
-    end = bisect.bisect_right(frames, start + WRITE_BYTES, key=lambda f: f[5])
-    return frames[:max(end, 1)]
 
 
 class Outcome(enum.Enum):
@@ -50,6 +45,11 @@ def _gap_frame(cursor: int, first: int, missed: int) -> str:
                         event="replay.gap")
 
 
+def _warning_frame(message: str) -> str:
+    # No id: it is not one of the run's records (the shared log could not take them).
+    return encode_event(json_dumps({"message": message}), event="run.warning")
+
+
 class _Pinger:
     """Completes a waiting writer's future with ``True`` once the stream has been idle for
     ``interval`` seconds. One timer per interval, re-armed from the time of the last write: a
@@ -63,9 +63,9 @@ class _Pinger:
         #: When the stream last wrote (loop time).
         self.last = loop.time()
         self.timer: asyncio.TimerHandle | None = None
-        self.waiter: asyncio.Future[bool] | None = None
+        self.waiter: asyncio.Future[None] | None = None
 
-    def wait(self, waiter: asyncio.Future[bool]) -> None:
+    def wait(self, waiter: asyncio.Future[None]) -> None:
         self.waiter = waiter
         if self.timer is None:
             self.timer = self.loop.call_at(self.last + self.interval, self._fire)
@@ -78,7 +78,7 @@ class _Pinger:
             return
         waiter = self.waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(True)
+            waiter.set_result(True)  # type: ignore[arg-type]  # a ping, not an append
         # Else the writer is busy writing; it sets a new timer when it waits again.
 
     def close(self) -> None:
@@ -87,34 +87,54 @@ class _Pinger:
             self.timer = None
 
 
-async def _follow(send: Send, buffer: RunBuffer, cursor: int, lifecycle: bool,
-                  ping_interval: float | None, primary: bool, send_timeout: float | None
-                  ) -> None:
-    """Send the frames after ``cursor`` until the run's end, pinging while idle.
+def _frames(run_id: str, records: Sequence[EventRecord], lifecycle: bool) -> tuple[str, int]:
+    """The SSE text of the next write: ``records`` from the first, framed, up to
+    :data:`WRITE_BYTES`; and how many records it covers."""
+    parts: list[str] = []
+    size = 0
+    n = 0
+    terminal = TERMINAL_EVENT_TYPES
+    for seq, _ts, type_, step, data in records:
+        n += 1
+        if type_ == "step.event" or lifecycle or type_ in terminal:
+            text = frame_record(run_id, seq, type_, step, data)
+            parts.append(text)
+            size += len(text)
+            if size >= WRITE_BYTES:
+                break
+    return "".join(parts), n
 
-    Everything queued since the last write goes out in one write: a fast producer costs one
-    ``send`` per batch, not per event. A writer that waits has one future, which the buffer
-    completes when it publishes; no task, timer or ``asyncio.wait`` per event.
+
+async def _follow(send: Send, feed: Feed, cursor: int, lifecycle: bool,
+                  ping_interval: float | None, primary: LiveRun | None,
+                  send_timeout: float | None) -> None:
+    """Send the records after ``cursor`` until the run's end, pinging while idle.
+
+    Everything appended since the last write goes out in one write: a fast producer costs one
+    ``send`` per batch, not per event. A writer that waits has one future, which the log
+    completes when it appends; no task, timer or ``asyncio.wait`` per event.
     """
     loop = asyncio.get_running_loop()
     pinger = _Pinger(loop, ping_interval) if ping_interval is not None else None
     ping = False
-    if primary:
-        buffer.hold(cursor)
+    warned = False
+    run_id = feed.run_id
+    if primary is not None:
+        primary.hold(cursor)
     try:
         while True:
-            frames, missed = buffer.since(cursor)
-            if frames:
-                whole = frames
-                frames = _first_write(frames)
-                more = frames is not whole
-                if lifecycle:
-                    text = "".join([f[3] for f in frames])
-                else:
-                    text = "".join([f[3] for f in frames if f[2]])
-                if missed:
-                    text = _gap_frame(cursor, frames[0][0], missed) + text
-                cursor = frames[-1][0]
+            records = feed.since(cursor)
+            if records:
+                first = records[0][0]
+                text, n = _frames(run_id, records, lifecycle)
+                more = n < len(records)
+                if first > cursor + 1:
+                    text = _gap_frame(cursor, first, first - cursor - 1) + text
+                if primary is not None and primary.notice is not None and not warned:
+                    warned = True
+                    text = _warning_frame(primary.notice) + text
+                last = records[n - 1]
+                cursor = last[0]
                 pending = None
                 if text:
                     pending = start_send(send, {"type": "http.response.body",
@@ -125,13 +145,15 @@ async def _follow(send: Send, buffer: RunBuffer, cursor: int, lifecycle: bool,
                     if pinger is not None:
                         pinger.last = loop.time()
                     ping = False
-                if primary:
-                    buffer.hold(cursor)
+                if primary is not None:
+                    primary.hold(cursor)
+                if not more and last[2] in TERMINAL_EVENT_TYPES:
+                    return
                 if pending is not None or ping or more:
                     continue
                 # The send completed without yielding to the loop: nothing can have been
-                # published or ended since ``since()``, so wait at once.
-            elif buffer.ended:
+                # appended or ended since ``since()``, so wait at once.
+            elif feed.ended:
                 return
             elif ping:
                 ping = False
@@ -140,15 +162,17 @@ async def _follow(send: Send, buffer: RunBuffer, cursor: int, lifecycle: bool,
                 if pinger is not None:
                     pinger.last = loop.time()
                 continue
-            waiter = buffer.waiter()
+            waiter = feed.waiter()
             if pinger is not None:
                 pinger.wait(waiter)
-            ping = await waiter
+            await waiter
+            ping = waiter.result() is True
     finally:
         if pinger is not None:
             pinger.close()
-        if primary:
-            buffer.release()
+        if primary is not None:
+            primary.release()
+        feed.close()
 
 
 async def _wait_disconnect(receive: Receive) -> None:
@@ -161,27 +185,29 @@ async def _wait_disconnect(receive: Receive) -> None:
         return
 
 
-async def _write(send: Send, buffer: RunBuffer, cursor: int, lifecycle: bool,
-                 ping_interval: float | None, primary: bool, send_timeout: float | None
-                 ) -> Outcome | Exception | None:
+async def _write(send: Send, feed: Feed, cursor: int, lifecycle: bool,
+                 ping_interval: float | None, primary: LiveRun | None,
+                 send_timeout: float | None) -> Outcome | Exception | None:
     """:func:`_follow`, its end as a value (not an exception that would fail the task group):
     None once the run's end was sent, else STALLED, GONE, or an unexpected error."""
     try:
-        await _follow(send, buffer, cursor, lifecycle, ping_interval, primary, send_timeout)
+        await _follow(send, feed, cursor, lifecycle, ping_interval, primary, send_timeout)
     except SendTimeout:
         return Outcome.STALLED
     except OSError:  # ASGI servers may raise it on send to a closed connection
         return Outcome.GONE
-    except Exception as exc:  # a bug: raised again by stream_buffer, outside the group
+    except Exception as exc:  # a bug: raised again by stream_feed, outside the group
         return exc
     return None
 
 
-async def stream_buffer(receive: Receive, send: Send, buffer: RunBuffer, cursor: int, *,
-                        lifecycle: bool, ping_interval: float | None, primary: bool,
-                        send_timeout: float | None = None, runs: RunsInFlight | None = None
-                        ) -> Outcome:
-    """Stream ``buffer`` after ``cursor`` (the response has started) and say how it ended.
+async def stream_feed(receive: Receive, send: Send, feed: Feed, cursor: int, *,
+                      lifecycle: bool, ping_interval: float | None,
+                      primary: LiveRun | None = None, send_timeout: float | None = None,
+                      runs: RunsInFlight | None = None) -> Outcome:
+    """Stream ``feed`` after ``cursor`` (the response has started) and say how it ended.
+    ``primary``: the run this stream's client started (it holds the run back rather than
+    miss records).
 
     The writer and the disconnect watcher are tasks of one task group, each cancelling the
     other when it ends, so a disconnect is seen at once even while the writer waits for events
@@ -192,10 +218,10 @@ async def stream_buffer(receive: Receive, send: Send, buffer: RunBuffer, cursor:
     """
     async with asyncio.TaskGroup() as group:
         writer = group.create_task(
-            _write(send, buffer, cursor, lifecycle, ping_interval, primary, send_timeout),
-            name=f"runstream-sse-writer-{buffer.run_id}")
+            _write(send, feed, cursor, lifecycle, ping_interval, primary, send_timeout),
+            name=f"runstream-sse-writer-{feed.run_id}")
         watcher = group.create_task(_wait_disconnect(receive),
-                                    name=f"runstream-sse-watch-{buffer.run_id}")
+                                    name=f"runstream-sse-watch-{feed.run_id}")
         writer.add_done_callback(lambda _: watcher.cancel())
         watcher.add_done_callback(lambda _: writer.cancel())
         if runs is not None:

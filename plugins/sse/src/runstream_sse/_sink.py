@@ -1,17 +1,9 @@
-"""The ``sse`` sink: publishes runs started anywhere into the runtime's replay buffer."""
+"""The ``sse`` sink: appends runs started anywhere to the runtime's event log."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydantic import PrivateAttr
-from runstream import Event, RunLog, RunstreamError, Sink
-
-from ._replay import ReplayBuffer
-from ._wire import frame_event
-
-if TYPE_CHECKING:
-    from ._buffer import RunBuffer
+from runstream import Event, EventLog, MemoryEventLog, RunIdError, RunLog, RunstreamError, Sink
 
 __all__ = ["SSESink"]
 
@@ -19,45 +11,58 @@ __all__ = ["SSESink"]
 class SSESink(Sink):
     """Sink ``sse``: makes every run of the runtime followable at ``/runs/{run_id}/events``.
 
-    Configure it with ``sinks: [{type: sse}]``. It publishes each run's events into the
-    runtime's default :class:`ReplayBuffer` (``runtime.state.sse_replay``), which is made, and this
-    sink attached to it, by the first :func:`runs_router`, :func:`sse_response`, :class:`SSE`
-    or :meth:`ReplayBuffer.for_runtime` call with that runtime: build the app's SSE pieces
-    before starting runs. Runs that :func:`sse_response` streams are published by it, once;
-    the sink leaves them alone. Publishing never waits: a run's oldest events are dropped once
-    it has more than ``max_events``.
+    Configure it with ``sinks: [{type: sse}]``. It appends each run's events to the runtime's
+    event log (``event_log:`` in the config), which the runtime hands it when it is built: with
+    a shared log (``redis``), runs started by any process (the CLI, a worker) can be followed
+    and cancelled from the web servers that share it. Runs that :func:`sse_response` streams
+    are logged by it, once; the sink leaves them alone. Appending to a ``memory`` log never
+    waits: a run's oldest events are dropped past the log's ``max_events``.
     """
 
-    _replay: ReplayBuffer | None = PrivateAttr(default=None)
-    _buffer: RunBuffer | None = PrivateAttr(default=None)
+    _log: EventLog | None = PrivateAttr(default=None)
+    #: The log and the run being appended to (one private attribute read per event: each
+    #: costs a pydantic ``__getattr__`` call).
+    _target: tuple[EventLog, str] | None = PrivateAttr(default=None)
 
-    def attach_sse_replay(self, replay: object) -> None:
-        """Publish the runs from now on into ``replay`` (a :class:`ReplayBuffer`): done by
-        runstream-sse when ``replay`` becomes the runtime's default."""
-        if not isinstance(replay, ReplayBuffer):
-            raise TypeError(f"an sse sink publishes into a ReplayBuffer, not {replay!r}")
-        self._replay = replay
+    def attach_event_log(self, log: EventLog) -> None:
+        """Append the runs from now on to ``log``: done by :class:`runstream.Runtime` with its
+        own event log when it is built."""
+        self._log = log
+
+    def for_run(self) -> SSESink:
+        """A copy per run that shares the event log (a service, not per-run state)."""
+        copy = self.model_copy()
+        copy._log = self._log
+        copy._target = None
+        return copy
 
     async def open(self, run: RunLog) -> None:
-        """Start the run's buffer (unless :func:`sse_response` publishes the run itself)."""
-        replay = self._replay
-        if replay is None:
+        """Record the run in the event log (unless :func:`sse_response` logs it itself)."""
+        log = self._log
+        if log is None:
             raise RunstreamError(
-                "the sse sink has no replay buffer to publish into: build runs_router(), "
-                "sse_response(), SSE() or ReplayBuffer.for_runtime() with this runtime before "
-                "starting runs")
-        if run.run_id not in replay:  # else sse_response streams it and publishes it itself
-            self._buffer = replay._open(run.run_id, run.owner)
+                "the sse sink has no event log to append to: it gets the runtime's when the "
+                "runtime is built (use it through a Runtime)")
+        try:
+            await log.create(run.run_id, pipeline=run.pipeline, owner=run.owner)
+        except RunIdError:
+            return  # sse_response streams it and logs it itself
+        self._target = (log, run.run_id)
 
     async def send(self, event: Event) -> None:
-        """Publish one event; never waits."""
-        buffer = self._buffer
-        if buffer is not None:
-            buffer.publish(event.seq, event.type, frame_event(event))
+        """Append one event; never waits with a ``memory`` log."""
+        target = self._target
+        if target is None:
+            return
+        log, run_id = target
+        record = (event.seq, event.ts, event.type, event.step, event.data)
+        if isinstance(log, MemoryEventLog):
+            log.append_now(run_id, [record])
+        else:
+            await log.append(run_id, [record])
 
     async def close(self, run: RunLog, status: str) -> None:
-        """End the run's buffer: replays of it end, and its ``ttl`` starts."""
-        buffer = self._buffer
-        if buffer is not None:
-            buffer.end()
-
+        """End the run in the log: replays of it end, and its ``ttl`` starts."""
+        target = self._target
+        if target is not None:
+            await target[0].end(target[1], status)

@@ -6,18 +6,25 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from runstream import AsyncPipeline, Config, Pipeline, RunIdError, Runtime, new_run_id
+from runstream import (
+    AsyncPipeline,
+    Config,
+    EventLogError,
+    Pipeline,
+    RunIdError,
+    Runtime,
+    new_run_id,
+)
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ._binding import shared_runtime
-from ._buffer import RunBuffer
+from ._encoder import json_frame, to_bytes
 from ._inflight import RunsInFlight
 from ._owners import ANONYMOUS, check_owner
-from ._replay import ReplayBuffer, replay_for
 from ._response import SSEResponse, check_send_timeout, last_event_id, reject, unavailable
 from ._serve import Outcome
-from ._wire import check_run_id
+from ._wire import check_run_id, end_data, failure_data
 
 __all__ = ["OnDisconnect", "sse_response"]
 
@@ -30,10 +37,9 @@ class RunResponse(SSEResponse):
 
     def __init__(self, pipeline: AsyncPipeline, parameters: Mapping[str, Any] | None,
                  runtime: Runtime, run_id: str, run_id_given: bool, on_disconnect: OnDisconnect,
-                 lifecycle: bool, ping_interval: float | None, replay: ReplayBuffer,
-                 send_timeout: float | None, owner: str | None) -> None:
+                 lifecycle: bool, ping_interval: float | None, send_timeout: float | None,
+                 owner: str | None) -> None:
         inflight = RunsInFlight.for_runtime(runtime)
-        replay._add_canceller(inflight)  # ReplayBuffer.cancel() reaches the runs it starts
         super().__init__(run_id, lifecycle=lifecycle, ping_interval=ping_interval,
                          send_timeout=send_timeout, runs=inflight)
         self.inflight = inflight
@@ -42,7 +48,6 @@ class RunResponse(SSEResponse):
         self.runtime = runtime
         self.run_id_given = run_id_given
         self.on_disconnect = on_disconnect
-        self.replay = replay
         self.owner = owner
 
     async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -55,52 +60,65 @@ class RunResponse(SSEResponse):
             await self._resume(scope, receive, send, resume)
             return
         inflight = self.inflight
-        refusal = inflight.refusal()
+        refusal = await inflight.admit(self.run_id)
         if refusal is not None:  # before anything is started: nothing to undo
             await unavailable(scope, receive, send, refusal)
             return
         try:
-            buffer = self.replay._open(self.run_id, self.owner)
-        except RunIdError as exc:  # nothing to publish into: report it on a buffer of its own
-            buffer = RunBuffer(self.run_id, 1)
-            buffer.fail(exc)
+            writer = await inflight.open_run(self.run_id, self.pipeline.name, self.owner)
+        except RunIdError as exc:  # not this run's id to log into: report it on its own
+            await inflight.release_slot(self.run_id)
             await self._start(send)
-            await self._follow(receive, send, buffer, 0, primary=True)
+            await send_failure(send, exc)
             return
         try:
             handle = self.pipeline.stream(self.parameters, run_id=self.run_id,
                                           config=self.runtime, owner=self.owner)
         except Exception as exc:  # e.g. a parameter from the environment is not JSON
-            buffer.fail(exc)
+            await inflight.fail(writer, exc)
             await self._start(send)
-            await self._follow(receive, send, buffer, 0, primary=True)
+            await self._follow(receive, send, inflight.feed(self.run_id, 0), 0)
             return
-        live = inflight.start(handle, buffer)
+        live = inflight.start(handle, writer)
         outcome = Outcome.GONE
         try:
             await self._start(send)
-            outcome = await self._follow(receive, send, buffer, 0, primary=True)
+            outcome = await self._follow(receive, send, inflight.feed(self.run_id, 0), 0,
+                                         primary=live)
         finally:
             # Also when this task is cancelled (server shutdown): stop the run explicitly.
             if outcome is not Outcome.ENDED and self.on_disconnect == "cancel":
-                if outcome is Outcome.STALLED:
-                    reason = (f"send timeout: a write to the client did not complete within "
-                              f"{self.send_timeout} s")
+                if outcome is Outcome.STALLED:  # connected but not reading: no resume to wait
+                    await inflight.cancel(live, f"send timeout: a write to the client did not "
+                                                f"complete within {self.send_timeout} s")
                 else:
-                    reason = "client disconnected"
-                await inflight.cancel(live, reason)
+                    inflight.disconnected(live, "client disconnected")
 
     async def _resume(self, scope: Scope, receive: Receive, send: Send, cursor: int) -> None:
         # A reconnecting EventSource: follow the run it was reading, never start another one.
         # 204 tells an EventSource to stop reconnecting.
-        buffer = self.replay._get(self.run_id) if self.run_id_given else None
-        if buffer is not None and buffer.owner != self.owner:
-            buffer = None  # another owner's run: as if there were nothing to resume
-        if buffer is None or (buffer.ended and buffer.last_seq <= cursor):
+        info = None
+        if self.run_id_given:
+            try:
+                info = await self.inflight.find(self.run_id)
+            except EventLogError as exc:
+                await unavailable(scope, receive, send,
+                                  f"the event log is unavailable ({exc}); retry shortly")
+                return
+        if info is not None and info.owner != self.owner:
+            info = None  # another owner's run: as if there were nothing to resume
+        if info is None or (info.ended and info.last_seq <= cursor):
             await Response(status_code=204)(scope, receive, send)
             return
         await self._start(send)
-        await self._follow(receive, send, buffer, cursor, primary=False)
+        await self._follow(receive, send, self.inflight.feed(self.run_id, cursor), cursor)
+
+
+async def send_failure(send: Send, error: BaseException) -> None:
+    """The whole stream of a run that could not be started nor logged: its ``run.failed``."""
+    text = json_frame(end_data(failure_data(error), None), id=1, event="run.failed")
+    await send({"type": "http.response.body", "body": to_bytes(text), "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def sse_response(
@@ -112,7 +130,6 @@ def sse_response(
     on_disconnect: OnDisconnect = "cancel",
     lifecycle: bool = False,
     ping_interval: float | None = 15.0,
-    replay: ReplayBuffer | None = None,
     send_timeout: float | None = 30.0,
     owner: str | None = ANONYMOUS,
 ) -> SSEResponse:
@@ -133,10 +150,12 @@ def sse_response(
       caller whose ``authorize`` identity is this owner. The default, :data:`ANONYMOUS`, is
       the one owner that a router *without* ``authorize`` serves (to anyone who has the run
       id); ``None``: no owner, no router serves it. See docs/security.md.
-    - ``on_disconnect``: ``"cancel"`` (default) cancels the run as soon as its client goes
-      away; ``"continue"`` lets it finish, its events kept for replay.
-    - ``replay``: the :class:`ReplayBuffer` the run is published into (for
-      ``/runs/{run_id}/events``); default: the runtime's (``runtime.state.sse_replay``).
+    - ``on_disconnect``: ``"cancel"`` (default) cancels the run when its client goes away:
+      at once with ``limits.reconnect_grace`` 0 (the default with the ``memory`` event log),
+      else once that grace is over if no client (on any process sharing the event log) has
+      resumed it meanwhile; ``"continue"`` lets it finish. Either way its events are in the
+      runtime's event log (``event_log:`` in the config) for replay, and
+      ``POST /runs/{run_id}/cancel`` stops it at once.
     - ``send_timeout``: seconds one write to the client may take (it waits while the client
       does not read). Past it the response is cut and the run handled as on a disconnect
       (cancelled, reason ``send timeout ...``). None: wait forever.
@@ -155,7 +174,6 @@ def sse_response(
     if isinstance(pipeline, Pipeline):
         pipeline = pipeline.as_async()
     runtime = shared_runtime(config, "sse_response()")
-    replay = replay_for(runtime, replay)
     check_owner(owner)
     given = run_id is not None
     if run_id is None:
@@ -163,5 +181,5 @@ def sse_response(
     else:
         check_run_id(run_id)
     return RunResponse(pipeline, parameters, runtime, run_id, given, on_disconnect, lifecycle,
-                       ping_interval, replay, send_timeout, owner)
+                       ping_interval, send_timeout, owner)
 

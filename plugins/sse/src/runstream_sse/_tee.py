@@ -1,0 +1,150 @@
+"""Writing one run's records: to the local ``memory`` log, and on to a shared one (a tee).
+
+The readers of a run this process drives read the local log (one copy: with the ``memory``
+event log it *is* the runtime's). With a shared log (``runtime.event_log.shared``) every batch
+goes on to it too, for the other processes. The shared log failing never stops the run nor its
+own client: the records wait here (at most ``max_events``, the oldest dropped first) and go
+out with the next batch once the log is back; the run gets a warning that replay elsewhere is
+unavailable meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from runstream import EventLog, EventLogError, MemoryEventLog, RunIdError
+
+if TYPE_CHECKING:
+    from runstream import EventRecord
+
+
+logger = logging.getLogger("runstream.sse")
+
+
+class RunWriter:
+    """Appends one run's records to ``local`` and tees them to ``shared`` (None: no tee)."""
+
+    __slots__ = ("_created", "_pending", "down", "last_seq", "local", "on_down", "owner",
+                 "pipeline", "run_id", "shared", "status")
+
+    def __init__(self, run_id: str, local: MemoryEventLog, shared: EventLog | None, *,
+                 pipeline: str, owner: str | None) -> None:
+        self.run_id = run_id
+        self.local = local
+        self.shared = shared
+        self.pipeline = pipeline
+        self.owner = owner
+        #: The seq of the last record appended.
+        self.last_seq = 0
+        #: Why the shared log is unavailable (None: it is fine, or there is none).
+        self.down: str | None = None
+        #: Called with the error once each time the shared log becomes unavailable.
+        self.on_down: Callable[[str], None] | None = None
+        #: How the run ended (None: it has not).
+        self.status: str | None = None
+        self._created = False
+        self._pending: list[EventRecord] = []
+
+    async def create(self) -> None:
+        """Record the run in both logs: RunIdError if either has it already (nothing is
+        left in the local one then). The shared log failing is not an error (see the module)."""
+        await self.local.create(self.run_id, pipeline=self.pipeline, owner=self.owner)
+        if self.shared is None:
+            return
+        try:
+            await self.shared.create(self.run_id, pipeline=self.pipeline, owner=self.owner)
+        except RunIdError:
+            await self.local.end(self.run_id, "failed")
+            raise
+        except EventLogError as exc:
+            self._failed(exc)
+        else:
+            self._created = True
+
+    def append_local(self, records: Sequence[EventRecord]) -> None:
+        """Append to the local log only (see :meth:`tee` for the rest)."""
+        self.local.append_now(self.run_id, records)
+        self.last_seq = records[-1][0]
+
+    async def tee(self, records: Sequence[EventRecord]) -> None:
+        """Hand ``records`` (already in the local log) to the shared log, after any that
+        waited for it."""
+        if self.shared is None:
+            return
+        pending = self._pending
+        if pending or self.down is not None:
+            pending.extend(records)
+            if len(pending) > self.local.max_events:
+                del pending[:len(pending) - self.local.max_events]
+            await self._flush()
+            return
+        try:
+            await self.shared.append(self.run_id, records)
+        except EventLogError as exc:
+            pending.extend(records)
+            self._failed(exc)
+
+    async def append(self, records: Sequence[EventRecord]) -> None:
+        self.append_local(records)
+        await self.tee(records)
+
+    async def terminal(self, type_: str, data: dict[str, Any]) -> None:
+        """Append a terminal record made here (the run could not report its own end)."""
+        await self.append([(self.last_seq + 1, time.time(), type_, None, data)])
+
+    async def end(self, status: str) -> None:
+        """The run has ended: in both logs. If the shared log is down, :attr:`down` stays set:
+        call :meth:`retry_end` until it returns True."""
+        self.status = status
+        await self.local.end(self.run_id, status)
+        if self.shared is not None and not await self.retry_end():
+            logger.warning("run %s: ended while the shared event log is unavailable (%s): "
+                           "its end goes to it once it is back", self.run_id, self.down)
+
+    async def retry_end(self) -> bool:
+        """Hand the shared log what it missed and the run's end; whether it took them."""
+        shared, status = self.shared, self.status
+        if shared is None or status is None:
+            return True
+        if self._pending or self.down is not None:
+            await self._flush()
+            if self.down is not None:
+                return False
+        try:
+            await shared.end(self.run_id, status)
+        except EventLogError as exc:
+            self._failed(exc)
+            return False
+        return True
+
+    async def _flush(self) -> None:
+        shared = self.shared
+        assert shared is not None
+        try:
+            if not self._created:
+                with contextlib.suppress(RunIdError):  # created before the connection broke
+                    await shared.create(self.run_id, pipeline=self.pipeline, owner=self.owner)
+                self._created = True
+            if self._pending:
+                await shared.append(self.run_id, self._pending)
+        except EventLogError as exc:
+            self._failed(exc)
+            return
+        self._pending = []
+        if self.down is not None:
+            logger.info("run %s: the shared event log is back", self.run_id)
+            self.down = None
+
+    def _failed(self, exc: EventLogError) -> None:
+        first = self.down is None
+        self.down = str(exc)
+        if first:
+            logger.warning("run %s: the shared event log failed (%s): its client goes on; "
+                           "replay on other processes is unavailable until it is back",
+                           self.run_id, exc)
+            if self.on_down is not None:
+                self.on_down(self.down)
