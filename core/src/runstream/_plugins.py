@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import inspect
 import logging
 import os
@@ -10,7 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -22,6 +21,9 @@ from ._registry import Registry
 from ._sinks import Sink
 from ._store import RunLogStore
 from ._task import Task
+
+if TYPE_CHECKING:
+    import importlib.metadata
 
 __all__ = ["PluginInfo", "Plugins", "load_plugins"]
 
@@ -99,6 +101,8 @@ def _load_entry_points(manager: pluggy.PluginManager, strict: bool, infos: list[
     # Keyed by (name, module): two distributions may pick the same entry-point name.
     by_ep: dict[tuple[str, str], PluginInfo] = {}
     taken = {info.name for info in infos}
+
+    import importlib.metadata  # on first use: it costs as much as the rest of this module
 
     # stevedore may hand back cached entry points that lost their distribution: look it up.
     found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
@@ -307,6 +311,8 @@ def _drop(plugins: Plugins, name: str) -> None:
 
 
 def _version() -> str | None:
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("runstream")
     except importlib.metadata.PackageNotFoundError:

@@ -9,12 +9,13 @@ int conversion, nesting too deep for the parser, recursive aliases (``&a [*a]``)
 
 from __future__ import annotations
 
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from ._errors import RunstreamError
 from ._validation import printable
+
+if TYPE_CHECKING:
+    import yaml
 
 #: Deepest nesting of lists and mappings a document may have.
 MAX_DEPTH = 64
@@ -24,6 +25,8 @@ MAX_VALUES = 1_000_000
 
 def load_yaml(text: str, source: str, error: type[RunstreamError]) -> Any:
     """``yaml.safe_load(text)``, checked; problems raise ``error`` with a one-line message."""
+    import yaml  # on first use: PyYAML is a fifth of what importing runstream would cost
+
     try:
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
