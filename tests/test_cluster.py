@@ -237,6 +237,10 @@ async def test_redis_restarted_mid_run(trio: list[Server], redis_server: RedisSe
 
             # Redis back (empty): new chats and their replays work, on both processes.
             redis.start()
+            # What the restarted Redis lost stays lost, said plainly; the run log has the run.
+            gone = await client.get(f"{b.url}/runs/{run_id}/events")
+            assert gone.status_code == 410, gone.text
+            assert (await client.get(f"{b.url}/runs/{run_id}")).json()["status"] == "completed"
             for server, other in ((a, b), (b, a)):
                 prompt = f"after the restart, on {server.port}"
                 async with chat(client, server, prompt) as (new_id, events):
