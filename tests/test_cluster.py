@@ -268,17 +268,24 @@ async def test_postgres_stopped_mid_run(trio: list[Server], pg_server: PostgresS
             assert int(down.headers["retry-after"]) >= 1
             assert "run log store is unavailable" in down.json()["detail"]
             assert time.monotonic() - started < 15
+            # A chat started meanwhile streams too (its run log is written once PG is back).
+            prompt = "start while postgres is away"
+            async with chat(client, a, prompt) as (late_id, events):
+                late = [event async for event in events]
+            check_answer([e for e in late if e.event != "run.warning"], prompt)
+            assert "run log store" in " ".join(late[-1].json()["warnings"])
         finally:
             if pg_server.proc is None:
                 pg_server.start()
-        # Back: the run's final record lands.
+        # Back: the runs' final records land.
         deadline = time.monotonic() + 20
-        while True:
-            answer = await client.get(f"{a.url}/runs/{run_id}")
-            if answer.status_code == 200 and answer.json()["status"] == "completed":
-                break
-            assert time.monotonic() < deadline, answer.text
-            await asyncio.sleep(0.2)
+        for run in (run_id, late_id):
+            while True:
+                answer = await client.get(f"{a.url}/runs/{run}")
+                if answer.status_code == 200 and answer.json()["status"] == "completed":
+                    break
+                assert time.monotonic() < deadline, answer.text
+                await asyncio.sleep(0.2)
 
 
 # --- 3. --workers 4: 200 chats, each reconnecting once ----------------------------------------
