@@ -15,9 +15,15 @@ stime before/after), medians over interleaved repetitions, and their ratio to th
 "Many streams": ``--streams`` (200) concurrent streams of ``--paced-events`` (25) events, one
 every ``--pace-ms`` (5 ms), like a token stream; server CPU per stream for both apps.
 
+``--event-log redis`` adds ``/sse-redis``: the same ``sse_response`` on a second runtime whose
+event log is ``redis`` (runstream-redis), on a ``redis-server`` this script starts (no
+persistence, free port, pinned to the client's core) and stops. Both event logs are then
+measured in the same run, interleaved, with their ratios; the Redis server's CPU is counted
+beside the web server's.
+
     uv run python bench/bench_sse.py [--events 100000] [--reps 5] [--streams 200]
                                      [--paced-events 25] [--pace-ms 5] [--rounds 5]
-                                     [--store memory|sqlite]
+                                     [--store memory|sqlite] [--event-log memory|redis]
 
 Every process started here is stopped on exit (its process group), on Ctrl-C or error.
 """
@@ -41,6 +47,7 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
+sys.path.insert(1, str(BENCH_DIR.parent))  # tests/_redis_server.py
 
 from _common import child_env, header, median, ratio, row, spread  # noqa: E402
 
@@ -80,6 +87,10 @@ def app() -> Any:
     else:
         store = ComponentConfig(type="memory")
     runtime = Runtime(Config(run_log_store=store))
+    redis_url = os.environ.get("BENCH_SSE_REDIS_URL")
+    # The same app on the redis event log (--event-log redis), beside the memory one.
+    redis_runtime = Runtime(Config(run_log_store=store, event_log=ComponentConfig(
+        type="redis", url=redis_url))) if redis_url else None
     pipeline = AsyncPipeline("bench-sse", [AsyncPythonTask(name="tokens", function=tokens)])
 
     serialised: dict[int, list[bytes]] = {}
@@ -91,6 +102,10 @@ def app() -> Any:
     async def sse(request: Request) -> Response:
         n, pace = params(request)
         return sse_response(pipeline, {"n": n, "pace_ms": pace}, config=runtime)
+
+    async def sse_redis(request: Request) -> Response:
+        n, pace = params(request)
+        return sse_response(pipeline, {"n": n, "pace_ms": pace}, config=redis_runtime)
 
     async def plain(request: Request) -> Response:
         n, pace = params(request)
@@ -118,10 +133,15 @@ def app() -> Any:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if redis_runtime is not None:
+            await redis_runtime.start()  # connects to Redis now, not at the first stream
         yield
         await runtime.aclose()
+        if redis_runtime is not None:
+            await redis_runtime.aclose()
 
-    return Starlette(routes=[Route("/", root), Route("/sse", sse), Route("/plain", plain)],
+    return Starlette(routes=[Route("/", root), Route("/sse", sse), Route("/plain", plain),
+                             Route("/sse-redis", sse_redis)],
                      lifespan=lifespan)
 
 
@@ -155,8 +175,8 @@ def check(kind: str, raw: bytes, n: int) -> None:
     got = raw.count(b"data: {\"type\": \"chunk\"")
     if got != n:
         raise SystemExit(f"{kind}: got {got} events, expected {n}: {raw[-300:]!r}")
-    if kind == "sse" and b"event: run.completed" not in raw[-200:]:
-        raise SystemExit(f"sse: no run.completed at the end: {raw[-300:]!r}")
+    if kind != "plain" and b"event: run.completed" not in raw[-200:]:
+        raise SystemExit(f"{kind}: no run.completed at the end: {raw[-300:]!r}")
 
 
 def read_stream(port: int, path: str) -> tuple[float, bytes]:
@@ -186,10 +206,13 @@ async def read_many(port: int, path: str, streams: int) -> list[bytes]:
 
 
 class Server:
-    def __init__(self, workdir: Path, core: int | None, store: str) -> None:
+    def __init__(self, workdir: Path, core: int | None, store: str,
+                 redis_url: str | None = None) -> None:
         self.port = free_port()
         env = child_env()
         env["BENCH_SSE_STORE"] = store
+        if redis_url:
+            env["BENCH_SSE_REDIS_URL"] = redis_url
         env["BENCH_SSE_DB"] = str(workdir / "runs.db")
         self.log = workdir / "server.log"
         pin = ["taskset", "-c", str(core)] if core is not None else []
@@ -227,43 +250,58 @@ class Server:
 
 
 KINDS = ("plain", "sse")
+#: The kinds with ``--event-log redis``.
+REDIS_KINDS = (*KINDS, "sse-redis")
 
 
-def throughput(server: Server, n: int, reps: int) -> dict[str, dict[str, list[float]]]:
-    out: dict[str, dict[str, list[float]]] = {k: {"rate": [], "cpu_us": []} for k in KINDS}
-    for kind in KINDS:  # warm-up
+def cpu_of(pids: list[int]) -> float:
+    return sum(server_cpu(pid) for pid in pids)
+
+
+def throughput(server: Server, n: int, reps: int, kinds: tuple[str, ...], redis_pid: int | None
+               ) -> dict[str, dict[str, list[float]]]:
+    out: dict[str, dict[str, list[float]]] = {
+        k: {"rate": [], "cpu_us": [], "redis_us": []} for k in kinds}
+    for kind in kinds:  # warm-up
         check(kind, read_stream(server.port, f"/{kind}?n={min(n, 20_000)}")[1], min(n, 20_000))
     for _ in range(reps):
-        for kind in KINDS:  # interleaved: a noisy neighbour hurts both alike
+        for kind in kinds:  # interleaved: a noisy neighbour hurts all alike
             c0 = server_cpu(server.pid)
+            r0 = server_cpu(redis_pid) if redis_pid else 0.0
             elapsed, raw = read_stream(server.port, f"/{kind}?n={n}")
             used = server_cpu(server.pid) - c0
+            redis_used = (server_cpu(redis_pid) - r0) if redis_pid else 0.0
             check(kind, raw, n)
             out[kind]["rate"].append(n / elapsed)
             out[kind]["cpu_us"].append(used / n * 1e6)
+            out[kind]["redis_us"].append(redis_used / n * 1e6)
     return out
 
 
-def many(server: Server, streams: int, events: int, pace_ms: float, rounds: int
-         ) -> dict[str, dict[str, list[float]]]:
-    out: dict[str, dict[str, list[float]]] = {k: {"cpu_ms": [], "wall": []} for k in KINDS}
-    for kind in KINDS:  # warm-up
+def many(server: Server, streams: int, events: int, pace_ms: float, rounds: int,
+         kinds: tuple[str, ...], redis_pid: int | None) -> dict[str, dict[str, list[float]]]:
+    out: dict[str, dict[str, list[float]]] = {
+        k: {"cpu_ms": [], "wall": [], "redis_ms": []} for k in kinds}
+    for kind in kinds:  # warm-up
         for raw in asyncio.run(read_many(server.port, f"/{kind}?n={events}&pace_ms={pace_ms}",
                                          20)):
             check(kind, raw, events)
     for _ in range(rounds):
-        for kind in KINDS:
+        for kind in kinds:
             time.sleep(0.3)  # let the previous round's connections close
             c0 = server_cpu(server.pid)
+            r0 = server_cpu(redis_pid) if redis_pid else 0.0
             t0 = time.perf_counter()
             raws = asyncio.run(read_many(server.port, f"/{kind}?n={events}&pace_ms={pace_ms}",
                                          streams))
             wall = time.perf_counter() - t0
             time.sleep(0.1)  # the server's clean-up after the last stream counts too
             used = server_cpu(server.pid) - c0
+            redis_used = (server_cpu(redis_pid) - r0) if redis_pid else 0.0
             for raw in raws:
                 check(kind, raw, events)
             out[kind]["cpu_ms"].append(used / streams * 1e3)
+            out[kind]["redis_ms"].append(redis_used / streams * 1e3)
             out[kind]["wall"].append(wall)
     return out
 
@@ -279,7 +317,11 @@ def main() -> int:
     parser.add_argument("--pace-ms", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=5, help="many-streams rounds per app")
     parser.add_argument("--store", choices=("memory", "sqlite"), default="memory")
+    parser.add_argument("--event-log", choices=("memory", "redis"), default="memory",
+                        help="redis: also measure sse_response on the redis event log (its "
+                             "own redis-server), against the memory one, in the same run")
     args = parser.parse_args()
+    kinds = REDIS_KINDS if args.event_log == "redis" else KINDS
 
     header("bench_sse: sse_response() against a plain StreamingResponse, one uvicorn worker")
     cores = sorted(os.sched_getaffinity(0))
@@ -290,16 +332,33 @@ def main() -> int:
     print(f"# server: uvicorn, uvloop + httptools, core {server_core}; client: raw sockets, "
           f"core {client_core}; run log store {args.store}")
     workdir = Path(tempfile.mkdtemp(prefix="runstream-bench-sse-"))
-    server = Server(workdir, server_core, args.store)
+    redis = None
+    if args.event_log == "redis":
+        from tests._redis_server import RedisServer
+
+        redis = RedisServer(workdir / "redis")
+        redis.start()
+        assert redis.process is not None
+        if client_core is not None:
+            os.sched_setaffinity(redis.process.pid, {client_core})
+        print(f"# redis-server {redis.url} (pid {redis.process.pid}, no persistence, "
+              f"core {client_core})")
+    redis_pid = redis.process.pid if redis is not None and redis.process else None
+    server = None
     try:
+        server = Server(workdir, server_core, args.store, redis.url if redis else None)
         server.wait_ready()
-        fast = throughput(server, args.events, args.reps)
-        paced = many(server, args.streams, args.paced_events, args.pace_ms, args.rounds)
+        fast = throughput(server, args.events, args.reps, kinds, redis_pid)
+        paced = many(server, args.streams, args.paced_events, args.pace_ms, args.rounds, kinds,
+                     redis_pid)
     except KeyboardInterrupt:
         print("# interrupted", file=sys.stderr)
         return 130
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
+        if redis is not None:
+            redis.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"## throughput: one stream of {args.events:,} events, medians of {args.reps} "
@@ -326,7 +385,36 @@ def main() -> int:
     row("  ratio sse / plain", ratio(per["sse"], per["plain"]),
         f"(overhead {per['sse'] - per['plain']:.3f} ms/stream, "
         f"{(per['sse'] - per['plain']) * 1e3 / args.paced_events:.1f} us/event)")
+    if "sse-redis" in kinds:
+        redis_report(fast, paced)
     return 0
+
+
+def redis_report(fast: dict[str, dict[str, list[float]]],
+                 paced: dict[str, dict[str, list[float]]]) -> None:
+    """The redis event log against the memory one (targets: issue 12)."""
+    mem, red = fast["sse"], fast["sse-redis"]
+    print("## event log: redis vs memory (sse_response, same server, interleaved)")
+    row("one stream, redis events/s", f"{median(red['rate']):,.0f}",
+        f"(range {spread(red['rate'])})")
+    row("  ratio redis / memory events/s", ratio(median(red["rate"]), median(mem["rate"])),
+        "(target >= 0.5x)")
+    row("one stream, redis web server CPU us/event", f"{median(red['cpu_us']):.2f}",
+        f"(+ redis-server {median(red['redis_us']):.2f})")
+    row("  ratio redis / memory CPU per event (web server)",
+        ratio(median(red["cpu_us"]), median(mem["cpu_us"])))
+    both = [a + b for a, b in zip(red["cpu_us"], red["redis_us"], strict=True)]
+    row("  ratio redis / memory CPU per event (+ redis-server)",
+        ratio(median(both), median(mem["cpu_us"])))
+    mem_p, red_p = paced["sse"], paced["sse-redis"]
+    row("token streams, redis web server CPU ms/stream", f"{median(red_p['cpu_ms']):.3f}",
+        f"(+ redis-server {median(red_p['redis_ms']):.3f}; "
+        f"round wall {median(red_p['wall']):.2f} s)")
+    row("  ratio redis / memory CPU per stream (web server)",
+        ratio(median(red_p["cpu_ms"]), median(mem_p["cpu_ms"])), "(target <= 1.5x)")
+    both_p = [a + b for a, b in zip(red_p["cpu_ms"], red_p["redis_ms"], strict=True)]
+    row("  ratio redis / memory CPU per stream (+ redis-server)",
+        ratio(median(both_p), median(mem_p["cpu_ms"])))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,15 @@ at the same pace (no runstream).
     uv run python bench/soak_sse.py                  # 1,000 streams, 60 s per phase (~5 min)
     uv run python bench/soak_sse.py --streams 500 --duration 30 --no-baseline
 
+Across processes (issue 12): ``--workers N`` runs the example under ``uvicorn --workers N``
+(not pinned then: the workers share the machine's cores with the clients); ``--event-log
+redis`` and ``--store postgres`` give it a shared event log and run log store, on a
+``redis-server`` and a PostgreSQL this script starts in temp dirs on free ports and stops at the
+end. ``--compare-workers 1,2`` soaks the example once per worker count (each on a fresh
+database and key prefix; no baseline) and prints the ratios of streams/s and p99 first event::
+
+    uv run python bench/soak_sse.py --event-log redis --store postgres --compare-workers 1,2
+
 Summary on stdout, details in bench/results/soak_sse.json. Traffic goes to 127.0.0.1 only;
 every process started here is stopped (process groups) on exit, Ctrl-C or error.
 """
@@ -78,11 +87,18 @@ def runstream_app() -> Any:
 
     from examples.fastapi_llm.main import create_app
 
-    if os.environ.get("SOAK_STORE", "sqlite") == "memory":
+    kind = os.environ.get("SOAK_STORE", "sqlite")
+    if kind == "memory":
         store = ComponentConfig(type="memory")  # bounded: max_runs 10,000
+    elif kind == "postgres":
+        store = ComponentConfig(type="postgres", dsn=os.environ["SOAK_DSN"])
     else:
         store = ComponentConfig(type="sqlite", path=os.environ["SOAK_DB"])
-    app = create_app(config=Config(run_log_store=store))
+    event_log = ComponentConfig(type="memory")
+    if os.environ.get("SOAK_REDIS_URL"):
+        event_log = ComponentConfig(type="redis", url=os.environ["SOAK_REDIS_URL"],
+                                    key_prefix=os.environ["SOAK_REDIS_PREFIX"])
+    app = create_app(config=Config(run_log_store=store, event_log=event_log))
     app.add_api_route("/_soak/objects", _objects, methods=["GET"])
     return app
 
@@ -399,16 +415,41 @@ def pin(core: int | None) -> list[str]:
     return ["taskset", "-c", str(core)] if core is not None else []
 
 
+def group_pids(pgid: int) -> list[int]:
+    """The processes of process group ``pgid`` (a server and its ``--workers``)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:
+                pids.append(int(entry))
+    return pids or [pgid]
+
+
 def proc_sample(pid: int) -> tuple[float, float, int]:
-    """(VmRSS in MB, CPU seconds user+system, open fds) of ``pid``."""
+    """(VmRSS in MB, CPU seconds user+system, open fds) of ``pid`` and the other processes of
+    its process group (its workers)."""
+    samples = [_one_sample(p) for p in group_pids(pid)]
+    return (sum(x[0] for x in samples), sum(x[1] for x in samples),
+            sum(x[2] for x in samples))
+
+
+def _one_sample(pid: int) -> tuple[float, float, int]:
     rss = 0.0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) / 1024
-                break
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1]) / 1024
+                    break
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:  # a worker that has just gone
+        return 0.0, 0.0, 0
     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     try:
         fds = len(os.listdir(f"/proc/{pid}/fd"))
@@ -446,14 +487,16 @@ class Server:
     """One uvicorn process (its own process group), stopped on ``stop()``."""
 
     def __init__(self, kind: str, app: str, env: dict[str, str], workdir: Path,
-                 core: int | None) -> None:
+                 core: int | None, workers: int = 1) -> None:
         self.kind = kind
         self.port = free_port()
         self.log = workdir / f"server-{kind}.log"
-        cmd = [*pin(core), sys.executable, "-m", "uvicorn", app, "--factory",
-               "--app-dir", str(BENCH_DIR), "--host", HOST, "--port", str(self.port),
-               "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-               "--log-level", "warning", "--timeout-graceful-shutdown", "5"]
+        cmd = [*pin(core if workers == 1 else None), sys.executable, "-m", "uvicorn", app,
+               "--factory", "--app-dir", str(BENCH_DIR), "--host", HOST,
+               "--port", str(self.port), "--loop", "uvloop", "--http", "httptools",
+               "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "5"]
+        if workers > 1:
+            cmd += ["--workers", str(workers)]
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -614,9 +657,13 @@ def run_phase(server: Server, args: argparse.Namespace, workdir: Path, phase: st
     }
 
 
-def check_cancelled(port: int, run_ids: list[list[Any]], seed: int) -> dict[str, Any]:
+def check_cancelled(port: int, run_ids: list[list[Any]], seed: int, shared_log: bool = False
+                    ) -> dict[str, Any]:
     """GET /runs/{id} for (a sample of) the abandoned runs ([run id, events read before the
-    close]); count their statuses."""
+    close]); count their statuses. With a shared event log a dropped connection is not a
+    Stop: the run goes on for ``limits.reconnect_grace`` (5 s), longer than the answer takes,
+    so ``completed`` is right too."""
+    expected = {"cancelled", "completed"} if shared_log else {"cancelled"}
     sample = run_ids if len(run_ids) <= CANCEL_SAMPLE else random.Random(seed).sample(
         run_ids, CANCEL_SAMPLE)
     statuses: dict[str, int] = {}
@@ -643,7 +690,7 @@ def check_cancelled(port: int, run_ids: list[list[Any]], seed: int) -> dict[str,
             key = "closed before the first event" if events == 0 else "closed after 1+ events"
             counts = by_events.setdefault(key, {})
             counts[status_] = counts.get(status_, 0) + 1
-            if status_ != "cancelled" and len(odd) < 10:
+            if status_ not in expected and len(odd) < 10:
                 odd.append(f"{run_id}: {status_} (closed after {events} events)")
 
     async def go() -> None:
@@ -654,7 +701,7 @@ def check_cancelled(port: int, run_ids: list[list[Any]], seed: int) -> dict[str,
     asyncio.run(go())
     return {"abandoned": len(run_ids), "checked": len(sample), "statuses": statuses,
             "statuses_by_close_point": by_events, "not_cancelled_examples": odd,
-            "all_cancelled": statuses.get("cancelled", 0) == len(sample)}
+            "all_cancelled": sum(statuses.get(s, 0) for s in expected) == len(sample)}
 
 
 def probe(port: int) -> dict[str, Any]:
@@ -680,14 +727,16 @@ def object_growth(objects: dict[str, Any]) -> dict[str, Any]:
 
 def run_server(kind: str, args: argparse.Namespace, workdir: Path, server_core: int | None,
                client_core: int | None, processes: list[subprocess.Popen[bytes]],
-               servers: list[Server]) -> dict[str, Any]:
+               servers: list[Server], shared: SharedServers, workers: int = 1
+               ) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("RUNSTREAM_", "RUNNABLE_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["SOAK_STORE"] = args.store
     env["SOAK_DB"] = str(workdir / f"{kind}.db")
-    app = "soak_sse:runstream_app" if kind == "runstream" else "soak_sse:baseline_app"
-    server = Server(kind, app, env, workdir, server_core)
+    env.update(shared.env(kind))
+    app = "soak_sse:runstream_app" if kind.startswith("runstream") else "soak_sse:baseline_app"
+    server = Server(kind, app, env, workdir, server_core, workers)
     servers.append(server)
     server.wait_ready()
     warm_up(server.port)
@@ -703,9 +752,10 @@ def run_server(kind: str, args: argparse.Namespace, workdir: Path, server_core: 
               f"disconnect fraction {fraction:g} ...", file=sys.stderr, flush=True)
         result = run_phase(server, args, workdir, phase, fraction, client_core, processes)
         ids = result.pop("_abandoned_ids")
-        if kind == "runstream" and fraction > 0:
+        if kind.startswith("runstream") and fraction > 0:
             time.sleep(1.0)
-            result["cancelled_check"] = check_cancelled(server.port, ids, args.seed)
+            result["cancelled_check"] = check_cancelled(server.port, ids, args.seed,
+                                                        args.event_log != "memory")
         out["phases"][phase] = result
         time.sleep(2.0)
         out["objects"][f"after {phase}"] = probe(server.port)
@@ -714,19 +764,70 @@ def run_server(kind: str, args: argparse.Namespace, workdir: Path, server_core: 
     out["object_probe"] = object_growth(out.pop("objects"))
     server.stop()
     out["shutdown_s"] = None if server.shutdown_s is None else round(server.shutdown_s, 2)
+    out["workers"] = workers
     return out
 
 
+class SharedServers:
+    """The redis-server (``--event-log redis``) and PostgreSQL (``--store postgres``) the
+    example shares, started here (tests/_redis_server.py, tests/_servers.py: temp dirs, free
+    ports, stopped by pid); each soaked server gets a database and a key prefix of its own."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        sys.path.insert(0, str(REPO))
+        self.redis: Any = None
+        self.postgres: Any = None
+        if args.event_log == "redis":
+            from tests._redis_server import RedisServer
+
+            self.redis = RedisServer(workdir / "redis", None, "--maxclients", "10000")
+            self.redis.start()
+        if args.store == "postgres":
+            from tests._servers import PostgresServer
+
+            try:
+                self.postgres = PostgresServer()
+                self.postgres.start()
+            except BaseException:
+                self.stop()
+                raise
+
+    def env(self, kind: str) -> dict[str, str]:
+        name = kind.replace("-", "_")
+        out = {}
+        if self.redis is not None:
+            out.update(SOAK_REDIS_URL=self.redis.url, SOAK_REDIS_PREFIX=f"{name}:")
+        if self.postgres is not None:
+            out["SOAK_DSN"] = self.postgres.create_database(name)
+        return out
+
+    def describe(self) -> str:
+        parts = []
+        if self.redis is not None:
+            parts.append(f"event log redis ({self.redis.url})")
+        if self.postgres is not None:
+            parts.append(f"run log store postgres (port {self.postgres.port})")
+        return ", ".join(parts) or "event log memory"
+
+    def stop(self) -> None:
+        if self.redis is not None:
+            self.redis.stop()
+        if self.postgres is not None:
+            self.postgres.close()
+
+
 def summary(report: dict[str, Any]) -> None:
-    rs = report["servers"]["runstream"]
+    ours = [k for k in report["servers"] if k.startswith("runstream")]
+    rs = report["servers"][ours[0]]
     base = report["servers"].get("baseline")
 
     def f(v: Any) -> str:
         return f"{v:,.1f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
 
-    cols = [(k, p) for k in ("runstream", "baseline") if k in report["servers"]
+    cols = [(k, p) for k in (*ours, "baseline") if k in report["servers"]
             for p in report["servers"][k]["phases"]]
-    print(f"  {'':<34}" + "".join(f"{k[:9] + ':' + p[:6]:>18}" for k, p in cols))
+    labels = [k.replace("runstream", "rs")[:9] + ":" + p[:6] for k, p in cols]
+    print(f"  {'':<34}" + "".join(f"{label:>18}" for label in labels))
 
     def line(label: str, get: Any) -> None:
         cells = []
@@ -758,12 +859,13 @@ def summary(report: dict[str, Any]) -> None:
     line("RSS slope MB/min", lambda r: r["rss_mb"]["slope_mb_per_min"])
     line("RSS verdict", lambda r: r["rss_mb"]["verdict"])
     line("open fds start / end", lambda r: f"{r['fds']['start']} / {r['fds']['end']}")
-    for phase, result in rs["phases"].items():
+    for phase, result in [(p, r) for k in ours
+                          for p, r in report["servers"][k]["phases"].items()]:
         check = result.get("cancelled_check")
         if check:
             print(f"  abandoned runs ({phase}): {check['abandoned']:,}, checked "
                   f"{check['checked']}, statuses {check['statuses']} -> "
-                  f"{'all cancelled' if check['all_cancelled'] else 'NOT ALL CANCELLED'}")
+                  f"{'as expected' if check['all_cancelled'] else 'NOT ALL CANCELLED'}")
             for key, counts in check["statuses_by_close_point"].items():
                 print(f"    {key}: {counts}")
             for example in check["not_cancelled_examples"][:3]:
@@ -779,18 +881,39 @@ def summary(report: dict[str, Any]) -> None:
             if isinstance(v, dict) and v.get("objects") is not None))
         if "grew_between_phases" in probes:
             print(f"    types grown between the phases (>100): {probes['grew_between_phases']}")
+    if len(ours) > 1:
+        compare_workers(report, ours)
+    nan = float("nan")  # a phase too short for an RSS verdict
     if base:
         for phase in rs["phases"]:
             if phase not in base["phases"]:
                 continue
             a, b = rs["phases"][phase], base["phases"][phase]
+            rss = (a["rss_mb"].get("second_half_mb", nan)
+                   / b["rss_mb"].get("second_half_mb", nan))
             print(f"  ratio runstream/baseline ({phase}): first event p99 "
                   f"{a['ttfe_ms']['p99'] / b['ttfe_ms']['p99']:.2f}x, p50 "
                   f"{a['ttfe_ms']['p50'] / b['ttfe_ms']['p50']:.2f}x; duration p99 "
                   f"{a['duration_ms']['p99'] / b['duration_ms']['p99']:.2f}x; RSS (2nd half) "
-                  f"{a['rss_mb']['second_half_mb'] / b['rss_mb']['second_half_mb']:.2f}x; "
+                  f"{rss:.2f}x; "
                   f"server CPU per stream "
                   f"{a['server_cpu_ms_per_stream'] / b['server_cpu_ms_per_stream']:.2f}x")
+
+
+def compare_workers(report: dict[str, Any], kinds: list[str]) -> None:
+    """Streams/s and p99 first event of each worker count against the first."""
+    first = report["servers"][kinds[0]]
+    for kind in kinds[1:]:
+        other = report["servers"][kind]
+        for phase, a in first["phases"].items():
+            b = other["phases"].get(phase)
+            if b is None:
+                continue
+            print(f"  ratio {other['workers']} workers / {first['workers']} ({phase}): "
+                  f"streams/s {b['streams_per_s'] / a['streams_per_s']:.2f}x "
+                  f"(target for 2 / 1: >= 1.7x); first event p99 "
+                  f"{b['ttfe_ms']['p99'] / a['ttfe_ms']['p99']:.2f}x; server CPU per stream "
+                  f"{b['server_cpu_ms_per_stream'] / a['server_cpu_ms_per_stream']:.2f}x")
 
 
 def main() -> int:
@@ -806,8 +929,14 @@ def main() -> int:
     parser.add_argument("--disconnect-fraction", type=float, default=0.3,
                         help="phase 2: share of streams abandoned mid-stream (0: skip phase 2)")
     parser.add_argument("--clients", type=int, default=4, help="client processes")
-    parser.add_argument("--store", choices=("sqlite", "memory"), default="sqlite",
-                        help="run log store of the example server (default sqlite)")
+    parser.add_argument("--store", choices=("sqlite", "memory", "postgres"), default="sqlite",
+                        help="run log store of the example server (default sqlite; postgres: "
+                             "a PostgreSQL started here)")
+    parser.add_argument("--event-log", choices=("memory", "redis"), default="memory",
+                        help="event log of the example (redis: a redis-server started here)")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn --workers")
+    parser.add_argument("--compare-workers", default=None, metavar="N,M",
+                        help="soak once per worker count (e.g. 1,2), no baseline; ratios")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -816,6 +945,14 @@ def main() -> int:
     args.duration = args.duration or (15.0 if args.quick else 60.0)
     if not 0 <= args.disconnect_fraction <= 1:
         parser.error("--disconnect-fraction must be between 0 and 1")
+    try:
+        counts = ([int(n) for n in args.compare_workers.split(",")] if args.compare_workers
+                  else [args.workers])
+    except ValueError:
+        parser.error(f"--compare-workers takes worker counts such as 1,2; got "
+                     f"{args.compare_workers!r}")
+    if any(n < 1 for n in counts):
+        parser.error("worker counts must be at least 1")
 
     cores = sorted(os.sched_getaffinity(0))
     from _common import header
@@ -831,20 +968,29 @@ def main() -> int:
 
     print(f"# {args.streams:,} concurrent streams x {args.duration:g} s per phase, "
           f"{args.clients} client processes (core {client_core}), server on core "
-          f"{server_core}; uvicorn 1 worker, uvloop + httptools; run log store {args.store}; "
-          f"phase 2 disconnect fraction {args.disconnect_fraction:g}")
+          f"{server_core} (1 worker; more: not pinned); uvicorn workers "
+          f"{'/'.join(map(str, counts))}, uvloop + httptools; run log store {args.store}; "
+          f"event log {args.event_log}; phase 2 disconnect fraction "
+          f"{args.disconnect_fraction:g}")
     workdir = Path(tempfile.mkdtemp(prefix="runstream-soak-"))
     processes: list[subprocess.Popen[bytes]] = []
     servers: list[Server] = []
     report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "streams": args.streams,
                               "duration_s": args.duration, "clients": args.clients,
-                              "store": args.store, "cores": len(cores),
+                              "store": args.store, "event_log": args.event_log,
+                              "workers": counts, "cores": len(cores),
                               "load_avg_start": os.getloadavg()[0], "servers": {}}
+    shared: SharedServers | None = None
     try:
-        kinds = ["runstream"] if args.no_baseline else ["runstream", "baseline"]
-        for kind in kinds:
+        shared = SharedServers(args, workdir)
+        print(f"# {shared.describe()}")
+        kinds = ([(f"runstream-{n}w", n) for n in counts] if len(counts) > 1
+                 else [("runstream", counts[0])])
+        if not args.no_baseline and len(counts) == 1:
+            kinds.append(("baseline", 1))
+        for kind, workers in kinds:
             report["servers"][kind] = run_server(kind, args, workdir, server_core, client_core,
-                                                 processes, servers)
+                                                 processes, servers, shared, workers)
     except KeyboardInterrupt:
         print("# interrupted", file=sys.stderr)
         return 130
@@ -855,6 +1001,8 @@ def main() -> int:
                     os.killpg(proc.pid, signal.SIGKILL)
         for server in servers:
             server.stop()
+        if shared is not None:
+            shared.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     report["load_avg_end"] = os.getloadavg()[0]
     summary(report)

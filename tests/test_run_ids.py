@@ -17,6 +17,7 @@ from runstream import (
     RunLog,
     Runtime,
     hookimpl,
+    new_run_id,
 )
 from runstream._store_memory import MemoryStore
 from runstream.testing import read_jsonl
@@ -127,3 +128,18 @@ async def test_a_fresh_id_goes_on_while_the_store_is_slow(runtime: Runtime) -> N
     events = [e async for e in handle]
     assert events[-1].type == "run.completed"
     assert _texts(Path(f"events/{handle.run_id}.jsonl")) == ["c0", "c1", "c2"]
+
+
+async def test_an_id_from_new_run_id_needs_no_confirmation(runtime: Runtime) -> None:
+    # runstream-sse picks its runs' ids with new_run_id() (for X-Run-Id): with the store down,
+    # such a run streams as a run given no id does (found with PostgreSQL stopped: every chat
+    # failed with "could not be claimed"). A copy of the string is a caller's choice again.
+    STALLED.set()
+    fresh = new_run_id()
+    events = [e async for e in PIPELINE.stream({"word": "f"}, run_id=fresh, config=runtime)]
+    assert events[-1].type == "run.completed"
+    assert [e.data["text"] for e in events if e.type == "step.event"] == ["f0", "f1", "f2"]
+    with pytest.raises(RunIdError, match="could not be claimed"):
+        async for _ in PIPELINE.stream({"word": "g"}, run_id="".join(new_run_id()),
+                                       config=runtime):
+            pass

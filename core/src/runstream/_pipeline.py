@@ -15,7 +15,14 @@ from ._events import Event, EventRecord
 from ._owner import current_owner
 from ._params import EnvironmentArg, merge_environment, resolve_parameters
 from ._run import Run
-from ._runlog import RunCancelledError, RunFailedError, RunLog, new_run_id, validate_run_id
+from ._runlog import (
+    FreshRunId,
+    RunCancelledError,
+    RunFailedError,
+    RunLog,
+    new_run_id,
+    validate_run_id,
+)
 from ._runtime import Runtime, resolve_runtime
 from ._secrets import RunSecrets
 from ._task import Task
@@ -170,7 +177,7 @@ class AsyncPipeline:
                      owner=owner, process=current_owner())
         run = Run(runtime, log, params, channel)
         run.secrets = secrets
-        run.id_given = run_id is not None
+        run.id_given = run_id is not None and not isinstance(run_id, FreshRunId)
         run.owns_runtime = runtime is not config
         return run
 

@@ -45,6 +45,15 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+class FreshRunId(str):
+    """A run id :func:`new_run_id` made: passed as a run's ``run_id`` as it is, the run needs
+    no confirmation from the store that the id is free (its 128 random bits make it so), so it
+    starts even when the store is down, like a run given no id (runstream-sse picks its runs'
+    ids itself, for the ``X-Run-Id`` header). Any other string is a caller's choice."""
+
+    __slots__ = ()
+
+
 def new_run_id() -> str:
     """A fresh run id, ``YYYYmmdd-HHMMSS-`` and 32 random hex digits: sortable by start time
     (to the second), and its 128 random bits make it unique and impossible to guess.
@@ -52,7 +61,8 @@ def new_run_id() -> str:
     An id is not a password: it shows up in logs, URLs and ``X-Run-Id`` headers. What a client
     may read is decided by the run's owner (see docs/security.md), not by the id's secrecy.
     """
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(16)
+    return FreshRunId(time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-"
+                      + secrets.token_hex(16))
 
 
 def validate_run_id(run_id: str) -> str:

@@ -14,7 +14,14 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import Response
 from httpx_sse import connect_sse
-from runstream import AsyncPipeline, ComponentConfig, Config, MemoryEventLog, Runtime
+from runstream import (
+    AsyncPipeline,
+    ComponentConfig,
+    Config,
+    MemoryEventLog,
+    Runtime,
+    StoreError,
+)
 from runstream_async_python import AsyncPythonTask
 from runstream_sse import ANONYMOUS, SSE, runs_router, sse_response
 
@@ -184,6 +191,24 @@ async def test_run_log_json_and_unknown_runs(rt: Runtime) -> None:
             response = await client.get(path)
             assert response.status_code == 404, path
             assert "no run" in response.json()["detail"]
+
+
+async def test_a_run_log_store_that_is_down_is_a_503_not_a_500(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # Found on PostgreSQL stopped mid-run (tests/test_cluster.py): StoreError escaped as a 500.
+    async def down(self: Any, run_id: str) -> Any:
+        raise StoreError("run log database postgresql://db:5432/x: cannot connect")
+
+    monkeypatch.setattr(type(rt.store), "get", down)
+    app = FastAPI()
+    app.include_router(runs_router(rt))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.get("/runs/20261130-035719-3a6faefa095fcf9feec1eca6ec34eb9c")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["detail"] == "the run log store is unavailable; retry shortly"
+    assert "cannot connect" in caplog.text  # the details go to the server's log, not the client
 
 
 def with_event_log(config: Config, **options: Any) -> Runtime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -14,6 +15,7 @@ from runstream import (
     RunLog,
     RunNotFoundError,
     Runtime,
+    StoreError,
 )
 from starlette.responses import JSONResponse, Response
 
@@ -24,6 +26,8 @@ from ._response import RETRY_AFTER, ReplayResponse, SSEResponse, check_send_time
 from ._wire import check_run_id, parse_event_id, sse_openapi_response
 
 __all__ = ["runs_router"]
+
+logger = logging.getLogger("runstream.sse")
 
 
 def runs_router(
@@ -46,7 +50,8 @@ def runs_router(
     ``owner`` (owner :data:`ANONYMOUS`), to anyone who has their id. See docs/security.md.
 
     - ``GET {prefix}/{run_id}``: the run log as JSON, from the run log store of the runtime
-      for ``config`` (404 for an unknown run).
+      for ``config`` (404 for an unknown run, 503 with ``Retry-After`` when the store cannot
+      be read).
     - ``GET {prefix}/{run_id}/events``: the run's events as Server-Sent Events, the same frames
       as :func:`sse_response` sent: those after the ``Last-Event-ID`` header (or ``?after=N``;
       the header wins; default: from the start), then the live tail while the run goes on.
@@ -76,11 +81,16 @@ def runs_router(
             log = await runtime.store.get(check_run_id(run_id))
         except (RunIdError, RunNotFoundError):
             return None
+        except StoreError as exc:  # a database that is down: say so, not a 500 and a traceback
+            logger.warning("GET %s/%s: the run log store failed: %s", prefix, run_id, exc)
+            raise HTTPException(503, "the run log store is unavailable; retry shortly",
+                                headers={"Retry-After": str(RETRY_AFTER)}) from None
         return log if may_read(log.owner, caller) else None
 
     @router.get("/{run_id}", summary="A run's run log",
                 responses={200: {"model": RunLog, "description": "The run log."},
-                           404: problem("No such run.")})
+                           404: problem("No such run."),
+                           503: problem("The run log store is unavailable; retry later.")})
     async def get_run(run_id: str, caller: object = caller_of) -> Response:
         log = await load(run_id, caller)
         if log is None:
