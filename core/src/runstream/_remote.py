@@ -197,13 +197,12 @@ async def end_here(run: Run, status: str, error: ErrorInfo) -> None:
         data = error.event_data()
         type_ = "run.failed"
     data["duration_ms"] = round((time.perf_counter() - run.started_at) * 1000, 3)
-    await elog.append(run.run_id, [(info.last_seq + 1, time.time(), type_, None, data)])
-    await elog.end(run.run_id, status)
-    log = run.log
+    # The record first, as a local run does: a client that reads the terminal event and then
+    # asks for the run log sees how it ended.
     try:
         stored = await runtime.store.get(run.run_id)
     except RunstreamError:
-        stored = log
+        stored = run.log
     stored.status = status  # type: ignore[assignment]
     stored.error = error
     stored.ended = now()
@@ -214,6 +213,8 @@ async def end_here(run: Run, status: str, error: ErrorInfo) -> None:
         await runtime.store.save(stored)
     except RunstreamError as exc:
         logger.error("run %s: could not record its end (%s): %s", run.run_id, status, exc)
+    await elog.append(run.run_id, [(info.last_seq + 1, time.time(), type_, None, data)])
+    await elog.end(run.run_id, status)
 
 
 async def _finish(run: Run, terminal: EventRecord | None, error: ErrorInfo | None = None

@@ -102,8 +102,11 @@ class TaskiqExecutor(LocalExecutor):
 
     def taskiq_broker(self) -> ListQueueBroker:
         if self._broker is None:
+            # No read timeout: a worker's BRPOP waits for work as long as it takes (redis-py 8
+            # would otherwise cut it after 5 s, which kills taskiq's listener).
             self._broker = ListQueueBroker(self.broker, queue_name=self.queue_name,
-                                           socket_connect_timeout=self.connect_timeout)
+                                           socket_connect_timeout=self.connect_timeout,
+                                           socket_timeout=None)
         return self._broker
 
     def key(self, name: str) -> str:
