@@ -69,13 +69,15 @@ async def worker(args: argparse.Namespace, out: TextIO) -> int:
         stopping = loop.create_task(stop.wait())
         try:
             await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not serving.done():
+                logger.info("runstream worker: stopping (grace period %g s)",
+                            args.grace_period)
+                serving.cancel()
+            # A second SIGTERM while stopping changes nothing: the grace period holds.
+            with contextlib.suppress(asyncio.CancelledError):
+                await serving
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             stopping.cancel()
-        if not serving.done():
-            logger.info("runstream worker: stopping (grace period %g s)", args.grace_period)
-            serving.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await serving
     return 0

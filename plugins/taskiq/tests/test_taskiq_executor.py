@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,45 @@ async def test_without_a_live_worker_a_run_fails_at_once(shared: Shared, tmp_pat
             await asyncio.wait_for(referenced().execute({"count": 1}, config=runtime), 10)
         assert info.value.run_log.error is not None
         assert info.value.run_log.error.type == "ExecutorUnavailableError"
+
+
+async def test_sigterm_lets_runs_finish_within_the_grace_period(shared: Shared,
+                                                                tmp_path: Path) -> None:
+    config = shared.config(tmp_path)
+    worker = start_worker(shared, config, tmp_path, grace_period=30)
+    try:
+        async with Runtime(config) as runtime:
+            handle = referenced().stream({"count": 40, "interval": 0.05}, config=runtime)
+            types = []
+            async for event in handle:
+                types.append(event.type)
+                if event.type == "step.event" and event.data["i"] == 2:
+                    worker.kill(signal.SIGTERM)
+            assert types[-1] == "run.completed"
+            assert len([t for t in types if t == "step.event"]) == 40
+        assert await asyncio.to_thread(worker.proc.wait, 30) == 0  # it exits by itself
+    finally:
+        worker.stop()
+
+
+async def test_sigterm_cancels_runs_still_going_after_the_grace_period(
+        shared: Shared, tmp_path: Path) -> None:
+    config = shared.config(tmp_path)
+    marker = tmp_path / "finally.txt"
+    worker = start_worker(shared, config, tmp_path, grace_period=0.5)
+    try:
+        async with Runtime(config) as runtime:
+            handle = referenced().stream({"count": 100_000, "marker": str(marker)},
+                                         config=runtime)
+            last = None
+            async for event in handle:
+                last = event
+                if event.type == "step.event" and event.data["i"] == 2:
+                    worker.kill(signal.SIGTERM)
+            assert last is not None and last.type == "run.cancelled"
+            assert last.data["reason"] == "the worker is shutting down"
+            assert handle.run_log.status == "cancelled"
+            assert marker.read_text() == "finally ran"
+        assert await asyncio.to_thread(worker.proc.wait, 30) == 0  # it exits by itself
+    finally:
+        worker.stop()
