@@ -28,7 +28,7 @@ TWIN_DIST = "rs-testplugin-twin"  # uses the same entry-point name as the good o
 #: Every distribution with a runstream entry point in these tests: the workspace's and ours.
 INSTALLED = {BROKEN_DIST, GOOD_DIST, "runstream-async-python", "runstream-file",
              "runstream-mock-llm", "runstream-openai", "runstream-postgres",
-             "runstream-redis", "runstream-sse", "runstream-stdout"}
+             "runstream-redis", "runstream-sse", "runstream-stdout", "runstream-taskiq"}
 
 TWIN_MODULE = '''
 import runstream

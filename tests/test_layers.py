@@ -29,14 +29,16 @@ CORE_LAYERS = [
     # the engine: a run's state and frames, recording, the step lifecycle, driving a run
     ["_run"],
     ["_recording", "_steps"],
-    ["_drive"],
+    ["_drive", "_remote"],
     # composition: branches and composite nodes
     ["_branch"],
     ["_nodes"],
     # front-ends
     ["_pipeline"],
     ["_yaml_pipeline", "_reads", "_store_contract", "testing", "_plugin_check"],
-    ["_cli_run"],
+    ["_refs"],
+    ["_worker"],
+    ["_cli_run", "_cli_worker"],
     ["_cli", "__init__"],
 ]
 

@@ -33,12 +33,14 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
-from runstream import AsyncPipeline, Config, Runtime
+from runstream import AsyncPipeline, Config, Runtime, load_pipeline, load_pipeline_ref
 from runstream_sse import SSE, SSEResponse, sse_openapi_response
 
 from examples.fastapi_llm.body_limit import BodyLimitMiddleware
 from examples.fastapi_llm.pipelines import (
+    CHAT_PIPELINE_YAML,
     MODELS,
+    REMOTE_CHAT_PIPELINE,
     chat_pipeline,
     failing_chat_pipeline,
     openai_chat_pipeline,
@@ -140,7 +142,12 @@ def create_app(
         raise ValueError(f"delay_scale must be >= 0, got {delay_scale}")
     owns_runtime = not isinstance(config, Runtime)
     runtime = config if isinstance(config, Runtime) else Runtime(config)
-    if model == "openai":
+    if runtime.executor.remote:
+        # A remote executor (executor: {type: taskiq, ...}): workers load the pipelines by
+        # reference, with RUNSTREAM_EXAMPLE_DELAY_SCALE from their own environment.
+        python_pipeline = load_pipeline_ref(REMOTE_CHAT_PIPELINE, runtime)
+        yaml_pipeline = load_pipeline(CHAT_PIPELINE_YAML, runtime)
+    elif model == "openai":
         python_pipeline = openai_chat_pipeline()
         yaml_pipeline = openai_yaml_chat_pipeline(runtime)
     else:

@@ -31,15 +31,32 @@ DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 DEMO_ERROR = "RuntimeError: upstream model overloaded"
 
 
-def chat_pipeline(delay_scale: float = 1.0) -> AsyncPipeline:
+#: The reference a remote executor's workers load :func:`chat_pipeline` by.
+REMOTE_CHAT_PIPELINE = "examples.fastapi_llm.pipelines:chat_pipeline"
+
+
+def env_delay_scale() -> float:
+    """``RUNSTREAM_EXAMPLE_DELAY_SCALE`` (default 1)."""
+    raw = os.environ.get("RUNSTREAM_EXAMPLE_DELAY_SCALE") or "1"
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"RUNSTREAM_EXAMPLE_DELAY_SCALE must be a number, got {raw!r}") from None
+
+
+def chat_pipeline(delay_scale: float | None = None) -> AsyncPipeline:
     """
     Single-task pipeline that streams LLM response.
 
     The mock_llm_stream function is an AsyncGenerator that yields
     events which flow through the pipeline to the SSE client. Its
     ``prompt`` argument is filled from the run's ``prompt`` parameter.
-    ``delay_scale`` multiplies the mock model's delays (0: no waiting).
+    ``delay_scale`` multiplies the mock model's delays (0: no waiting; None:
+    ``RUNSTREAM_EXAMPLE_DELAY_SCALE``, default 1, so that workers that load it by reference,
+    :data:`REMOTE_CHAT_PIPELINE`, follow their environment).
     """
+    if delay_scale is None:
+        delay_scale = env_delay_scale()
     function = (mock_llm_stream if delay_scale == 1.0
                 else functools.partial(mock_llm_stream, delay_scale=delay_scale))
     return AsyncPipeline(

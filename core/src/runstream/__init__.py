@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ._errors import (
         ConfigError as ConfigError,
         EventLogError as EventLogError,
+        ExecutorUnavailableError as ExecutorUnavailableError,
         ParameterError as ParameterError,
         PipelineDefinitionError as PipelineDefinitionError,
         PluginError as PluginError,
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from ._executor import (
         Executor as Executor,
         LocalExecutor as LocalExecutor,
+        Submission as Submission,
     )
     from ._imports import import_object as import_object
     from ._nodes import (
@@ -70,6 +72,7 @@ if TYPE_CHECKING:
         Plugins as Plugins,
         load_plugins as load_plugins,
     )
+    from ._refs import load_pipeline_ref as load_pipeline_ref
     from ._retry import Retry as Retry
     from ._runlog import (
         RUN_ID_PATTERN as RUN_ID_PATTERN,
@@ -98,6 +101,10 @@ if TYPE_CHECKING:
         Task as Task,
         TaskContext as TaskContext,
         current_task_context as current_task_context,
+    )
+    from ._worker import (
+        end_lost_run as end_lost_run,
+        run_submission as run_submission,
     )
     from ._yaml_pipeline import (
         load_pipeline as load_pipeline,

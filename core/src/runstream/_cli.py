@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    parser_class=_Parser)
     ls = runs_sub.add_parser("ls", help="list recent runs, newest first")
     ls.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
-    ls.add_argument("--status", choices=["running", "completed", "failed", "cancelled",
+    ls.add_argument("--status", choices=["queued", "running", "completed", "failed", "cancelled",
                                          "abandoned"], help="only runs with this status")
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.add_argument("--config", metavar="FILE", help="the config file")
@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "{type: redis, url: ...}`, runstream-redis).")
     cancel.add_argument("run_id", metavar="RUN_ID")
     cancel.add_argument("--config", metavar="FILE", help="the config file")
+    from ._cli_worker import add_worker_parser
+
+    add_worker_parser(sub)
     return parser
 
 
@@ -292,6 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return asyncio.run(run(args, out))
+        if args.command == "worker":
+            from ._cli_worker import worker
+
+            return asyncio.run(worker(args, out))
         if args.command == "plugins":
             return _plugins(args, out)
         if args.command == "runs":

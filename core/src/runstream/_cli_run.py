@@ -11,10 +11,9 @@ import os
 import stat
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._errors import ParameterError, PipelineDefinitionError, RunstreamError
+from ._errors import ParameterError, RunstreamError
 from ._validation import printable
 
 if TYPE_CHECKING:
@@ -63,29 +62,13 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
 
 
 def load_target(target: str, runtime: Runtime) -> AsyncPipeline:
-    from ._imports import import_object
-    from ._pipeline import AsyncPipeline, Pipeline
-    from ._yaml_pipeline import load_pipeline
+    from ._refs import load_pipeline_ref
 
     # The target, and the `module:function` strings of a YAML pipeline's steps, are imported
     # like `python -m` would: from the working directory.
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
-    path = Path(target)
-    if path.suffix in {".yaml", ".yml"} or (path.exists() and ":" not in target):
-        return load_pipeline(path, runtime)
-    obj = import_object(target)
-    if callable(obj) and not isinstance(obj, (AsyncPipeline, Pipeline)):
-        try:
-            obj = obj()
-        except TypeError as exc:
-            raise PipelineDefinitionError(f"calling {target}() failed: {exc}") from None
-    if isinstance(obj, Pipeline):
-        obj = obj.as_async()
-    if not isinstance(obj, AsyncPipeline):
-        raise PipelineDefinitionError(
-            f"{target} is a {type(obj).__name__}, not a pipeline (or a function returning one)")
-    return obj
+    return load_pipeline_ref(target, runtime)
 
 
 def check_params(pipeline: AsyncPipeline, runtime: Runtime, params: dict[str, Any],

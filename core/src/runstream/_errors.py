@@ -15,6 +15,8 @@ what was wrong and what to do about it::
     ├── RunIdError                  a run id is malformed or already used
     ├── RunNotFoundError            no run with that id in the run log store
     ├── StoreError                  the run log store failed
+    ├── EventLogError               the event log failed
+    ├── ExecutorUnavailableError    a remote executor cannot take a run now (queue full, no worker)
     └── RunError                    a run ended without completing; carries ``run_log``
         ├── RunFailedError          a step failed (``step``, ``error_type``, ``message``)
         └── RunCancelledError       the run was cancelled
@@ -28,6 +30,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "EventLogError",
+    "ExecutorUnavailableError",
     "ParameterError",
     "PipelineDefinitionError",
     "PluginError",
@@ -96,6 +99,11 @@ class StoreError(RunstreamError):
 class EventLogError(RunstreamError):
     """The event log cannot be reached or failed to read or write (its message names the
     server, never its password)."""
+
+
+class ExecutorUnavailableError(RunstreamError):
+    """A remote executor cannot take a run now: its queue is full, or no worker is alive.
+    HTTP front-ends answer ``503`` with ``Retry-After``; retry in a moment."""
 
 
 #: Errors whose messages are about what the caller sent, never about the server: they are safe to

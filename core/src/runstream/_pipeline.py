@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._branch import Node, Step, check_steps
@@ -14,6 +14,7 @@ from ._errors import PipelineDefinitionError
 from ._events import Event, EventRecord
 from ._owner import current_owner
 from ._params import EnvironmentArg, merge_environment, resolve_parameters
+from ._remote import drive_remote
 from ._run import Run
 from ._runlog import (
     FreshRunId,
@@ -143,7 +144,7 @@ class AsyncPipeline:
     """
 
     def __init__(self, name: str, steps: Sequence[Step], on_failure: Task | None = None,
-                 description: str = "") -> None:
+                 description: str = "", *, ref: str | None = None) -> None:
         if not isinstance(name, str) or not name.strip():
             raise PipelineDefinitionError("a pipeline needs a non-empty name")
         if isinstance(steps, (Task, Node)) or not isinstance(steps, Sequence) or not steps:
@@ -154,6 +155,25 @@ class AsyncPipeline:
         self.steps: tuple[Step, ...] = tuple(steps)
         self.on_failure = on_failure
         self.description = description
+        #: Where a worker process finds this pipeline (a remote executor runs it there):
+        #: ``module:function`` returning it, or a YAML pipeline file's path. Set by
+        #: :func:`load_pipeline_ref` and :func:`load_pipeline`; None: it cannot be run remotely.
+        self.ref = ref
+
+    def _start(self, run: Run) -> Coroutine[Any, Any, RunLog]:
+        """The coroutine that drives ``run``: here, or on a remote executor's workers."""
+        if not run.runtime.executor.remote:
+            return drive(run, self.steps, self.on_failure)
+        if self.ref is None:
+            if run.channel is not None:
+                run.channel.close()
+            raise PipelineDefinitionError(
+                f"pipeline '{self.name}' cannot run on the '{type(run.runtime.executor).__name__}'"
+                " executor: workers get a pipeline by reference, never pickled. Load it with "
+                "runstream.load_pipeline_ref('package.module:function') (a module-level function "
+                "returning it) or runstream.load_pipeline('pipeline.yaml'); a pipeline built in a "
+                "closure, a lambda or a local scope cannot reach a worker")
+        return drive_remote(run, self.ref)
 
     def __repr__(self) -> str:
         return f"AsyncPipeline(name={self.name!r}, steps={[s.name for s in self.steps]!r})"
@@ -206,8 +226,7 @@ class AsyncPipeline:
         run = self._prepare(parameters, run_id, config, parameters_file, None, environment,
                             owner)
         # Run in a child task: the run's context (contextvars) stays out of the caller's.
-        task = asyncio.create_task(drive(run, self.steps, self.on_failure),
-                                   name=f"runstream-run-{run.run_id}")
+        task = asyncio.create_task(self._start(run), name=f"runstream-run-{run.run_id}")
         run.runtime.loop_watch.track(task)
         try:
             log = await asyncio.shield(task)
@@ -238,7 +257,7 @@ class AsyncPipeline:
         run = self._prepare(parameters, run_id, config, parameters_file, channel, environment,
                             owner)
         task = asyncio.get_running_loop().create_task(
-            drive(run, self.steps, self.on_failure), name=f"runstream-run-{run.run_id}")
+            self._start(run), name=f"runstream-run-{run.run_id}")
         run.runtime.loop_watch.track(task)
         return RunHandle(run, task, channel)
 
@@ -284,8 +303,8 @@ class Pipeline:
     """
 
     def __init__(self, name: str, steps: Sequence[Step], on_failure: Task | None = None,
-                 description: str = "") -> None:
-        self._pipeline = AsyncPipeline(name, steps, on_failure, description)
+                 description: str = "", *, ref: str | None = None) -> None:
+        self._pipeline = AsyncPipeline(name, steps, on_failure, description, ref=ref)
 
     @property
     def name(self) -> str:

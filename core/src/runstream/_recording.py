@@ -34,7 +34,8 @@ async def record_start(run: Run) -> bool:
     runtime = run.runtime
     await runtime.ensure_recovered()
     await runtime.leases.keep()
-    create = asyncio.ensure_future(runtime.store.create(run.log))
+    create = asyncio.ensure_future(_claim(run) if run.claim_queued
+                                   else runtime.store.create(run.log))
     try:
         done, _ = await asyncio.wait({create}, timeout=runtime.config.limits.store_timeout)
     except asyncio.CancelledError:
@@ -66,6 +67,13 @@ async def record_start(run: Run) -> bool:
     run.log.warnings.append(message)
     logger.error("run %s: %s", run.run_id, detail)
     return False
+
+
+async def _claim(run: Run) -> None:
+    """A worker takes a submitted run: its ``queued`` record becomes this run's, once."""
+    if not await run.runtime.store.save_if(run.log, status="queued"):
+        raise RunIdError(f"run '{run.run_id}' is not queued any more (another worker took it, "
+                         "or it was cancelled or ended)")
 
 
 async def record_end(run: Run) -> None:

@@ -123,10 +123,10 @@ class StepFailed(Exception):
 class Run:
     """The state of one run, owned by its driver task (see ``_drive``)."""
 
-    __slots__ = ("announced", "cancel_reason", "channel", "end_reports", "ended", "finished",
-                 "id_given", "log", "max_event_bytes", "measure_from", "owns_runtime", "parameters",
-                 "pending_create", "recorded", "runtime", "secrets", "seq", "sink_runners",
-                 "started_at", "terminal")
+    __slots__ = ("announced", "cancel_reason", "channel", "claim_queued", "end_reports", "ended",
+                 "finished", "id_given", "log", "max_event_bytes", "measure_from", "owns_runtime",
+                 "parameters", "pending_create", "recorded", "runtime", "secrets", "seq",
+                 "sink_runners", "started_at", "terminal")
 
     def __init__(self, runtime: Runtime, log: RunLog, parameters: dict[str, Any],
                  channel: Channel[EventRecord] | None) -> None:
@@ -147,6 +147,9 @@ class Run:
         self.announced = False
         #: Whether the caller chose the run id (else it is a fresh random one).
         self.id_given = False
+        #: Whether the run was submitted to a remote executor and recorded ``queued``: a
+        #: worker claims that record (``save_if``) instead of creating one.
+        self.claim_queued = False
         #: Whether the runtime was built for this run alone: the run closes it when it ends.
         self.owns_runtime = False
         self.terminal: tuple[str, dict[str, Any]] | None = None

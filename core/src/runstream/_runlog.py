@@ -30,7 +30,8 @@ __all__ = [
     "validate_run_id",
 ]
 
-RunStatus = Literal["running", "completed", "failed", "cancelled", "abandoned"]
+#: ``queued``: submitted to a remote executor (a worker pool) and not yet taken by a worker.
+RunStatus = Literal["queued", "running", "completed", "failed", "cancelled", "abandoned"]
 StepStatus = Literal["running", "completed", "failed", "cancelled"]
 
 #: Run ids are safe in paths, URLs, SSE fields and SQL: 1-128 chars of letters, digits, ``._-``,

@@ -118,6 +118,7 @@ class Runtime:
         self.event_log: EventLog = _build(
             log_cls, cfg.event_log.options(),
             f"{source}: event_log (type: {cfg.event_log.type})")
+        self.executor.check_services(self.event_log, self.store)
         self.sinks: list[tuple[str, Sink]] = []
         for i, entry in enumerate(cfg.sinks):
             where = f"{source}: sinks[{i}]"
@@ -215,6 +216,7 @@ class Runtime:
         await self.recorder.aclose(self.config.limits.store_save_timeout)
         await self.leases.aclose()
         try:
+            await self.executor.aclose()
             await self.event_log.close()
         finally:
             await self.store.close()

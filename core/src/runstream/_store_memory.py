@@ -64,7 +64,7 @@ class MemoryStore(RunLogStore):
         runs = self._runs
         if len(runs) <= self.max_runs:
             return
-        for run_id in [k for k, (s, _) in runs.items() if s.status != "running"]:
+        for run_id in [k for k, (s, _) in runs.items() if s.status not in ("running", "queued")]:
             del runs[run_id]
             if len(runs) <= self.max_runs:
                 return

@@ -217,7 +217,10 @@ def pipeline_from_dict(data: Any, runtime: Runtime, source: str = "<pipeline>"
 def load_pipeline(path: str | os.PathLike[str],
                   config: Runtime | Config | str | os.PathLike[str] | None = None
                   ) -> AsyncPipeline:
-    """Load a YAML pipeline file. Task types are looked up in the runtime for ``config``."""
+    """Load a YAML pipeline file. Task types are looked up in the runtime for ``config``.
+
+    The pipeline's ``ref`` is the file's absolute path: a remote executor's workers load it
+    from there (the same path must hold the same file on every worker)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -226,4 +229,6 @@ def load_pipeline(path: str | os.PathLike[str],
     except UnicodeDecodeError:
         raise PipelineDefinitionError(f"pipeline file {path} is not UTF-8 text") from None
     data = load_yaml(text, str(path), PipelineDefinitionError)
-    return pipeline_from_dict(data, resolve_runtime(config), str(path))
+    pipeline = pipeline_from_dict(data, resolve_runtime(config), str(path))
+    pipeline.ref = str(Path(path).resolve())
+    return pipeline

@@ -106,7 +106,7 @@ class RunsInFlight:
     async def admit(self, run_id: str) -> str | None:
         """Take a run slot for ``run_id`` (``limits.max_concurrent_runs``, counted by the event
         log); why not if it cannot start now (None: it can; release it with the run)."""
-        refusal = self.refusal()
+        refusal = self.refusal() or await self.runtime.executor.refusal()
         if refusal is not None:
             return refusal
         limit = self.limit
@@ -195,6 +195,8 @@ class RunsInFlight:
     def start(self, handle: RunHandle, writer: RunWriter) -> LiveRun:
         """Pump ``handle``'s records into the event log in a task owned here; the run counts
         as in flight until its terminal event is out."""
+        if self.runtime.executor.remote:
+            writer.shared = None  # its worker writes the shared log; this process reads it
         live = LiveRun(handle, writer, self._released)
         self._runs.add(live)
         task = asyncio.get_running_loop().create_task(

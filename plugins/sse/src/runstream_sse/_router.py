@@ -119,8 +119,8 @@ def runs_router(
             log = await load(run_id, caller)
             if log is None:
                 raise HTTPException(404, f"no run '{run_id}'")
-            if log.status == "running":
-                raise HTTPException(404, f"run '{run_id}' is running, but its events are not "
+            if log.status in ("running", "queued"):
+                raise HTTPException(404, f"run '{run_id}' is {log.status}, but its events are not "
                                          "published here (stream it with sse_response, or add "
                                          "the sse sink to the config)")
             raise HTTPException(410, f"run '{run_id}' has ended ({log.status}) and its events "

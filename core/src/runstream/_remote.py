@@ -1,0 +1,248 @@
+"""Driving a run on a remote executor: submit it, then follow its records in the event log.
+
+With an executor that declares ``remote = True`` (runstream-taskiq), the process that calls
+``stream()`` / ``execute()`` does not run the pipeline. :func:`drive_remote` takes the place of
+``_drive.drive``:
+
+1. it records the run ``queued`` in the run log store (exclusive: a taken id is a
+   :class:`RunIdError`) and creates it in the shared event log (runstream-sse has created it
+   already when it streams the run: that one is taken over);
+2. it hands a :class:`Submission` (the pipeline by reference, the parameters, the owner) to
+   :meth:`Executor.submit`; a worker takes it and runs it with :func:`runstream.run_submission`,
+   appending every record to the same event log;
+3. it reads the run's records from the event log into the run's channel, so ``RunHandle``,
+   ``execute_streaming()`` and runstream-sse see a run like any other, with the seqs the worker
+   gave them;
+4. cancelling it (``handle.cancel()``, a client gone, closing the generator) sends a cancel
+   signal through the event log, which the worker hears, and waits, at most
+   ``limits.cancel_grace_period``, for the worker's ``run.cancelled``;
+5. every ``executor.lost_check_interval`` seconds it asks :meth:`Executor.lost`: a worker that
+   stopped renewing its lease (killed) makes the run end here, ``failed`` with ``WorkerLost``,
+   in the event log (for every reader) and in the store.
+
+Whoever ends a run here (a submit that failed, a lost worker) appends its terminal record after
+the last one in the log, so readers in every process see the same end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from ._errors import EventLogError, RunIdError, RunstreamError
+from ._events import TERMINAL_EVENT_TYPES
+from ._executor import Submission
+from ._runlog import ErrorInfo, RunLog, now
+
+if TYPE_CHECKING:
+    from ._events import EventRecord
+    from ._run import Run
+
+__all__: list[str] = []
+
+logger = logging.getLogger("runstream")
+
+_STATUS = {"run.completed": "completed", "run.failed": "failed", "run.cancelled": "cancelled"}
+
+
+async def drive_remote(run: Run, pipeline_ref: str) -> RunLog:
+    """Submit ``run`` to the runtime's remote executor and follow it to its end (see the
+    module). Raises only for errors before the run is queued (a taken id)."""
+    runtime = run.runtime
+    try:
+        runtime.claim_run_id(run.run_id)
+    except BaseException:
+        if run.channel is not None:
+            run.channel.close()
+        if run.owns_runtime:
+            await runtime.aclose()
+        raise
+    try:
+        return await _drive_remote(run, pipeline_ref)
+    finally:
+        runtime.release_run_id(run.run_id)
+        if run.owns_runtime:
+            await asyncio.shield(runtime.aclose())
+
+
+async def _drive_remote(run: Run, pipeline_ref: str) -> RunLog:
+    runtime = run.runtime
+    log = run.log
+    elog = runtime.event_log
+    log.status = "queued"
+    try:
+        await runtime.store.create(log)
+        try:
+            await elog.create(run.run_id, pipeline=log.pipeline, owner=log.owner)
+        except RunIdError:
+            # runstream-sse opens the run in the log before it starts it: take that one over.
+            info = await elog.get_run(run.run_id)
+            if info is None or info.ended or info.last_seq or info.owner != log.owner:
+                raise
+    except BaseException:
+        if run.channel is not None:
+            run.channel.close()
+        raise
+    submission = Submission(
+        pipeline_ref=pipeline_ref, pipeline=log.pipeline, run_id=run.run_id,
+        parameters=dict(run.parameters), owner=log.owner,
+        secret_names=tuple(sorted(run.secrets.names)))
+    cursor = [0]
+    # The reading is a task of its own that is never cancelled from outside while the run goes
+    # on: a cancelled blocking read of a Redis client may be retried rather than stopped
+    # (redis-py), so a cancellation is handled here, around it (see _cancel).
+    reader = asyncio.get_running_loop().create_task(
+        _follow(run, cursor), name=f"runstream-follow-{run.run_id}")
+    try:
+        try:
+            await runtime.executor.submit(submission)
+        except Exception as exc:
+            await end_here(run, "failed", ErrorInfo.from_exception(exc, None, run.redact))
+        terminal = await asyncio.shield(reader)
+    except asyncio.CancelledError:
+        terminal = await _cancel(run, reader)
+        await _finish(run, terminal)
+        raise
+    except RunstreamError as exc:
+        # The event log failed mid-way: the run goes on on its worker, but not for us.
+        logger.warning("run %s: cannot follow it in the event log: %s", run.run_id, exc)
+        await _finish(run, None, ErrorInfo.from_exception(exc))
+        return run.log
+    await _finish(run, terminal)
+    return run.log
+
+
+async def _follow(run: Run, cursor: list[int]) -> EventRecord | None:
+    """Read the run's records after ``cursor[0]`` into its channel until its terminal record
+    (returned; None if the log ended the run without one)."""
+    runtime = run.runtime
+    watcher = asyncio.get_running_loop().create_task(
+        _watch_lost(run), name=f"runstream-lost-{run.run_id}")
+    try:
+        async for batch in runtime.event_log.read(run.run_id, cursor[0]):
+            channel = run.channel
+            for record in batch:
+                if record[0] <= cursor[0]:
+                    continue
+                cursor[0] = record[0]
+                if channel is not None:
+                    wait = channel.push(record)
+                    if wait is not None:
+                        await wait
+                if record[2] in TERMINAL_EVENT_TYPES:
+                    return record
+        return None
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+
+async def _watch_lost(run: Run) -> None:
+    executor = run.runtime.executor
+    interval = executor.lost_check_interval
+    while True:
+        await asyncio.sleep(interval)  # a timer: the lease is checked on the executor's clock
+        try:
+            reason = await executor.lost(run.run_id)
+        except RunstreamError as exc:
+            logger.warning("run %s: cannot check its worker's lease: %s", run.run_id, exc)
+            continue
+        if reason is not None:
+            await end_here(run, "failed", ErrorInfo(type="WorkerLost", message=reason))
+            return
+
+
+async def _cancel(run: Run, reader: asyncio.Task[EventRecord | None]
+                  ) -> EventRecord | None:
+    """The run was cancelled here: signal its worker, then wait (bounded) for its end."""
+    runtime = run.runtime
+    reason = run.cancel_reason
+    try:
+        await runtime.event_log.cancel(run.run_id, reason)
+    except EventLogError as exc:
+        logger.warning("run %s: could not send its cancel signal: %s", run.run_id, exc)
+    grace = runtime.config.limits.cancel_grace_period
+    await asyncio.wait({reader}, timeout=max(0.0, grace - 0.5))
+    if not reader.done():
+        # The worker did not end it in time: end it for its readers (its own later records
+        # are refused by the log, which stops it).
+        with contextlib.suppress(RunstreamError):
+            await end_here(run, "cancelled", ErrorInfo(type="Cancelled", message=reason))
+        await asyncio.wait({reader}, timeout=0.4)
+    if not reader.done():
+        reader.cancel()
+        reader.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return None
+    if reader.cancelled() or reader.exception() is not None:
+        return None
+    return reader.result()
+
+
+async def end_here(run: Run, status: str, error: ErrorInfo) -> None:
+    """End a remote run from this process (its worker cannot): its terminal record after the
+    last one in the event log, its end there, and its final record in the store."""
+    runtime = run.runtime
+    elog = runtime.event_log
+    info = await elog.get_run(run.run_id)
+    if info is None or info.ended:
+        return
+    if status == "cancelled":
+        data: dict[str, Any] = {"reason": error.message}
+        type_ = "run.cancelled"
+    else:
+        data = error.event_data()
+        type_ = "run.failed"
+    data["duration_ms"] = round((time.perf_counter() - run.started_at) * 1000, 3)
+    # The record first, as a local run does: a client that reads the terminal event and then
+    # asks for the run log sees how it ended.
+    try:
+        stored = await runtime.store.get(run.run_id)
+    except RunstreamError:
+        stored = run.log
+    stored.status = status  # type: ignore[assignment]
+    stored.error = error
+    stored.ended = now()
+    for step_log in stored.steps.values():
+        if step_log.status == "running":
+            step_log.status = "failed" if status == "failed" else "cancelled"
+    try:
+        await runtime.store.save(stored)
+    except RunstreamError as exc:
+        logger.error("run %s: could not record its end (%s): %s", run.run_id, status, exc)
+    await elog.append(run.run_id, [(info.last_seq + 1, time.time(), type_, None, data)])
+    await elog.end(run.run_id, status)
+
+
+async def _finish(run: Run, terminal: EventRecord | None, error: ErrorInfo | None = None
+                  ) -> None:
+    """The run has ended (its terminal record is out): its run log from the store, its end in
+    the event log (this process's lease on it), its channel closed."""
+    runtime = run.runtime
+    run.finished = run.announced = True
+    log = run.log
+    status = _STATUS.get(terminal[2], "failed") if terminal is not None else "failed"
+    try:
+        async with asyncio.timeout(runtime.config.limits.store_timeout):
+            stored = await runtime.store.get(run.run_id)
+    except (RunstreamError, TimeoutError):
+        stored = None
+    if stored is not None and stored.status == status:
+        run.log = stored
+    else:
+        log.status = status  # type: ignore[assignment]
+        log.ended = log.ended or now()
+        if terminal is not None and status == "failed":
+            data = terminal[4]
+            log.error = ErrorInfo(type=str(data.get("error_type", "Error")),
+                                  message=str(data.get("message", "")), step=data.get("step"))
+        elif terminal is None:
+            log.error = error or ErrorInfo(type="WorkerLost",
+                                           message="the run's events stopped before its end")
+    with contextlib.suppress(RunstreamError):
+        await runtime.event_log.end(run.run_id, status)
+    if run.channel is not None:
+        run.channel.close()
