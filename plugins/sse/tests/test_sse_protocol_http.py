@@ -82,18 +82,22 @@ process.stdout.write(JSON.stringify({events, error, text}));
 """
 
 
-def pipelines() -> tuple[AsyncPipeline, AsyncPipeline]:
+def pipelines() -> tuple[AsyncPipeline, AsyncPipeline, AsyncPipeline]:
     echo = MockLLMTask(name="llm", response_template="{prompt}", returns=["full_text"], **FAST)
     failing = MockLLMTask(name="llm", response_template="{prompt}", fail_after=2,
                           fail_error="RuntimeError: model overloaded", **FAST)
-    return AsyncPipeline("echo", [echo]), AsyncPipeline("echo-failing", [failing])
+    # One word a minute: a run that is still going whenever the test acts on it.
+    endless = MockLLMTask(name="llm", response_template="{prompt}", thinking_delay=0,
+                          generating_delay=0, tokens_per_second=1 / 60)
+    return (AsyncPipeline("echo", [echo]), AsyncPipeline("echo-failing", [failing]),
+            AsyncPipeline("endless", [endless]))
 
 
 def make_app() -> FastAPI:
     sse = SSE(memory_config())
     app = FastAPI(lifespan=sse.lifespan)
     app.include_router(sse.router())
-    echo, failing = pipelines()
+    echo, failing, endless = pipelines()
 
     def route(protocol: str) -> Any:
         async def chat(request: Request) -> Response:
@@ -101,12 +105,13 @@ def make_app() -> FastAPI:
             req = parse_chat_request(protocol, raw)
             body = json.loads(raw)
             fail = body.get("fail") or (body.get("forwardedProps") or {}).get("fail")
-            pipeline = failing if fail else echo
+            pipeline = endless if body.get("endless") else failing if fail else echo
             parameters = {"prompt": req.prompt, "messages": req.messages}
+            run_id = body.get("run_id")
             if not req.stream:
-                return sse.completion(pipeline, parameters, options=req.options)
+                return sse.completion(pipeline, parameters, options=req.options, run_id=run_id)
             return sse.response(pipeline, parameters, protocol=protocol, options=req.options,
-                                on_disconnect="continue")
+                                on_disconnect="continue", run_id=run_id)
         return chat
 
     for protocol, path in ROUTES.items():
@@ -268,3 +273,44 @@ def test_a_resume_frames_with_the_options_kept_with_the_run(base_url: str) -> No
         assert rest.text.rstrip().endswith("data: [DONE]")
         bad = http.get(f"/runs/{run_id}/events", params={"protocol": "grpc"})
         assert bad.status_code == 400 and "vercel-ai" in bad.json()["detail"]
+
+
+def run_end(http: httpx.Client, run_id: str) -> str:
+    """The run's terminal event type, read off its replay (which waits for it)."""
+    replay = http.get(f"/runs/{run_id}/events")
+    return [line[7:] for line in replay.text.splitlines() if line.startswith("event: ")][-1]
+
+
+def test_a_completion_whose_client_leaves_is_cancelled(base_url: str) -> None:
+    # stream: false is the same run: the client that goes away cancels it (on_disconnect).
+    body = {"model": "m", "messages": [{"role": "user", "content": "a b c"}],
+            "endless": True, "run_id": "completion-left-1"}
+    with httpx.Client(base_url=base_url, timeout=TIMEOUT) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            http.post("/v1/chat/completions", json=body, timeout=httpx.Timeout(TIMEOUT, read=1))
+        assert run_end(http, "completion-left-1") == "run.cancelled"
+
+
+def test_a_protocol_stream_resumes_on_its_own_endpoint(
+        base_url: str, node_clients: Path, tmp_path: Path) -> None:
+    # The same POST with the run's id and Last-Event-ID follows the run, in its protocol.
+    prompt = "resume me where I was cut, word after word, " * 3
+    body = vercel_body(prompt, run_id="vercel-resume-1")
+    with httpx.Client(base_url=base_url, timeout=TIMEOUT) as http:
+        with http.stream("POST", "/vercel", content=body) as response:
+            first, last = frames_until(response, 4)
+        rest = http.post("/vercel", content=body, headers={"Last-Event-ID": str(last)})
+        assert rest.status_code == 200
+        again = http.post("/vercel", content=body, headers={"Last-Event-ID": "100000"})
+        assert again.status_code == 204  # ended, nothing after that id
+    paths = []
+    for i, text in enumerate((first, rest.text)):
+        path = tmp_path / f"part-{i}.txt"
+        path.write_text(text, encoding="utf-8")
+        paths.append(str(path))
+    done = subprocess.run(["node", str(node_clients / "vercel.mjs"), *paths],
+                          capture_output=True, timeout=TIMEOUT, check=False, cwd=node_clients)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    result = json.loads(done.stdout)
+    assert result["invalid"] == [] and result["errors"] == []
+    assert result["text"] == prompt

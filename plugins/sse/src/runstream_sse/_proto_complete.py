@@ -20,11 +20,15 @@ from starlette.types import Message, Receive, Scope, Send
 
 from ._owners import ANONYMOUS
 from ._proto_openai import openai_completion
+from ._serve import Outcome
 from ._stream import OnDisconnect, RunResponse, run_response
 from ._wire import end_data, failure_data
 
 if TYPE_CHECKING:
     from runstream import EventRecord
+
+    from ._feed import Feed
+    from ._live import LiveRun
 
 __all__ = ["CompletionResponse", "completion_response"]
 
@@ -52,8 +56,9 @@ class CompletionResponse(RunResponse):
             elif not streaming:
                 await send(message)
 
+        self.outcome: Outcome | None = None
         await super()._respond(scope, receive, quiet)
-        if not streaming:
+        if not streaming or self.outcome is Outcome.GONE:  # refused, or nobody to answer
             return
         status, body = openai_completion(self.collected, run_id=self.run_id,
                                          model=str(self.options.get("model", "runstream")))
@@ -63,6 +68,11 @@ class CompletionResponse(RunResponse):
             (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
             (b"x-run-id", self.run_id.encode())]})
         await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+    async def _follow(self, receive: Receive, send: Send, feed: Feed, cursor: int,
+                      primary: LiveRun | None = None) -> Outcome:
+        self.outcome = await super()._follow(receive, send, feed, cursor, primary)
+        return self.outcome
 
     async def _send_failure(self, send: Send, error: BaseException) -> None:
         self.collected.append((1, time.time(), "run.failed", None,
