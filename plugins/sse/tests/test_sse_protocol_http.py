@@ -13,17 +13,17 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import openai
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from runstream import AsyncPipeline
+from runstream import AsyncPipeline, Config, MemoryEventLog, Runtime
 from runstream.testing import memory_config
 from runstream_mock_llm import MockLLMTask
-from runstream_sse import SSE, parse_chat_request
+from runstream_sse import SSE, parse_chat_request, runs_router
 
 from tests._server import serve
 
@@ -314,3 +314,47 @@ def test_a_protocol_stream_resumes_on_its_own_endpoint(
     result = json.loads(done.stdout)
     assert result["invalid"] == [] and result["errors"] == []
     assert result["text"] == prompt
+
+
+class SharedLog(MemoryEventLog):
+    """A memory log that says it is shared: two runtimes on it stand for two processes."""
+
+    shared: ClassVar[bool] = True
+
+
+async def test_another_process_resumes_in_the_protocol_with_the_kept_options(
+        memory_config: Config) -> None:
+    a, b = Runtime(memory_config), Runtime(memory_config)
+    shared = a.event_log = b.event_log = SharedLog()
+    sse = SSE(a)
+    app = FastAPI(lifespan=sse.lifespan)
+    app.include_router(runs_router(b, prefix="/b/runs"))
+    echo = pipelines()[0]
+
+    @app.post("/chat")
+    async def chat() -> Response:
+        return sse.response(echo, {"prompt": "one two three four"}, protocol="openai",
+                            options={"model": "kept-model", "include_usage": True})
+
+    try:
+        with serve(app) as base:
+            async with httpx.AsyncClient(base_url=base, timeout=TIMEOUT) as http:
+                first = await http.post("/chat")
+                run_id = first.headers["x-run-id"]
+                info = await shared.get_run(run_id)
+                assert info is not None and info.meta == {
+                    "protocol": "openai",
+                    "options": {"model": "kept-model", "include_usage": True}}
+                # B has only the shared log: the options come from there.
+                rest = await http.get(f"/b/runs/{run_id}/events", params={"protocol": "openai"},
+                                      headers={"Last-Event-ID": "2"})
+    finally:
+        await a.aclose()
+        await b.aclose()
+    chunks = [json.loads(line[6:]) for line in rest.text.splitlines()
+              if line.startswith("data: {")]
+    assert {c["model"] for c in chunks} == {"kept-model"}
+    assert "usage" in chunks[-1]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert first.text.endswith(rest.text)
+    assert "four" in text
