@@ -1,5 +1,5 @@
 """The React chat page (examples/react_chat, ``useChat`` on ``POST /api/chat``) in Chromium:
-two turns, Stop mid-answer (the run is cancelled), a reload mid-answer (the answer goes on),
+two turns, Stop mid-answer (the run is cancelled, checked through ``/runs/{id}/events``), a reload mid-answer (the answer goes on),
 a failing run's error. The page is installed and built at test time (npm, Vite) into its
 git-ignored ``node_modules/`` and ``dist/``, once per session."""
 
@@ -106,12 +106,12 @@ def streaming_run(page: Page, index: int) -> str:
     return message_id[4:]
 
 
-def run_status(page: Page, base_url: str, run_id: str) -> str:
-    # The page's cookie: the run belongs to this browser's session.
-    response = page.request.get(f"{base_url}/runs/{run_id}")
+def run_end(page: Page, base_url: str, run_id: str) -> str:
+    """How the run ended: the last event of its replay, which waits for the end (with the
+    page's cookie: the run belongs to this browser's session)."""
+    response = page.request.get(f"{base_url}/runs/{run_id}/events")
     assert response.ok, response.text()
-    status: str = response.json()["status"]
-    return status
+    return [line[7:] for line in response.text().splitlines() if line.startswith("event: ")][-1]
 
 
 def test_two_turns(page: Page) -> None:
@@ -130,7 +130,7 @@ def test_stop_cancels_the_run(page: Page, base_url: str) -> None:
     run_id = streaming_run(page, 0)
     page.get_by_test_id("stop").click()
     expect(page.get_by_test_id("status")).to_have_text("ready")
-    assert run_status(page, base_url, run_id) == "cancelled"
+    assert run_end(page, base_url, run_id) == "run.cancelled"
     assert answers(page)[0] != plan_answer("Stop me")
 
 
@@ -141,7 +141,9 @@ def test_a_reload_mid_answer_continues_it(page: Page, base_url: str) -> None:
     expect(page.get_by_test_id("message-user")).to_have_text(["Survive a reload"])
     expect(page.get_by_test_id("message-assistant")).to_have_text(
         [plan_answer("Survive a reload")])
-    assert run_status(page, base_url, run_id) == "completed"
+    assert run_end(page, base_url, run_id) == "run.completed"
+    # Saved before its terminal event: the run log says so too.
+    assert page.request.get(f"{base_url}/runs/{run_id}").json()["status"] == "completed"
     # Finished: another reload shows it once, without resuming anything.
     expect(page.get_by_test_id("status")).to_have_text("ready")
     page.reload()
