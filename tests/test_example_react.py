@@ -1,7 +1,8 @@
 """The React chat page (examples/react_chat, ``useChat`` on ``POST /api/chat``) in Chromium:
-two turns, Stop mid-answer (the run is cancelled, checked through ``/runs/{id}/events``), a reload mid-answer (the answer goes on),
-a failing run's error. The page is installed and built at test time (npm, Vite) into its
-git-ignored ``node_modules/`` and ``dist/``, once per session."""
+two turns, Stop mid-answer (the run is cancelled, checked through ``/runs/{id}/events``), a
+reload mid-answer (the answer goes on), a failing run's error. The page is installed and
+built at test time (npm, Vite) into its git-ignored ``node_modules/`` and ``dist/``, once per
+session."""
 
 from __future__ import annotations
 
