@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from runstream import AsyncPipeline
 from runstream_sse import SSE, ChatRequest, SSEResponse, parse_chat_request
 
+from examples.fastapi_llm.protocols_openapi import AGUI, OPENAI, VERCEL, VERCEL_RESUME
 from examples.fastapi_llm.sessions import CurrentSession
 
 #: Chats whose latest run ``GET /api/chat/{id}/stream`` can resume (the oldest are forgotten).
@@ -79,7 +80,7 @@ def add_protocol_routes(app: FastAPI, sse: SSE, pipelines: dict[str, AsyncPipeli
         fail_after = _fail_after(body)
         return pipelines[kind] if fail_after is None else failing(fail_after)
 
-    @app.post("/api/chat", response_class=SSEResponse, status_code=200)
+    @app.post("/api/chat", response_class=SSEResponse, status_code=200, **VERCEL)
     async def vercel_chat(request: Request, session: CurrentSession) -> Response:
         """Vercel AI SDK ``useChat``: the answer as a UI message stream (``X-Run-Id`` names
         the run; the assistant message's id is ``msg-<run id>``). The run goes on if the page
@@ -98,7 +99,7 @@ def add_protocol_routes(app: FastAPI, sse: SSE, pipelines: dict[str, AsyncPipeli
                 chats.popitem(last=False)
         return session.set_cookie(response)
 
-    @app.get("/api/chat/{chat_id}/stream")
+    @app.get("/api/chat/{chat_id}/stream", **VERCEL_RESUME)
     async def vercel_resume(chat_id: str, session: CurrentSession) -> Response:
         """The chat's latest answer, from its start, as a UI message stream (the AI SDK's
         resumable streams): a redirect to ``/runs/{id}/events?protocol=vercel-ai``; 204 if
@@ -108,7 +109,7 @@ def add_protocol_routes(app: FastAPI, sse: SSE, pipelines: dict[str, AsyncPipeli
             return Response(status_code=204)
         return RedirectResponse(f"/runs/{run_id}/events?protocol=vercel-ai", status_code=307)
 
-    @app.post("/agui", response_class=SSEResponse, status_code=200)
+    @app.post("/agui", response_class=SSEResponse, status_code=200, **AGUI)
     async def agui(request: Request, session: CurrentSession) -> Response:
         """AG-UI: a ``RunAgentInput`` in, the run's AG-UI events out."""
         chat, body = await read(request, "ag-ui")
@@ -116,7 +117,7 @@ def add_protocol_routes(app: FastAPI, sse: SSE, pipelines: dict[str, AsyncPipeli
             pipeline_for(body), {"prompt": chat.prompt, "messages": chat.messages},
             owner=session.owner, protocol="ag-ui", options=chat.options))
 
-    @app.post("/v1/chat/completions", status_code=200)
+    @app.post("/v1/chat/completions", status_code=200, **OPENAI)
     async def openai_chat(request: Request, session: CurrentSession) -> Response:
         """OpenAI chat completions: ``stream: true`` streams ``chat.completion.chunk``\\ s,
         else one ``chat.completion`` (500 and an OpenAI error for a failed run)."""
