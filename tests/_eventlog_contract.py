@@ -49,6 +49,15 @@ class EventLogContract:
             "p", "alice", "completed", 4)
         assert info.ended
 
+    async def test_meta_is_kept_with_the_run(self, event_log: EventLog) -> None:
+        meta = {"protocol": "openai", "options": {"model": "m\u2028\"x", "include_usage": True}}
+        await event_log.create("m1", pipeline="p", owner=None, meta=meta)
+        await event_log.create("m2", pipeline="p", owner=None)
+        first, second = await event_log.get_run("m1"), await event_log.get_run("m2")
+        assert first is not None and second is not None
+        assert first.meta == meta
+        assert second.meta == {}
+
     async def test_read_after_a_cursor(self, event_log: EventLog) -> None:
         await event_log.create("r2", pipeline="p", owner=None)
         await event_log.append("r2", chunks(1, 5))

@@ -95,7 +95,9 @@ def test_root_lists_the_endpoints(base_url: str) -> None:
     body = httpx.get(base_url + "/", timeout=TIMEOUT).json()
     assert body["status"] == "ok"
     assert set(body["endpoints"]) == {"/chat", "/chat/yaml", "/ui", "/runs/{run_id}",
-                                      "/runs/{run_id}/events", "/runs/{run_id}/cancel"}
+                                      "/runs/{run_id}/events", "/runs/{run_id}/cancel",
+                                      "/api/chat", "/api/chat/{chat_id}/stream", "/agui",
+                                      "/v1/chat/completions", "/v1/models", "/app"}
     assert body["max_prompt_chars"] == 100
 
 

@@ -17,7 +17,7 @@ declare -A packages=(
     [fastapi_sse]="fastapi==0.165.0 starlette==1.10.0"
     [sse_starlette]="sse-starlette==3.7.0 starlette==1.10.0"
     [langgraph]="langgraph==1.2.22 sse-starlette==3.7.0 starlette==1.10.0"
-    [pydantic_ai]="pydantic-ai-slim[ui]==2.68.0 starlette==1.10.0"
+    [pydantic_ai]="pydantic-ai-slim[ui,ag-ui]==2.68.0 starlette==1.10.0"
     [haystack]="haystack-ai==3.4.1 sse-starlette==3.7.0 starlette==1.10.0"
     [llamaindex]="llama-index-workflows==2.26.1 sse-starlette==3.7.0 starlette==1.10.0"
 )
@@ -25,7 +25,7 @@ declare -A imports=(
     [fastapi_sse]="fastapi.sse"
     [sse_starlette]="sse_starlette"
     [langgraph]="langgraph.graph, langgraph.config, sse_starlette"
-    [pydantic_ai]="pydantic_ai.models.function, pydantic_ai.ui.vercel_ai"
+    [pydantic_ai]="pydantic_ai.models.function, pydantic_ai.ui.vercel_ai, pydantic_ai.ui.ag_ui"
     [haystack]="haystack, sse_starlette"
     [llamaindex]="workflows, sse_starlette"
 )
@@ -44,7 +44,7 @@ for peer in "${peers[@]}"; do
         continue
     fi
     echo "# setting up $venv: ${packages[$peer]}" >&2
-    uv venv --quiet --python "$python_version" "$venv"
+    uv venv --quiet --clear --python "$python_version" "$venv"  # a venv that lacks a package: afresh
     # shellcheck disable=SC2086 # the package list is split on purpose
     uv pip install --quiet --python "$venv/bin/python" ${packages[$peer]} "${server[@]}"
     "$venv/bin/python" -c "import uvloop, httptools, ${imports[$peer]}"

@@ -11,7 +11,7 @@ from typing import Any
 
 
 async def mock_llm_stream(
-    prompt: str, delay_scale: float = 1.0
+    prompt: str, delay_scale: float = 1.0, messages: list[dict[str, Any]] | None = None
 ) -> AsyncGenerator[dict[str, Any], None]:
     """
     Mock LLM that streams responses token-by-token.
@@ -22,6 +22,9 @@ async def mock_llm_stream(
     Args:
         prompt: The user's input prompt (a run parameter, passed by argument name)
         delay_scale: Multiplies every delay (0: as fast as possible, for tests)
+        messages: The conversation before the prompt (a run parameter, from the
+            front ends' protocols: ``{"role", "content"}`` dicts); a real model reads
+            them, the mock answers the prompt alone
 
     Yields:
         dict: Events in the format:

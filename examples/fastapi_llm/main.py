@@ -32,6 +32,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from runstream import AsyncPipeline, Config, Runtime, load_pipeline, load_pipeline_ref
 from runstream_sse import SSE, SSEResponse, sse_openapi_response
@@ -47,6 +48,7 @@ from examples.fastapi_llm.pipelines import (
     openai_yaml_chat_pipeline,
     yaml_chat_pipeline,
 )
+from examples.fastapi_llm.protocols import add_protocol_routes
 from examples.fastapi_llm.sessions import CurrentSession, Session, session_owner
 from examples.fastapi_llm.validation import validation_error_handler
 
@@ -58,6 +60,9 @@ DEFAULT_MAX_PROMPT_CHARS = 8000
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
 _PAGE = Path(__file__).with_name("chat.html")
+
+#: The React chat page's build (examples/react_chat: ``npm run build``), served at /app.
+REACT_BUILD = Path(__file__).parents[1] / "react_chat" / "dist"
 
 
 def _problem(description: str) -> dict[str, Any]:
@@ -185,6 +190,9 @@ def create_app(
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.include_router(sse.router())
+    add_protocol_routes(app, sse, {"python": python_pipeline, "yaml": yaml_pipeline},
+                        max_prompt_chars=max_prompt_chars,
+                        failing=lambda n: failing_chat_pipeline(n, delay_scale=delay_scale))
 
     def stream(pipeline: AsyncPipeline, request: ChatRequest, session: Session) -> Response:
         prompt = request.prompt
@@ -213,6 +221,12 @@ def create_app(
                 "/runs/{run_id}/events": "GET - Replay a run's events via SSE "
                                          "(Last-Event-ID resumes)",
                 "/runs/{run_id}/cancel": "POST - Stop a run (the page's Stop button)",
+                "/api/chat": "POST - Vercel AI SDK useChat (UI message stream)",
+                "/api/chat/{chat_id}/stream": "GET - Resume a useChat answer (204: none)",
+                "/agui": "POST - AG-UI (RunAgentInput in, AG-UI events out)",
+                "/v1/chat/completions": "POST - OpenAI chat completions (stream or not)",
+                "/v1/models": "GET - The models /v1/chat/completions serves",
+                "/app": "GET - The React chat page (examples/react_chat, once built)",
             },
             "model": model,
             "max_prompt_chars": max_prompt_chars,
@@ -239,6 +253,10 @@ def create_app(
         """The chat page: a prompt box, the answer streaming in, Stop, errors. The first visit
         gets the session cookie that the page's runs will belong to."""
         return session.set_cookie(HTMLResponse(_PAGE.read_text(encoding="utf-8")))
+
+    if (REACT_BUILD / "index.html").exists():
+        # The React page (useChat on /api/chat); built with `npm run build` in react_chat/.
+        app.mount("/app", StaticFiles(directory=REACT_BUILD, html=True), name="react-chat")
 
     return app
 

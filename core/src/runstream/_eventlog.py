@@ -16,7 +16,7 @@ it has read the whole run.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,6 +46,9 @@ class LoggedRun:
     last_seq: int
     #: The seq of the oldest record still kept (``last_seq + 1`` when none is).
     first_seq: int
+    #: What the run's creator stored with it (``create(..., meta=...)``; ``{}``: nothing),
+    #: e.g. the options a protocol adapter needs to resume the run's stream elsewhere.
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def ended(self) -> bool:
@@ -80,9 +83,11 @@ class EventLog(BaseModel):
         server (password hidden) if it cannot be reached. Called by ``async with Runtime()``;
         the other methods start the log themselves on first use."""
 
-    async def create(self, run_id: str, *, pipeline: str, owner: str | None) -> None:
+    async def create(self, run_id: str, *, pipeline: str, owner: str | None,
+                     meta: Mapping[str, Any] | None = None) -> None:
         """Record a new run (status ``running``, no records); :class:`runstream.RunIdError` if
-        the log already has a run with this id."""
+        the log already has a run with this id. ``meta``: a small JSON object kept with the
+        run and handed back as :attr:`LoggedRun.meta` (to every process sharing the log)."""
         raise NotImplementedError
 
     async def append(self, run_id: str, records: Sequence[EventRecord]) -> None:

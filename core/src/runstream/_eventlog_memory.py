@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, ClassVar, Final
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from pydantic import Field
 
@@ -39,6 +39,7 @@ class _Run:
         "ended_at",
         "hold",
         "last_seq",
+        "meta",
         "nbytes",
         "owner",
         "pipeline",
@@ -50,10 +51,12 @@ class _Run:
         "waiters",
     )
 
-    def __init__(self, run_id: str, pipeline: str, owner: str | None, max_events: int) -> None:
+    def __init__(self, run_id: str, pipeline: str, owner: str | None, max_events: int,
+                 meta: Mapping[str, Any] | None = None) -> None:
         self.run_id = run_id
         self.pipeline = pipeline
         self.owner = owner
+        self.meta: Mapping[str, Any] = dict(meta) if meta else {}
         self.status = "running"
         self.records: deque[EventRecord] = deque(maxlen=max_events)
         self.sizes: deque[int] = deque(maxlen=max_events)
@@ -102,7 +105,7 @@ class _Run:
     def info(self) -> LoggedRun:
         first = self.records[0][0] if self.records else self.last_seq + 1
         return LoggedRun(self.run_id, self.pipeline, self.owner, self.status, self.last_seq,
-                         first)
+                         first, self.meta)
 
 
 class _State:
@@ -144,14 +147,15 @@ class MemoryEventLog(EventLog):
         object.__setattr__(self, "_s", _State())
 
     # -- writing ---------------------------------------------------------------------------
-    async def create(self, run_id: str, *, pipeline: str, owner: str | None) -> None:
+    async def create(self, run_id: str, *, pipeline: str, owner: str | None,
+                     meta: Mapping[str, Any] | None = None) -> None:
         self.sweep()
         if run_id in self._s.runs:
             raise RunIdError(f"run id '{run_id}' is already used by a run in the event log; "
                              "pick another or omit it")
         while len(self._s.runs) >= self.max_runs and self._s.ended:
             self._drop(next(iter(self._s.ended)))
-        self._s.runs[run_id] = _Run(run_id, pipeline, owner, self.max_events)
+        self._s.runs[run_id] = _Run(run_id, pipeline, owner, self.max_events, meta)
 
     async def append(self, run_id: str, records: Sequence[EventRecord]) -> None:
         self.append_now(run_id, records)

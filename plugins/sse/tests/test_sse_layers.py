@@ -28,8 +28,9 @@ LAYERS: list[list[str]] = [
     ["_sink"],
     # HTTP: writing a buffer to a client, the responses, the router, the facade.
     ["_serve"],
-    ["_response"],
+    ["_response", "_proto_http"],
     ["_stream", "_router"],
+    ["_proto_complete"],
     ["_facade", "_plugin"],
     ["__init__"],
 ]

@@ -32,7 +32,9 @@ def test_all_is_sorted_complete_and_documented() -> None:
 def test_sse_response_keeps_the_agreed_signature() -> None:
     params = inspect.signature(runstream_sse.sse_response).parameters
     assert list(params) == ["pipeline", "parameters", "config", "run_id", "on_disconnect",
-                            "lifecycle", "ping_interval", "send_timeout", "owner"]
+                            "lifecycle", "ping_interval", "send_timeout", "owner", "protocol",
+                            "options"]
+    assert params["protocol"].default == "runstream"
     assert params["owner"].default == runstream_sse.ANONYMOUS
     assert params["on_disconnect"].default == "cancel"
     assert params["ping_interval"].default == 15.0

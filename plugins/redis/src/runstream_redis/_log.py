@@ -2,8 +2,8 @@
 
 Keys, for a ``key_prefix`` ``P`` (default ``runstream:``):
 
-- ``P run:{id}`` (a hash): ``status``, ``pipeline``, ``owner``, ``cancel`` (the reason, once a
-  cancel was asked);
+- ``P run:{id}`` (a hash): ``status``, ``pipeline``, ``owner``, ``meta`` (JSON), ``cancel``
+  (the reason, once a cancel was asked);
 - ``P run:{id}:events`` (a stream): the records, one entry each (see ``_codec``);
 - ``P run:{id}:readers`` (a sorted set): one lease per reading client;
 - ``P slots`` (a sorted set): one lease per run holding a ``max_concurrent_runs`` slot;
@@ -20,7 +20,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, PrivateAttr, field_validator
@@ -159,7 +159,8 @@ class RedisEventLog(EventLog):
         return Written(self.max_events, self.max_run_bytes, kept_from)
 
     # -- writing ---------------------------------------------------------------------------
-    async def create(self, run_id: str, *, pipeline: str, owner: str | None) -> None:
+    async def create(self, run_id: str, *, pipeline: str, owner: str | None,
+                     meta: Mapping[str, Any] | None = None) -> None:
         if not _valid_id(run_id):
             raise RunIdError(f"run id {run_id!r} is not valid: it must match {RUN_ID_PATTERN}")
         self._connect()
@@ -171,7 +172,8 @@ class RedisEventLog(EventLog):
         with self._errors(f"create run '{run_id}'"):
             created = await self._run_script("CREATE", [*self._keys(run_id), self._drivers], [
                 pipeline, "0" if owner is None else "1", owner or "",
-                self._ms(self.running_expiry), run_id, self._ms(self.slot_lease)])
+                self._ms(self.running_expiry), run_id, self._ms(self.slot_lease),
+                json.dumps(meta, separators=(",", ":")) if meta else ""])
         if not created:
             raise RunIdError(f"run id '{run_id}' is already used by a run in the event log; "
                              "pick another or omit it")
@@ -283,7 +285,8 @@ class RedisEventLog(EventLog):
         owner = fields.get(b"owner")
         return LoggedRun(run_id, text_of(fields.get(b"pipeline", b"")),
                          None if owner is None else text_of(owner),
-                         text_of(fields.get(b"status", b"running")), last_seq, first_seq)
+                         text_of(fields.get(b"status", b"running")), last_seq, first_seq,
+                         json.loads(fields[b"meta"]) if b"meta" in fields else {})
 
     # -- cancel ----------------------------------------------------------------------------
     async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:

@@ -17,13 +17,14 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 #: KEYS: meta, events, readers, drivers. ARGV: pipeline, has_owner ('1'/'0'), owner,
-#: expiry_ms, run_id, lease_ms. 1 if created, 0 if the run id is taken. Leftovers of a
-#: forgotten run of that id go. The run's driver lease is taken (see STATUS).
+#: expiry_ms, run_id, lease_ms, meta (JSON, '' for none). 1 if created, 0 if the run id is
+#: taken. Leftovers of a forgotten run of that id go. The run's driver lease is taken (see STATUS).
 CREATE = _NOW + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('HSET', KEYS[1], 'status', 'running', 'pipeline', ARGV[1])
 if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'owner', ARGV[3]) end
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'meta', ARGV[7]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
 redis.call('ZADD', KEYS[4], now + tonumber(ARGV[6]), ARGV[5])

@@ -13,8 +13,9 @@
 - :func:`sse_openapi_response`: how an event stream endpoint is documented in OpenAPI.
 - :data:`ADAPTERS`, :func:`make_adapter`, :class:`ProtocolAdapter` and its three protocols
   (:class:`VercelAdapter`, :class:`AGUIAdapter`, :class:`OpenAIAdapter`),
-  :func:`openai_completion`, :func:`parse_chat_request`, :class:`ChatRequest`: the front ends'
-  protocols (docs/protocols.md).
+  :func:`openai_completion`, :func:`parse_chat_request`, :class:`ChatRequest`,
+  :func:`completion_response` (OpenAI ``stream: false``), :data:`PROTOCOLS`: the front ends'
+  protocols (docs/protocols.md); ``sse_response(..., protocol=...)`` streams in them.
 
 The protocol is described in docs/sse.md.
 """
@@ -25,6 +26,8 @@ from ._inflight import RunsInFlight
 from ._owners import ANONYMOUS, Authorize
 from ._proto_agui import AGUIAdapter
 from ._proto_bodies import ChatRequest, parse_chat_request
+from ._proto_complete import CompletionResponse, completion_response
+from ._proto_http import PROTOCOLS
 from ._proto_openai import OpenAIAdapter, openai_completion
 from ._proto_vercel import VercelAdapter
 from ._protocols import ProtocolAdapter
@@ -40,14 +43,17 @@ __all__ = [
     "ANONYMOUS",
     "Authorize",
     "ChatRequest",
+    "CompletionResponse",
     "OnDisconnect",
     "OpenAIAdapter",
+    "PROTOCOLS",
     "ProtocolAdapter",
     "RunsInFlight",
     "SSE",
     "SSEResponse",
     "SSESink",
     "VercelAdapter",
+    "completion_response",
     "make_adapter",
     "openai_completion",
     "parse_chat_request",

@@ -14,6 +14,7 @@ from runstream import AsyncPipeline, Config, Pipeline, Runtime
 from ._binding import resolve_runtime
 from ._inflight import RunsInFlight
 from ._owners import ANONYMOUS, Authorize
+from ._proto_complete import CompletionResponse, completion_response
 from ._response import SSEResponse, check_send_timeout
 from ._router import runs_router
 from ._signals import on_exit_signal
@@ -68,13 +69,25 @@ class SSE:
     def response(self, pipeline: AsyncPipeline | Pipeline,
                  parameters: Mapping[str, Any] | None = None, *, run_id: str | None = None,
                  on_disconnect: OnDisconnect = "cancel", lifecycle: bool = False,
-                 owner: str | None = ANONYMOUS) -> SSEResponse:
+                 owner: str | None = ANONYMOUS, protocol: str = "runstream",
+                 options: Mapping[str, Any] | None = None) -> SSEResponse:
         """:func:`sse_response` with this object's runtime, ping interval and send timeout.
-        ``owner``: the caller identity the run belongs to (see :func:`sse_response`)."""
+        ``owner``: the caller identity the run belongs to; ``protocol`` and ``options``: the
+        protocol the client speaks and its adapter's options (see :func:`sse_response`)."""
         return sse_response(pipeline, parameters, config=self.runtime, run_id=run_id,
                             on_disconnect=on_disconnect, lifecycle=lifecycle,
                             ping_interval=self.ping_interval, send_timeout=self.send_timeout,
-                            owner=owner)
+                            owner=owner, protocol=protocol, options=options)
+
+    def completion(self, pipeline: AsyncPipeline | Pipeline,
+                   parameters: Mapping[str, Any] | None = None, *, run_id: str | None = None,
+                   on_disconnect: OnDisconnect = "cancel", owner: str | None = ANONYMOUS,
+                   options: Mapping[str, Any] | None = None) -> CompletionResponse:
+        """:func:`completion_response` (OpenAI ``stream: false``) with this object's runtime
+        and send timeout."""
+        return completion_response(pipeline, parameters, config=self.runtime, run_id=run_id,
+                                   on_disconnect=on_disconnect, send_timeout=self.send_timeout,
+                                   owner=owner, options=options)
 
     def router(self, *, prefix: str = "/runs") -> APIRouter:
         """:func:`runs_router` with this object's runtime."""

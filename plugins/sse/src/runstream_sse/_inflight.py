@@ -180,9 +180,12 @@ class RunsInFlight:
             await self.local.close()  # the private local log's expiry timer
 
     # -- for the rest of runstream-sse ----------------------------------------------------
-    async def open_run(self, run_id: str, pipeline: str, owner: str | None) -> RunWriter:
-        """Record a new run in the event log(s); RunIdError if its id is taken."""
-        writer = RunWriter(run_id, self.local, self.tee, pipeline=pipeline, owner=owner)
+    async def open_run(self, run_id: str, pipeline: str, owner: str | None,
+                       meta: dict[str, Any] | None = None) -> RunWriter:
+        """Record a new run in the event log(s), with ``meta``; RunIdError if its id is
+        taken."""
+        writer = RunWriter(run_id, self.local, self.tee, pipeline=pipeline, owner=owner,
+                           meta=meta)
         await writer.create()
         return writer
 

@@ -9,7 +9,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from ._serve import Outcome, stream_feed
+from ._serve import Framer, Outcome, stream_feed
 from ._wire import STREAM_HEADERS, parse_event_id
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ class SSEResponse(Response):
         self.ping_interval = ping_interval
         self.send_timeout = send_timeout
         self.runs = runs
+        #: Frames the records in another protocol than runstream's (None: runstream's).
+        self.framer: Framer | None = None
         self.status_code = 200
         self.background: BackgroundTask | None = None
         self.init_headers({**STREAM_HEADERS, "X-Run-Id": run_id})
@@ -75,12 +77,13 @@ class SSEResponse(Response):
         if runs is None:
             return await stream_feed(receive, send, feed, cursor, lifecycle=self.lifecycle,
                                      ping_interval=self.ping_interval, primary=primary,
-                                     send_timeout=self.send_timeout)
+                                     send_timeout=self.send_timeout, framer=self.framer)
         await runs.add_reader(feed.run_id)
         try:
             return await stream_feed(receive, send, feed, cursor, lifecycle=self.lifecycle,
                                      ping_interval=self.ping_interval, primary=primary,
-                                     send_timeout=self.send_timeout, runs=runs)
+                                     send_timeout=self.send_timeout, runs=runs,
+                                     framer=self.framer)
         finally:
             await runs.remove_reader(feed.run_id)
 
@@ -111,14 +114,20 @@ async def unavailable(scope: Scope, receive: Receive, send: Send, message: str) 
 
 
 class ReplayResponse(SSEResponse):
-    """Follows a run's records from ``cursor`` on, without starting anything."""
+    """Follows a run's records from ``cursor`` on, without starting anything; with a
+    ``framer`` (another protocol, which skips the frames up to ``cursor`` itself), from the
+    run's first record."""
 
     def __init__(self, runs: RunsInFlight, run_id: str, cursor: int, *,
                  lifecycle: bool = False, ping_interval: float | None = 15.0,
-                 send_timeout: float | None = 30.0) -> None:
+                 send_timeout: float | None = 30.0, framer: Framer | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(run_id, lifecycle=lifecycle, ping_interval=ping_interval,
                          send_timeout=send_timeout, runs=runs)
-        self.cursor = cursor
+        self.framer = framer
+        self.cursor = 0 if framer is not None else cursor
+        for name, value in (headers or {}).items():
+            self.headers[name] = value
 
     async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert self.runs is not None

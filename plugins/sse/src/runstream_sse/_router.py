@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from ._binding import shared_runtime
 from ._inflight import RunsInFlight
 from ._owners import Authorize, may_read, no_authorize
+from ._proto_http import PROTOCOLS, framer, stored_options
 from ._response import RETRY_AFTER, ReplayResponse, SSEResponse, check_send_timeout
 from ._wire import check_run_id, parse_event_id, sse_openapi_response
 
@@ -55,7 +56,10 @@ def runs_router(
     - ``GET {prefix}/{run_id}/events``: the run's events as Server-Sent Events, the same frames
       as :func:`sse_response` sent: those after the ``Last-Event-ID`` header (or ``?after=N``;
       the header wins; default: from the start), then the live tail while the run goes on.
-      ``?lifecycle=true`` includes the lifecycle events. 400 for a malformed id, 204 when the
+      ``?lifecycle=true`` includes the lifecycle events. ``?protocol=vercel-ai`` (or
+      ``ag-ui``, ``openai``) frames them in that protocol, with the options the run was
+      started with (docs/protocols.md): a client of that protocol resumes with its
+      ``Last-Event-ID``. 400 for a malformed id or an unknown protocol, 204 when the
       run has ended and nothing is after the id, 404/410 when its events are not (or no longer)
       kept, 503 with ``Retry-After`` when the event log cannot be read.
     - ``POST {prefix}/{run_id}/cancel``: stop a running run now (a Stop button), whichever
@@ -102,6 +106,8 @@ def runs_router(
         run_id: str,
         after: str | None = Query(None, description="Send the events after this id."),
         lifecycle: bool = Query(False, description="Include the lifecycle events."),
+        protocol: str = Query("runstream", description="The protocol of the frames: "
+                              f"{', '.join(PROTOCOLS)} (docs/protocols.md)."),
         caller: object = caller_of,
     ) -> Response:
         try:
@@ -114,6 +120,9 @@ def runs_router(
                 cursor = 0
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
+        if protocol not in PROTOCOLS:
+            raise HTTPException(400, f"unknown protocol {protocol!r}; protocols: "
+                                     f"{', '.join(PROTOCOLS)}")
         info = await logged(run_id, caller)
         if info is None:
             log = await load(run_id, caller)
@@ -127,8 +136,11 @@ def runs_router(
                                      f"are no longer kept; GET {prefix}/{run_id} has its run log")
         if info.ended and info.last_seq <= cursor:
             return Response(status_code=204)  # 204 also tells an EventSource to stop
+        frames = framer(protocol, run_id, stored_options(info, protocol), cursor)
         return ReplayResponse(inflight, run_id, cursor, lifecycle=lifecycle,
-                              ping_interval=ping_interval, send_timeout=send_timeout)
+                              ping_interval=ping_interval, send_timeout=send_timeout,
+                              framer=frames,
+                              headers=None if frames is None else frames.adapter.headers)
 
     async def logged(run_id: str, caller: object) -> LoggedRun | None:
         """What the event log has of the run if the caller may read it, else None; 503 if the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from runstream import TERMINAL_EVENT_TYPES
@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 #: holds at most about this much in the server's socket buffer, not its run's whole log; a
 #: client that reads gets one write per batch of events all the same.
 WRITE_BYTES: Final = 256 * 1024
+
+
+#: Frames a write's records in another protocol (``_proto_http.Framer``): its text and how
+#: many of the records it covers.
+Framer = Callable[[Sequence["EventRecord"]], tuple[str, int]]
 
 
 class Outcome(enum.Enum):
@@ -107,7 +112,7 @@ def _frames(run_id: str, records: Sequence[EventRecord], lifecycle: bool) -> tup
 
 async def _follow(send: Send, feed: Feed, cursor: int, lifecycle: bool,
                   ping_interval: float | None, primary: LiveRun | None,
-                  send_timeout: float | None) -> None:
+                  send_timeout: float | None, framer: Framer | None = None) -> None:
     """Send the records after ``cursor`` until the run's end, pinging while idle.
 
     Everything appended since the last write goes out in one write: a fast producer costs one
@@ -126,9 +131,13 @@ async def _follow(send: Send, feed: Feed, cursor: int, lifecycle: bool,
             records = feed.since(cursor)
             if records:
                 first = records[0][0]
-                text, n = _frames(run_id, records, lifecycle)
+                if framer is None:
+                    text, n = _frames(run_id, records, lifecycle)
+                else:  # another protocol: no runstream frame (gap, warning) in it
+                    text, n = framer(records)
+                    warned = True
                 more = n < len(records)
-                if first > cursor + 1:
+                if first > cursor + 1 and framer is None:
                     text = _gap_frame(cursor, first, first - cursor - 1) + text
                 if primary is not None and primary.notice is not None and not warned:
                     warned = True
@@ -187,11 +196,12 @@ async def _wait_disconnect(receive: Receive) -> None:
 
 async def _write(send: Send, feed: Feed, cursor: int, lifecycle: bool,
                  ping_interval: float | None, primary: LiveRun | None,
-                 send_timeout: float | None) -> Outcome | Exception | None:
+                 send_timeout: float | None, framer: Framer | None) -> Outcome | Exception | None:
     """:func:`_follow`, its end as a value (not an exception that would fail the task group):
     None once the run's end was sent, else STALLED, GONE, or an unexpected error."""
     try:
-        await _follow(send, feed, cursor, lifecycle, ping_interval, primary, send_timeout)
+        await _follow(send, feed, cursor, lifecycle, ping_interval, primary, send_timeout,
+                      framer)
     except SendTimeout:
         return Outcome.STALLED
     except OSError:  # ASGI servers may raise it on send to a closed connection
@@ -204,10 +214,11 @@ async def _write(send: Send, feed: Feed, cursor: int, lifecycle: bool,
 async def stream_feed(receive: Receive, send: Send, feed: Feed, cursor: int, *,
                       lifecycle: bool, ping_interval: float | None,
                       primary: LiveRun | None = None, send_timeout: float | None = None,
-                      runs: RunsInFlight | None = None) -> Outcome:
+                      runs: RunsInFlight | None = None, framer: Framer | None = None
+                      ) -> Outcome:
     """Stream ``feed`` after ``cursor`` (the response has started) and say how it ended.
     ``primary``: the run this stream's client started (it holds the run back rather than
-    miss records).
+    miss records). ``framer``: frames the records in another protocol than runstream's.
 
     The writer and the disconnect watcher are tasks of one task group, each cancelling the
     other when it ends, so a disconnect is seen at once even while the writer waits for events
@@ -218,7 +229,7 @@ async def stream_feed(receive: Receive, send: Send, feed: Feed, cursor: int, *,
     """
     async with asyncio.TaskGroup() as group:
         writer = group.create_task(
-            _write(send, feed, cursor, lifecycle, ping_interval, primary, send_timeout),
+            _write(send, feed, cursor, lifecycle, ping_interval, primary, send_timeout, framer),
             name=f"runstream-sse-writer-{feed.run_id}")
         watcher = group.create_task(_wait_disconnect(receive),
                                     name=f"runstream-sse-watch-{feed.run_id}")

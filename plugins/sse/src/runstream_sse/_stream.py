@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from runstream import (
     AsyncPipeline,
@@ -19,17 +19,19 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ._binding import shared_runtime
-from ._encoder import json_frame, to_bytes
 from ._inflight import RunsInFlight
 from ._owners import ANONYMOUS, check_owner
+from ._proto_http import check_protocol, framer, run_meta, send_failure, stored_options
 from ._response import SSEResponse, check_send_timeout, last_event_id, reject, unavailable
 from ._serve import Outcome
-from ._wire import check_run_id, end_data, failure_data
+from ._wire import check_run_id
 
 __all__ = ["OnDisconnect", "sse_response"]
 
 #: What a client's disconnect does to the run it started.
 OnDisconnect = Literal["cancel", "continue"]
+
+R = TypeVar("R", bound="RunResponse")
 
 
 class RunResponse(SSEResponse):
@@ -38,7 +40,8 @@ class RunResponse(SSEResponse):
     def __init__(self, pipeline: AsyncPipeline, parameters: Mapping[str, Any] | None,
                  runtime: Runtime, run_id: str, run_id_given: bool, on_disconnect: OnDisconnect,
                  lifecycle: bool, ping_interval: float | None, send_timeout: float | None,
-                 owner: str | None) -> None:
+                 owner: str | None, protocol: str = "runstream",
+                 options: Mapping[str, Any] | None = None) -> None:
         inflight = RunsInFlight.for_runtime(runtime)
         super().__init__(run_id, lifecycle=lifecycle, ping_interval=ping_interval,
                          send_timeout=send_timeout, runs=inflight)
@@ -49,6 +52,11 @@ class RunResponse(SSEResponse):
         self.run_id_given = run_id_given
         self.on_disconnect = on_disconnect
         self.owner = owner
+        self.protocol = protocol
+        self.options = dict(options or {})
+        self.framer = framer(protocol, run_id, self.options)
+        if self.framer is not None:
+            self.headers.update(self.framer.adapter.headers)
 
     async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -65,11 +73,12 @@ class RunResponse(SSEResponse):
             await unavailable(scope, receive, send, refusal)
             return
         try:
-            writer = await inflight.open_run(self.run_id, self.pipeline.name, self.owner)
+            writer = await inflight.open_run(self.run_id, self.pipeline.name, self.owner,
+                                             run_meta(self.protocol, self.options))
         except RunIdError as exc:  # not this run's id to log into: report it on its own
             await inflight.release_slot(self.run_id)
             await self._start(send)
-            await send_failure(send, exc)
+            await self._send_failure(send, exc)
             return
         try:
             handle = self.pipeline.stream(self.parameters, run_id=self.run_id,
@@ -94,6 +103,9 @@ class RunResponse(SSEResponse):
                 else:
                     inflight.disconnected(live, "client disconnected")
 
+    async def _send_failure(self, send: Send, error: BaseException) -> None:
+        await send_failure(send, self.run_id, self.protocol, self.options, error)
+
     async def _resume(self, scope: Scope, receive: Receive, send: Send, cursor: int) -> None:
         # A reconnecting EventSource: follow the run it was reading, never start another one.
         # 204 tells an EventSource to stop reconnecting.
@@ -110,15 +122,12 @@ class RunResponse(SSEResponse):
         if info is None or (info.ended and info.last_seq <= cursor):
             await Response(status_code=204)(scope, receive, send)
             return
+        if self.framer is not None:  # the adapter reads the run from its first record
+            self.framer = framer(self.protocol, self.run_id,
+                                 stored_options(info, self.protocol) or self.options, cursor)
+            cursor = 0
         await self._start(send)
         await self._follow(receive, send, self.inflight.feed(self.run_id, cursor), cursor)
-
-
-async def send_failure(send: Send, error: BaseException) -> None:
-    """The whole stream of a run that could not be started nor logged: its ``run.failed``."""
-    text = json_frame(end_data(failure_data(error), None), id=1, event="run.failed")
-    await send({"type": "http.response.body", "body": to_bytes(text), "more_body": True})
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def sse_response(
@@ -132,6 +141,8 @@ def sse_response(
     ping_interval: float | None = 15.0,
     send_timeout: float | None = 30.0,
     owner: str | None = ANONYMOUS,
+    protocol: str = "runstream",
+    options: Mapping[str, Any] | None = None,
 ) -> SSEResponse:
     """A response that runs ``pipeline`` and streams its events as Server-Sent Events.
 
@@ -167,7 +178,25 @@ def sse_response(
     A request with a ``Last-Event-ID`` header resumes the run named by ``run_id`` instead of
     starting one (204 if there is nothing to resume, or if that run has another owner); a
     malformed one gets a 400.
+
+    ``protocol``: the protocol the client speaks (docs/protocols.md): ``"runstream"`` (the
+    above), ``"vercel-ai"``, ``"ag-ui"`` or ``"openai"`` (streamed); ``options`` are that
+    protocol's adapter options (a :class:`ChatRequest`'s ``options``), kept with the run in
+    the event log so that a resume, on any process, frames the run as this stream did. The
+    run, its cancellation, failure and resume work as in runstream's protocol. For OpenAI's
+    ``stream: false`` see :func:`completion_response`.
     """
+    return run_response(RunResponse, pipeline, parameters, config, run_id, on_disconnect,
+                        lifecycle, ping_interval, send_timeout, owner, protocol, options)
+
+
+def run_response(cls: type[R], pipeline: AsyncPipeline | Pipeline,
+                 parameters: Mapping[str, Any] | None,
+                 config: Runtime | Config | str | os.PathLike[str] | None, run_id: str | None,
+                 on_disconnect: OnDisconnect, lifecycle: bool, ping_interval: float | None,
+                 send_timeout: float | None, owner: str | None, protocol: str,
+                 options: Mapping[str, Any] | None) -> R:
+    """:func:`sse_response`'s checks, then a ``cls`` (a :class:`RunResponse`)."""
     if on_disconnect not in ("cancel", "continue"):
         raise ValueError(f"on_disconnect must be 'cancel' or 'continue', got {on_disconnect!r}")
     check_send_timeout(send_timeout)
@@ -180,6 +209,6 @@ def sse_response(
         run_id = new_run_id()
     else:
         check_run_id(run_id)
-    return RunResponse(pipeline, parameters, runtime, run_id, given, on_disconnect, lifecycle,
-                       ping_interval, send_timeout, owner)
+    return cls(pipeline, parameters, runtime, run_id, given, on_disconnect, lifecycle,
+               ping_interval, send_timeout, owner, check_protocol(protocol), options)
 

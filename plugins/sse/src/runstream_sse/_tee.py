@@ -28,12 +28,14 @@ logger = logging.getLogger("runstream.sse")
 class RunWriter:
     """Appends one run's records to ``local`` and tees them to ``shared`` (None: no tee)."""
 
-    __slots__ = ("_created", "_pending", "down", "last_seq", "local", "on_down", "owner",
-                 "pipeline", "run_id", "shared", "status")
+    __slots__ = ("_created", "_pending", "down", "last_seq", "local", "meta", "on_down",
+                 "owner", "pipeline", "run_id", "shared", "status")
 
     def __init__(self, run_id: str, local: MemoryEventLog, shared: EventLog | None, *,
-                 pipeline: str, owner: str | None) -> None:
+                 pipeline: str, owner: str | None, meta: dict[str, Any] | None = None) -> None:
         self.run_id = run_id
+        #: Kept with the run in both logs (``EventLog.create(meta=...)``), if any.
+        self.meta = meta
         self.local = local
         self.shared = shared
         self.pipeline = pipeline
@@ -52,11 +54,11 @@ class RunWriter:
     async def create(self) -> None:
         """Record the run in both logs: RunIdError if either has it already (nothing is
         left in the local one then). The shared log failing is not an error (see the module)."""
-        await self.local.create(self.run_id, pipeline=self.pipeline, owner=self.owner)
+        await self._create(self.local)
         if self.shared is None:
             return
         try:
-            await self.shared.create(self.run_id, pipeline=self.pipeline, owner=self.owner)
+            await self._create(self.shared)
         except RunIdError:
             await self.local.end(self.run_id, "failed")
             raise
@@ -64,6 +66,14 @@ class RunWriter:
             self._failed(exc)
         else:
             self._created = True
+
+    async def _create(self, log: EventLog) -> None:
+        # Without meta, as before: an event log written before ``meta`` still works.
+        if self.meta:
+            await log.create(self.run_id, pipeline=self.pipeline, owner=self.owner,
+                             meta=self.meta)
+        else:
+            await log.create(self.run_id, pipeline=self.pipeline, owner=self.owner)
 
     def append_local(self, records: Sequence[EventRecord]) -> None:
         """Append to the local log only (see :meth:`tee` for the rest)."""
@@ -127,7 +137,7 @@ class RunWriter:
         try:
             if not self._created:
                 with contextlib.suppress(RunIdError):  # created before the connection broke
-                    await shared.create(self.run_id, pipeline=self.pipeline, owner=self.owner)
+                    await self._create(shared)
                 self._created = True
             if self._pending:
                 await shared.append(self.run_id, self._pending)
