@@ -123,11 +123,12 @@ def openai_settings(environ: Mapping[str, str] | None = None) -> dict[str, str |
 def openai_chat_pipeline(environ: Mapping[str, str] | None = None) -> AsyncPipeline:
     """The chat pipeline on an OpenAI-compatible server (``RUNSTREAM_EXAMPLE_MODEL=openai``).
 
-    429 and 5xx answers are retried twice, after the server's ``Retry-After``.
+    429 and 5xx answers are retried twice, after the server's ``Retry-After``. The earlier
+    turns of a chat (the ``messages`` parameter of the protocol endpoints) go before the prompt.
     """
     return AsyncPipeline(name="chat-openai", steps=[OpenAIChatTask(
         name="llm_response", returns=["full_text"], retry=Retry(max_attempts=3),
-        **openai_settings(environ))])
+        history_parameter="messages", **openai_settings(environ))])
 
 
 def openai_yaml_chat_pipeline(

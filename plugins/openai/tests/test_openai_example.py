@@ -74,3 +74,18 @@ def test_an_unknown_model_setting_is_refused(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("RUNSTREAM_EXAMPLE_MODEL", "gpt")
     with pytest.raises(ValueError, match=r"RUNSTREAM_EXAMPLE_MODEL\) must be one of mock, "):
         create_app(config=Config(run_log_store=ComponentConfig(type="memory")))
+
+
+def test_a_multi_turn_chat_reaches_the_real_model_whole(fake: Fake, openai_env: None) -> None:
+    # The protocol endpoints pass the earlier turns as the `messages` parameter; on the real
+    # model they go before the prompt (issue 14: history, not just the last message).
+    app = create_app(config=Config(run_log_store=ComponentConfig(type="memory")))
+    turns = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+             {"role": "user", "content": "And now?"}]
+    with serve(app) as base, httpx.Client(base_url=base, timeout=10) as client:
+        response = client.post("/v1/chat/completions",
+                               json={"model": "runstream-chat", "messages": turns,
+                                     "stream": False})
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "Hello, world!"
+    assert fake.app.requests[0].body["messages"] == turns

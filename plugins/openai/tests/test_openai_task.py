@@ -307,3 +307,24 @@ async def test_yaml_pipeline(fake: Fake, api_key: str, runtime: Runtime, tmp_pat
     sent = fake.app.requests[0].body
     assert sent["messages"][0] == {"role": "system", "content": "You are terse."}
     assert sent["temperature"] == 0 and sent["tools"][0]["function"]["name"] == "get_weather"
+
+
+async def test_history_parameter_puts_the_earlier_turns_before_the_prompt(
+        fake: Fake, api_key: str, runtime: Runtime) -> None:
+    # A chat front end sends the prompt and the turns before it apart (issue 14): both reach
+    # the model, in order; a run without the history sends the prompt alone.
+    earlier = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+    step = task(fake, history_parameter="messages", system="Be brief.")
+    assert step.reads_parameters() == {"prompt"}
+    await run(runtime, step, prompt="And now?", messages=earlier)
+    assert fake.app.requests[0].body["messages"] == [
+        {"role": "system", "content": "Be brief."}, *earlier,
+        {"role": "user", "content": "And now?"}]
+    await run(runtime, step, prompt="Alone")
+    assert fake.app.requests[1].body["messages"] == [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Alone"}]
+    _events, log = await run(runtime, step, prompt="x", messages="not a list")
+    assert log.status == "failed" and log.error is not None
+    assert "parameter 'messages' (the conversation before the prompt)" in log.error.message
+    with pytest.raises(ValueError, match="history_parameter goes with prompt_parameter"):
+        task(fake, history_parameter="h", messages_parameter="m")

@@ -30,8 +30,10 @@ class OpenAIChatTask(Task):
     llama.cpp's server, LiteLLM...), through the official ``openai`` SDK.
 
     The conversation is the list of chat messages in the parameter ``messages_parameter``, or,
-    when that is not set, one user message from the parameter ``prompt_parameter``; ``system``,
-    when set, goes first. The API key is read when the step runs from the environment variable
+    when that is not set, one user message from the parameter ``prompt_parameter``, after the
+    earlier messages in the parameter ``history_parameter`` if it is set and the run has it (a
+    chat front end sends the prompt and the turns before it apart); ``system``, when set, goes
+    first. The API key is read when the step runs from the environment variable
     named by ``api_key_env``; it is never written to events, run logs or error messages.
 
     Events, in order (docs/events.md)::
@@ -77,6 +79,10 @@ class OpenAIChatTask(Task):
         default=None, min_length=1,
         description="The parameter that holds the conversation, a list of chat messages "
                     "({'role': ..., 'content': ...}).")
+    history_parameter: str | None = Field(
+        default=None, min_length=1,
+        description="With `prompt_parameter`: the parameter that holds the conversation before "
+                    "the prompt (chat messages, put before it); a run without it has none.")
     system: str | None = Field(default=None, description="A system message put first.")
     temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling.")
     top_p: float | None = Field(default=None, ge=0, le=1, description="Nucleus sampling.")
@@ -107,6 +113,9 @@ class OpenAIChatTask(Task):
                     f"returns {unknown} are not outputs of openai-chat; it returns "
                     f"{', '.join(OUTPUTS)} (a single return under another name receives "
                     "full_text)")
+        if self.history_parameter is not None and self.messages_parameter is not None:
+            raise ValueError("history_parameter goes with prompt_parameter (the prompt after "
+                             "the history); with messages_parameter the conversation is whole")
         if self.tool_choice is not None and not self.tools:
             raise ValueError("tool_choice only applies with tools; set tools too")
         return self
@@ -114,6 +123,18 @@ class OpenAIChatTask(Task):
     def reads_parameters(self) -> frozenset[str]:
         """The messages parameter, or the prompt parameter."""
         return frozenset({self.messages_parameter or self.prompt_parameter})
+
+    def _history(self, ctx: TaskContext) -> list[dict[str, Any]]:
+        name = self.history_parameter
+        if name is None or name not in ctx.parameters:
+            return []
+        history = ctx.parameter(name)
+        if not (isinstance(history, list) and all(
+                isinstance(m, Mapping) and isinstance(m.get("role"), str) for m in history)):
+            raise TaskError(
+                f"step '{ctx.step}': parameter '{name}' (the conversation before the prompt) "
+                "must be a list of chat messages like {'role': 'user', 'content': 'Hello'}")
+        return [dict(m) for m in history]
 
     def _messages(self, ctx: TaskContext) -> list[dict[str, Any]]:
         head = [{"role": "system", "content": self.system}] if self.system is not None else []
@@ -123,7 +144,7 @@ class OpenAIChatTask(Task):
                 raise TaskError(
                     f"step '{ctx.step}': parameter '{self.prompt_parameter}' (the prompt) must "
                     f"be a string, got {type(prompt).__name__}")
-            return [*head, {"role": "user", "content": prompt}]
+            return [*head, *self._history(ctx), {"role": "user", "content": prompt}]
         messages = ctx.parameter(self.messages_parameter)
         if not (isinstance(messages, list) and messages and all(
                 isinstance(m, Mapping) and isinstance(m.get("role"), str) for m in messages)):
