@@ -18,6 +18,7 @@ from runstream import ComponentConfig, Config
 
 from examples.fastapi_llm import main
 from tests._mock_llm_plan import plan_answer
+from tests._npm import npm_installed
 from tests._server import serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,14 +39,7 @@ def react_build() -> Path:
     wanted = json.loads((APP_DIR / "package.json").read_text())
     pins = {**wanted["dependencies"], **wanted["devDependencies"]}
 
-    def installed() -> bool:
-        for name, version in pins.items():
-            found = APP_DIR / "node_modules" / name / "package.json"
-            if not found.exists() or json.loads(found.read_text())["version"] != version:
-                return False
-        return True
-
-    steps = [] if installed() else [
+    steps = [] if npm_installed(APP_DIR, pins) else [
         [npm, "install", "--no-audit", "--no-fund", "--no-package-lock", "--loglevel=error"]]
     for command in [*steps, [npm, "run", "build", "--silent"]]:
         done = subprocess.run(command, cwd=APP_DIR, capture_output=True, text=True,

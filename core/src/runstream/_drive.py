@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ._errors import RunIdError, public_error_message
@@ -84,6 +84,13 @@ async def stop_run(run: Run, task: asyncio.Task[Any], reason: str) -> None:
 async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> RunLog:
     """Run a pipeline to its end. Returns the run log; re-raises cancellation after recording
     it. Raises only for errors that happen before the run starts (duplicate run id, store)."""
+    return await with_claimed_id(run, lambda: _drive(run, steps, on_failure))
+
+
+async def with_claimed_id(run: Run, body: Callable[[], Awaitable[RunLog]]) -> RunLog:
+    """``body()`` with ``run``'s id claimed in its runtime, released after it; a runtime built
+    for this run alone is closed afterwards (also when the id cannot be claimed). How a run is
+    driven, here or on a remote executor (``_remote``)."""
     runtime = run.runtime
     try:
         runtime.claim_run_id(run.run_id)
@@ -94,7 +101,7 @@ async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> Run
             await runtime.aclose()
         raise
     try:
-        return await _drive(run, steps, on_failure)
+        return await body()
     finally:
         runtime.release_run_id(run.run_id)
         if run.owns_runtime:

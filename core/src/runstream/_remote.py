@@ -32,6 +32,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from ._drive import with_claimed_id
 from ._errors import EventLogError, RunIdError, RunstreamError
 from ._events import TERMINAL_EVENT_TYPES
 from ._executor import Submission
@@ -51,21 +52,7 @@ _STATUS = {"run.completed": "completed", "run.failed": "failed", "run.cancelled"
 async def drive_remote(run: Run, pipeline_ref: str) -> RunLog:
     """Submit ``run`` to the runtime's remote executor and follow it to its end (see the
     module). Raises only for errors before the run is queued (a taken id)."""
-    runtime = run.runtime
-    try:
-        runtime.claim_run_id(run.run_id)
-    except BaseException:
-        if run.channel is not None:
-            run.channel.close()
-        if run.owns_runtime:
-            await runtime.aclose()
-        raise
-    try:
-        return await _drive_remote(run, pipeline_ref)
-    finally:
-        runtime.release_run_id(run.run_id)
-        if run.owns_runtime:
-            await asyncio.shield(runtime.aclose())
+    return await with_claimed_id(run, lambda: _drive_remote(run, pipeline_ref))
 
 
 async def _drive_remote(run: Run, pipeline_ref: str) -> RunLog:

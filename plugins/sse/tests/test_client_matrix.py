@@ -31,6 +31,7 @@ from runstream import AsyncPipeline, ComponentConfig, Config, Runtime
 from runstream_async_python import AsyncPythonTask
 from runstream_sse import SSE
 
+from tests._npm import install_npm_packages
 from tests._server import serve
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -150,29 +151,7 @@ def base_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def node_clients() -> Path:
     """The npm clients, installed once into NPM_DIR (kept between runs; .gitignore'd)."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.fail("the client matrix needs Node 20 and npm (node and npm on PATH)")
-    NPM_DIR.mkdir(exist_ok=True)
-    manifest = {"name": "runstream-sse-clients", "private": True, "type": "module",
-                "dependencies": NPM_PACKAGES}
-    (NPM_DIR / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
-
-    def installed() -> bool:
-        for name, version in NPM_PACKAGES.items():
-            found = NPM_DIR / "node_modules" / name / "package.json"
-            if not found.exists() or json.loads(found.read_text())["version"] != version:
-                return False
-        return True
-
-    if not installed():
-        done = subprocess.run(
-            [npm, "install", "--prefix", str(NPM_DIR), "--no-audit", "--no-fund",
-             "--no-package-lock", "--loglevel=error"],
-            capture_output=True, text=True, timeout=300, check=False)
-        if done.returncode != 0 or not installed():
-            pytest.fail(f"npm could not install {NPM_PACKAGES} into {NPM_DIR} "
-                        f"(exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
+    install_npm_packages(NPM_DIR, "runstream-sse-clients", NPM_PACKAGES, "the client matrix")
     (NPM_DIR / "eventsource.mjs").write_text(NODE_EVENTSOURCE)
     (NPM_DIR / "parser.mjs").write_text(NODE_PARSER)
     return NPM_DIR

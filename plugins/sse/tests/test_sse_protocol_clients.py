@@ -14,7 +14,6 @@ versions that run on Node 20.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from tests._npm import install_npm_packages
 
 from ._protocol_runs import HOSTILE, failed_run, mock_run, retried_run, shapes_run
 
@@ -84,29 +85,8 @@ process.stdout.write(JSON.stringify({events, error, text}));
 @pytest.fixture(scope="session")
 def node_clients() -> Path:
     """The npm clients, installed once into NPM_DIR (kept between runs; .gitignore'd)."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.fail("the protocol clients need Node 20 and npm (node and npm on PATH)")
-    NPM_DIR.mkdir(exist_ok=True)
-    manifest = {"name": "runstream-protocol-clients", "private": True, "type": "module",
-                "dependencies": NPM_PACKAGES}
-    (NPM_DIR / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
-
-    def installed() -> bool:
-        for name, version in NPM_PACKAGES.items():
-            found = NPM_DIR / "node_modules" / name / "package.json"
-            if not found.exists() or json.loads(found.read_text())["version"] != version:
-                return False
-        return True
-
-    if not installed():
-        done = subprocess.run(
-            [npm, "install", "--prefix", str(NPM_DIR), "--no-audit", "--no-fund",
-             "--no-package-lock", "--loglevel=error"],
-            capture_output=True, text=True, timeout=300, check=False)
-        if done.returncode != 0 or not installed():
-            pytest.fail(f"npm could not install {NPM_PACKAGES} into {NPM_DIR} "
-                        f"(exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
+    install_npm_packages(NPM_DIR, "runstream-protocol-clients", NPM_PACKAGES,
+                         "the protocol clients")
     (NPM_DIR / "vercel.mjs").write_text(VERCEL)
     (NPM_DIR / "agui.mjs").write_text(AGUI)
     return NPM_DIR
