@@ -397,4 +397,7 @@ def test_redis_unreachable_at_start(tmp_path: Path, pg_server: PostgresServer) -
     message = str(failed.value)
     assert f"127.0.0.1:{url.rsplit(':', 1)[1]}" in message
     assert "hunter2secret" not in message
+    # One clear line (the StartupErrors middleware), not a traceback.
+    assert "Traceback" not in message
+    assert "EventLogError: event log: cannot connect" in message
     print(message[-600:])

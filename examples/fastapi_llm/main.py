@@ -35,7 +35,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from runstream import AsyncPipeline, Config, Runtime, load_pipeline, load_pipeline_ref
-from runstream_sse import SSE, SSEResponse, sse_openapi_response
+from runstream_sse import SSE, SSEResponse, StartupErrors, sse_openapi_response
 
 from examples.fastapi_llm.body_limit import BodyLimitMiddleware
 from examples.fastapi_llm.pipelines import (
@@ -189,6 +189,9 @@ def create_app(
     # A 422 even for NaN or 1e400 in the body (FastAPI's own handler cannot send those: 500).
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    # An unreachable Redis or PostgreSQL at start: uvicorn prints the error's one line (the
+    # URL, password masked), not a traceback, and exits.
+    app.add_middleware(StartupErrors)
     app.include_router(sse.router())
     add_protocol_routes(app, sse, {"python": python_pipeline, "yaml": yaml_pipeline},
                         max_prompt_chars=max_prompt_chars,

@@ -14,7 +14,7 @@ SSE = ROOT / "plugins" / "sse" / "src" / "runstream_sse"
 #: runstream-sse's layers, lowest first: a module imports only from layers below its own.
 LAYERS: list[list[str]] = [
     # Wire format, and helpers that know nothing else of runstream-sse.
-    ["_encoder", "_owners", "_signals", "_fastpath", "_binding"],
+    ["_encoder", "_owners", "_signals", "_fastpath", "_binding", "_startup"],
     # Protocol adapters: pure encoders of records into other protocols' frames.
     ["_protocols", "_proto_bodies"],
     ["_proto_vercel", "_proto_agui", "_proto_openai"],

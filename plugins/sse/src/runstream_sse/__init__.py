@@ -34,6 +34,7 @@ from ._protocols import ProtocolAdapter
 from ._response import SSEResponse
 from ._router import runs_router
 from ._sink import SSESink
+from ._startup import StartupErrors
 from ._stream import OnDisconnect, sse_response
 from ._wire import sse_openapi_response
 
@@ -52,6 +53,7 @@ __all__ = [
     "SSE",
     "SSEResponse",
     "SSESink",
+    "StartupErrors",
     "VercelAdapter",
     "completion_response",
     "make_adapter",
