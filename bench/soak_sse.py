@@ -438,6 +438,16 @@ def proc_sample(pid: int) -> tuple[float, float, int]:
             sum(x[2] for x in samples))
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine, every core (/proc/stat): the server,
+    the clients, redis-server, PostgreSQL and anything else."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / tick, sum(fields) / tick
+
+
 def _one_sample(pid: int) -> tuple[float, float, int]:
     rss = 0.0
     try:
@@ -582,6 +592,7 @@ def run_phase(server: Server, args: argparse.Namespace, workdir: Path, phase: st
     outs = []
     procs = []
     rss0, cpu0, fds0 = proc_sample(server.pid)
+    busy0, total0 = machine_busy()
     t0 = time.monotonic()
     for i, tasks in enumerate(per):
         out = workdir / f"client-{server.kind}-{phase}-{i}.json"
@@ -611,6 +622,7 @@ def run_phase(server: Server, args: argparse.Namespace, workdir: Path, phase: st
                 os.killpg(p.pid, signal.SIGKILL)
         p.wait(5)
     rss1, cpu1, fds1 = proc_sample(server.pid)
+    busy1, total1 = machine_busy()
     merged: dict[str, Any] = {"ttfe": [], "durations": [], "abandoned_ids": [], "failures": {},
                               "failure_examples": {}, "started": 0, "completed": 0,
                               "abandoned": 0, "events": 0, "client_cpu": 0.0}
@@ -648,6 +660,7 @@ def run_phase(server: Server, args: argparse.Namespace, workdir: Path, phase: st
         "server_cpu_s": round(cpu, 2), "server_cpu_pct_of_core": round(100 * cpu / wall, 1),
         "server_cpu_ms_per_stream": round(1000 * cpu / streams, 3) if streams else None,
         "client_cpu_pct_of_core": round(100 * merged["client_cpu"] / wall, 1),
+        "machine_busy_pct": round(100 * (busy1 - busy0) / max(total1 - total0, 1e-9), 1),
         "rss_mb": {"start": round(rss0, 1), "end": round(rss1, 1),
                    "max": round(max((s[1] for s in samples), default=rss1), 1),
                    **rss_verdict(samples, args.duration)},
@@ -850,6 +863,7 @@ def summary(report: dict[str, Any]) -> None:
          lambda r: f"{r['server_cpu_s']:.1f} ({r['server_cpu_pct_of_core']:.0f}%)")
     line("server CPU ms per stream", lambda r: r["server_cpu_ms_per_stream"])
     line("client CPU % of core 1", lambda r: r["client_cpu_pct_of_core"])
+    line("machine CPU busy % (all cores)", lambda r: r.get("machine_busy_pct", "-"))
     line("RSS MB at phase start / end",
          lambda r: f"{r['rss_mb']['start']:.0f} / {r['rss_mb']['end']:.0f}")
     line("RSS MB first window -> 2nd half",
