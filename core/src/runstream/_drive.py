@@ -111,7 +111,6 @@ async def with_claimed_id(run: Run, body: Callable[[], Awaitable[RunLog]]) -> Ru
 
 
 async def _drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> RunLog:
-    runtime = run.runtime
     log = run.log
     cancelled_at_start = False
     try:
@@ -124,17 +123,7 @@ async def _drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> Ru
         if run.channel is not None:
             run.channel.close()
         raise
-    for label, proto in runtime.sinks:
-        try:
-            sink = proto.for_run()
-        except Exception as exc:  # the run goes on without it, as with a sink that fails later
-            prefix = f"sink {label} failed and was dropped for this run"
-            log.warnings.append(f"{prefix}: {type(exc).__name__}: {public_error_message(exc)}")
-            logger.warning("run %s: %s: %s: %s", run.run_id, prefix, type(exc).__name__, exc)
-            continue
-        runner = SinkRunner(sink, label, log)
-        runner.start()
-        run.sink_runners.append(runner)
+    start_sinks(run)
 
     cancelled = False
     frame = run.top_frame()
@@ -172,6 +161,22 @@ async def _drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> Ru
     if cancelled:
         raise asyncio.CancelledError
     return log
+
+
+def start_sinks(run: Run) -> None:
+    """A runner per configured sink for ``run``, each feeding its own copy of the sink."""
+    log = run.log
+    for label, proto in run.runtime.sinks:
+        try:
+            sink = proto.for_run()
+        except Exception as exc:  # the run goes on without it, as with a sink that fails later
+            prefix = f"sink {label} failed and was dropped for this run"
+            log.warnings.append(f"{prefix}: {type(exc).__name__}: {public_error_message(exc)}")
+            logger.warning("run %s: %s: %s: %s", run.run_id, prefix, type(exc).__name__, exc)
+            continue
+        runner = SinkRunner(sink, label, log)
+        runner.start()
+        run.sink_runners.append(runner)
 
 
 def _refuse_unclaimed(run: Run) -> None:

@@ -12,7 +12,9 @@ With an executor that declares ``remote = True`` (runstream-taskiq), the process
    appending every record to the same event log;
 3. it reads the run's records from the event log into the run's channel, so ``RunHandle``,
    ``execute_streaming()`` and runstream-sse see a run like any other, with the seqs the worker
-   gave them;
+   gave them, and into this process's sinks (``stdout``, ``file``: the sinks of a remote run
+   read it through the event log; a sink that writes the log itself, ``sse``, finds the run
+   there already and leaves it alone);
 4. cancelling it (``handle.cancel()``, a client gone, closing the generator) sends a cancel
    signal through the event log, which the worker hears, and waits, at most
    ``limits.cancel_grace_period``, for the worker's ``run.cancelled``;
@@ -32,9 +34,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._drive import with_claimed_id
+from ._drive import start_sinks, with_claimed_id
 from ._errors import EventLogError, RunIdError, RunstreamError
-from ._events import TERMINAL_EVENT_TYPES
+from ._events import TERMINAL_EVENT_TYPES, Event
 from ._executor import Submission
 from ._runlog import ErrorInfo, RunLog, now
 
@@ -73,6 +75,9 @@ async def _drive_remote(run: Run, pipeline_ref: str) -> RunLog:
         if run.channel is not None:
             run.channel.close()
         raise
+    # This process's sinks (stdout, file, ...) follow the run through the event log, as every
+    # other reader does; the worker's own sinks see it where it runs.
+    start_sinks(run)
     submission = Submission(
         pipeline_ref=pipeline_ref, pipeline=log.pipeline, run_id=run.run_id,
         parameters=dict(run.parameters), owner=log.owner,
@@ -119,6 +124,10 @@ async def _follow(run: Run, cursor: list[int]) -> EventRecord | None:
                     wait = channel.push(record)
                     if wait is not None:
                         await wait
+                if run.sink_runners:
+                    event = Event.from_record(run.run_id, record)
+                    for runner in run.sink_runners:
+                        await runner.put(event)
                 if record[2] in TERMINAL_EVENT_TYPES:
                     return record
         return None
@@ -233,3 +242,5 @@ async def _finish(run: Run, terminal: EventRecord | None, error: ErrorInfo | Non
         await runtime.event_log.end(run.run_id, status)
     if run.channel is not None:
         run.channel.close()
+    for runner in run.sink_runners:
+        await runner.finish(status)

@@ -17,6 +17,7 @@ from runstream import (
     RunFailedError,
     Runtime,
 )
+from runstream.testing import CollectingSink
 from runstream_async_python import AsyncPythonTask
 
 from ._taskiq_cluster import Shared, start_worker, workers
@@ -72,6 +73,34 @@ async def test_a_run_streams_from_a_worker(shared: Shared, tmp_path: Path) -> No
             assert log.process.split(":")[1] != str(os.getpid())  # it ran in the worker
             result = await referenced().execute({"count": 2, "interval": 0}, config=runtime)
             assert result.status == "completed"
+
+
+async def test_this_processs_sinks_follow_a_remote_run_through_the_event_log(
+        shared: Shared, tmp_path: Path) -> None:
+    config = shared.config(tmp_path)
+    sink = CollectingSink()
+    with workers(shared, config, tmp_path, 1):
+        async with Runtime(config, sinks=[sink]) as runtime:
+            handle = referenced().stream({"count": 3, "interval": 0}, config=runtime,
+                                         run_id="followed")
+            streamed = [(e.seq, e.type, e.data) async for e in handle]
+            ends = [(e.seq, e.type, e.data) for e in sink.events_of("followed")]
+            # The worker's records, all of them and in order, in this process's sink too.
+            assert ends == streamed
+            assert [e[1] for e in ends] == ["run.started", "step.started", "step.event",
+                                            "step.event", "step.event", "step.completed",
+                                            "run.completed"]
+            assert [e[0] for e in ends] == list(range(1, 8))
+            assert sink.closed == [("followed", "completed")]
+
+            marker = tmp_path / "finally.txt"
+            handle = referenced().stream({"count": 100_000, "marker": str(marker)},
+                                         config=runtime, run_id="stopped")
+            async for event in handle:
+                if event.type == "step.event" and event.data["i"] == 1:
+                    await runtime.event_log.cancel("stopped", "stop button")
+            assert sink.events_of("stopped")[-1].type == "run.cancelled"
+            assert sink.closed[-1] == ("stopped", "cancelled")
 
 
 async def test_closing_the_generator_cancels_the_task_on_the_worker(
