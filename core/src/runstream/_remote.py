@@ -49,13 +49,13 @@ logger = logging.getLogger("runstream")
 _STATUS = {"run.completed": "completed", "run.failed": "failed", "run.cancelled": "cancelled"}
 
 
-async def drive_remote(run: Run, pipeline_ref: str) -> RunLog:
+async def drive_remote(run: Run, pipeline_ref: str, reruns: int = 0) -> RunLog:
     """Submit ``run`` to the runtime's remote executor and follow it to its end (see the
     module). Raises only for errors before the run is queued (a taken id)."""
-    return await with_claimed_id(run, lambda: _drive_remote(run, pipeline_ref))
+    return await with_claimed_id(run, lambda: _drive_remote(run, pipeline_ref, reruns))
 
 
-async def _drive_remote(run: Run, pipeline_ref: str) -> RunLog:
+async def _drive_remote(run: Run, pipeline_ref: str, reruns: int) -> RunLog:
     runtime = run.runtime
     log = run.log
     elog = runtime.event_log
@@ -76,7 +76,7 @@ async def _drive_remote(run: Run, pipeline_ref: str) -> RunLog:
     submission = Submission(
         pipeline_ref=pipeline_ref, pipeline=log.pipeline, run_id=run.run_id,
         parameters=dict(run.parameters), owner=log.owner,
-        secret_names=tuple(sorted(run.secrets.names)))
+        secret_names=tuple(sorted(run.secrets.names)), reruns=reruns)
     cursor = [0]
     # The reading is a task of its own that is never cancelled from outside while the run goes
     # on: a cancelled blocking read of a Redis client may be retried rather than stopped

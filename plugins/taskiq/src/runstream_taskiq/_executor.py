@@ -24,8 +24,8 @@ from runstream import (
 )
 from runstream_redis import mask_url
 from taskiq.kicker import AsyncKicker
-from taskiq_redis import ListQueueBroker
 
+from ._broker import QueueBroker
 from ._scripts import CLAIM, STATE, TASK_NAME
 
 __all__ = ["TaskiqExecutor"]
@@ -60,7 +60,7 @@ class TaskiqExecutor(LocalExecutor):
                                    description="Seconds to connect to Redis.")
 
     _redis: Redis | None = PrivateAttr(default=None)
-    _broker: ListQueueBroker | None = PrivateAttr(default=None)
+    _broker: QueueBroker | None = PrivateAttr(default=None)
     _started: bool = PrivateAttr(default=False)
 
     @field_validator("broker")
@@ -100,13 +100,13 @@ class TaskiqExecutor(LocalExecutor):
                                          socket_timeout=max(5.0, self.connect_timeout))
         return self._redis
 
-    def taskiq_broker(self) -> ListQueueBroker:
+    def taskiq_broker(self) -> QueueBroker:
         if self._broker is None:
             # No read timeout: a worker's BRPOP waits for work as long as it takes (redis-py 8
             # would otherwise cut it after 5 s, which kills taskiq's listener).
-            self._broker = ListQueueBroker(self.broker, queue_name=self.queue_name,
-                                           socket_connect_timeout=self.connect_timeout,
-                                           socket_timeout=None)
+            self._broker = QueueBroker(self.broker, queue_name=self.queue_name,
+                                       socket_connect_timeout=self.connect_timeout,
+                                       socket_timeout=None)
         return self._broker
 
     def key(self, name: str) -> str:
