@@ -17,9 +17,12 @@ from collections.abc import AsyncGenerator
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from taskiq.message import BrokerMessage
 from taskiq_redis import ListQueueBroker
 
-__all__ = ["QueueBroker", "message_run_id"]
+from ._scripts import SUBMIT
+
+__all__ = ["QueueBroker", "Refused", "message_run_id"]
 
 logger = logging.getLogger("runstream.taskiq")
 
@@ -33,11 +36,36 @@ def message_run_id(message: bytes | str) -> str | None:
     return run_id if isinstance(run_id, str) else None
 
 
+class Refused(Exception):
+    """``kick`` did not queue the message: no live worker (``workers`` 0) or a full queue."""
+
+    def __init__(self, workers: int, queued: int) -> None:
+        super().__init__(workers, queued)
+        self.workers = workers
+        self.queued = queued
+
+
 class QueueBroker(ListQueueBroker):
-    """``ListQueueBroker`` whose ``listen`` moves each message to ``taken_key`` (a worker's)."""
+    """``ListQueueBroker`` whose ``listen`` moves each message to ``taken_key`` (a worker's),
+    and whose ``kick`` checks the queue's admission (``admission``) in the same step."""
 
     #: The worker's list of taken, unfinished messages; None: listen as ``ListQueueBroker``.
     taken_key: str | None = None
+    #: The workers' heartbeat key and ``max_queued``: ``kick`` queues a message only if a
+    #: worker is alive and the queue is not full, else raises :class:`Refused`.
+    admission: tuple[str, int] | None = None
+
+    async def kick(self, message: BrokerMessage) -> None:
+        if self.admission is None:
+            await super().kick(message)
+            return
+        workers_key, max_queued = self.admission
+        queue = message.labels.get("queue_name") or self.queue_name
+        async with Redis(connection_pool=self.connection_pool) as redis:
+            verdict, queued = await redis.eval(
+                SUBMIT, 2, workers_key, queue, max_queued, message.message)
+        if int(verdict) != 0:
+            raise Refused(0 if int(verdict) == 1 else 1, int(queued))
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

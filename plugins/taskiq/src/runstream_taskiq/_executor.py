@@ -23,9 +23,10 @@ from runstream import (
     Submission,
 )
 from runstream_redis import mask_url
+from taskiq.exceptions import SendTaskError
 from taskiq.kicker import AsyncKicker
 
-from ._broker import QueueBroker
+from ._broker import QueueBroker, Refused
 from ._scripts import CLAIM, STATE, TASK_NAME
 
 __all__ = ["TaskiqExecutor"]
@@ -61,7 +62,7 @@ class TaskiqExecutor(LocalExecutor):
 
     _redis: Redis | None = PrivateAttr(default=None)
     _broker: QueueBroker | None = PrivateAttr(default=None)
-    _started: bool = PrivateAttr(default=False)
+    _kicker: AsyncKicker[[dict[str, Any]], None] | None = PrivateAttr(default=None)
 
     @field_validator("broker")
     @classmethod
@@ -124,26 +125,33 @@ class TaskiqExecutor(LocalExecutor):
                 STATE, 2, self.key("workers"), self.queue_name)
         except (RedisError, OSError) as exc:
             return str(self.unavailable(exc))
-        if int(workers) == 0:
+        return self._refusal(int(workers), int(queued))
+
+    def _refusal(self, workers: int, queued: int) -> str | None:
+        if workers == 0:
             return (f"no live worker for the taskiq executor (queue '{self.queue_name}' at "
                     f"{self.where}): start one with `runstream worker --config ...`")
-        if int(queued) >= self.max_queued:
+        if queued >= self.max_queued:
             return (f"the taskiq queue is full ({queued} runs waiting, max_queued "
                     f"{self.max_queued}); retry shortly")
         return None
 
     async def submit(self, submission: Submission) -> None:
-        refusal = await self.refusal()
-        if refusal is not None:
-            raise ExecutorUnavailableError(refusal)
+        # The admission (a live worker, room in the queue) is checked by the queueing itself
+        # (QueueBroker.kick): one round trip.
         broker = self.taskiq_broker()
         try:
-            if not self._started:
+            if self._kicker is None:
                 await broker.startup()
-                self._started = True
-            kicker: AsyncKicker[[dict[str, Any]], None] = AsyncKicker(
-                task_name=TASK_NAME, broker=broker, labels={})
-            await kicker.kiq(submission.to_json())
+                broker.admission = (self.key("workers"), self.max_queued)
+                self._kicker = AsyncKicker(task_name=TASK_NAME, broker=broker, labels={})
+            try:
+                await self._kicker.kiq(submission.to_json())
+            except SendTaskError as exc:  # taskiq wraps what the broker raised
+                raise exc.__cause__ or exc from None
+        except Refused as refused:
+            raise ExecutorUnavailableError(
+                self._refusal(refused.workers, refused.queued) or "refused") from None
         except (RedisError, OSError) as exc:
             raise self.unavailable(exc) from None
 
@@ -181,4 +189,4 @@ class TaskiqExecutor(LocalExecutor):
         if broker is not None:
             with contextlib.suppress(RedisError, OSError):
                 await broker.shutdown()
-            self._started = False
+            self._kicker = None

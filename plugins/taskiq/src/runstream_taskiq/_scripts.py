@@ -16,7 +16,8 @@ Times are the Redis server's (``TIME``), so machines' clocks do not matter. Keys
 
 from __future__ import annotations
 
-__all__ = ["CLAIM", "DONE", "REAP", "RELEASE", "RENEW", "START", "STATE", "TASK_NAME"]
+__all__ = ["CLAIM", "DONE", "REAP", "RELEASE", "RENEW", "START", "STATE", "SUBMIT",
+           "TASK_NAME"]
 
 #: The taskiq task every run is submitted as.
 TASK_NAME = "runstream.run"
@@ -130,6 +131,17 @@ for _, run_id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - 1, 'L
   claim(run_id)
 end
 return {lost, requeued}
+"""
+
+#: KEYS: workers, queue. ARGV: max_queued, the message. A web process queues a run if a worker
+#: is alive and the queue is not full, in one step: {0 (queued), 1 (no live worker) or 2
+#: (full), the messages waiting}.
+SUBMIT = _NOW + """
+if redis.call('ZCOUNT', KEYS[1], now, '+inf') == 0 then return {1, 0} end
+local queued = redis.call('LLEN', KEYS[2])
+if queued >= tonumber(ARGV[1]) then return {2, queued} end
+redis.call('LPUSH', KEYS[2], ARGV[2])
+return {0, queued + 1}
 """
 
 #: KEYS: workers, queue. Live workers and queued messages (dead workers stay listed until a
