@@ -80,6 +80,28 @@ def test_a_run_taken_and_lost_twice_before_starting_ends_worker_lost(
             second.stop()
 
 
+def test_a_worker_stopped_with_sigterm_puts_back_a_run_it_took_and_did_not_start(
+        shared: Shared, tmp_path: Path) -> None:
+    config = shared.config(tmp_path)
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    prompt = "Handed back"
+    held = start_worker(shared, config, tmp_path, hold=hold, grace_period=0.5)
+    try:
+        with example_cluster(tmp_path, config, 1) as (web,), \
+                httpx.Client(base_url=web.url, timeout=TIMEOUT) as client, \
+                client.stream("POST", "/chat", json={"prompt": prompt}) as response:
+            run_id = response.headers["x-run-id"]
+            wait_until((hold / f"{run_id}.taken").exists)
+            with workers(shared, config, tmp_path, 1):
+                assert held.stop() == 0  # SIGTERM: it goes, its taken message back on the queue
+                events = list(read_events(response))
+            assert events[-1].event == "run.completed"
+            assert messages(events) == plan_events(prompt)
+    finally:
+        held.stop()
+
+
 def test_a_pipeline_that_opts_in_is_rerun_when_its_worker_is_lost(
         shared: Shared, tmp_path: Path) -> None:
     config = shared.config(tmp_path)

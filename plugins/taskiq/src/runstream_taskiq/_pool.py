@@ -42,7 +42,7 @@ from runstream import EventLogError, RunstreamError, Submission, end_lost_run
 from taskiq.receiver import Receiver
 
 from ._broker import QueueBroker
-from ._scripts import DONE, REAP, RELEASE, RENEW, START, TASK_NAME
+from ._scripts import DONE, REAP, RELEASE, RENEW, REQUEUE, START, TASK_NAME
 
 __all__ = ["WorkerPool"]
 
@@ -101,6 +101,7 @@ class WorkerPool:
         ex = self.executor
         redis = ex.redis()
         attempt_key = ex.key(f"attempt:{run_id}")
+        started = False
         try:
             if self._hold:
                 await asyncio.to_thread(_write, Path(self._hold, f"{run_id}.taken"), run_id)
@@ -109,18 +110,31 @@ class WorkerPool:
             attempt = await redis.eval(START, 3, ex.key("leases"), ex.key("workers"),
                                        attempt_key, round(ex.lease * 1000), self.worker_id,
                                        run_id)
+            started = True
             self.running[run_id] = task
             if int(attempt) > 1:
                 submission = dataclasses.replace(submission, attempt=int(attempt))
             await self._run(submission)
         except RunstreamError as exc:
             logger.warning("run %s: %s", run_id, exc)
-        finally:
-            self.running.pop(run_id, None)
+        except (RedisError, OSError) as exc:
+            if started:
+                raise
+            # Not started: back on the queue for any worker (a cancelled start, at shutdown,
+            # is put back by RELEASE when the worker goes).
+            logger.warning("run %s: cannot take its lease (%s): back on the queue", run_id,
+                           type(exc).__name__)
             message = ex.taskiq_broker().taken.pop(run_id, b"")
             with contextlib.suppress(RedisError, OSError):
-                await redis.eval(DONE, 3, ex.key("leases"), self.taken_key, attempt_key,
+                await redis.eval(REQUEUE, 3, self.taken_key, ex.queue_name, ex.key("leases"),
                                  run_id, message)
+        finally:
+            self.running.pop(run_id, None)
+            if started:  # the acknowledgement: the run is over here
+                message = ex.taskiq_broker().taken.pop(run_id, b"")
+                with contextlib.suppress(RedisError, OSError):
+                    await redis.eval(DONE, 3, ex.key("leases"), self.taken_key, attempt_key,
+                                     run_id, message)
 
     async def _renew(self) -> None:
         ex = self.executor
@@ -191,8 +205,8 @@ class WorkerPool:
                     await leases
                 with contextlib.suppress(RedisError, OSError):
                     # Messages taken and not started go back on the queue; this worker goes.
-                    await ex.redis().eval(RELEASE, 3, ex.key("workers"), self.taken_key,
-                                          ex.queue_name, self.worker_id)
+                    await ex.redis().eval(RELEASE, 4, ex.key("workers"), self.taken_key,
+                                          ex.queue_name, ex.key("leases"), self.worker_id)
 
     async def _stop(self, finish: asyncio.Event, listening: asyncio.Task[None],
                     grace_period: float) -> None:

@@ -16,7 +16,7 @@ Times are the Redis server's (``TIME``), so machines' clocks do not matter. Keys
 
 from __future__ import annotations
 
-__all__ = ["CLAIM", "DONE", "REAP", "RELEASE", "RENEW", "START", "STATE", "SUBMIT",
+__all__ = ["CLAIM", "DONE", "REAP", "RELEASE", "RENEW", "REQUEUE", "START", "STATE", "SUBMIT",
            "TASK_NAME"]
 
 #: The taskiq task every run is submitted as.
@@ -67,13 +67,39 @@ redis.call('DEL', KEYS[3])
 return 1
 """
 
-#: KEYS: workers, taken:{worker}, queue. ARGV: worker id. A worker that stops cleanly puts the
-#: messages it took but did not start back on the queue, and goes.
-RELEASE = """
+#: Decodes a queued message's run id into ``run_id`` (nil if it is not a runstream run).
+_RUN_ID = """
+local function run_id_of(message)
+  local ok, decoded = pcall(cjson.decode, message)
+  local sub = ok and type(decoded) == 'table' and type(decoded.args) == 'table'
+              and decoded.args[1]
+  local run_id = type(sub) == 'table' and sub.run_id
+  if type(run_id) == 'string' then return run_id, sub end
+  return nil, nil
+end
+"""
+
+#: KEYS: workers, taken:{worker}, queue, leases. ARGV: worker id. A worker that stops cleanly
+#: puts the messages it took but did not start back on the queue (without a lease), and goes.
+RELEASE = _RUN_ID + """
 local n = 0
-while redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT') do n = n + 1 end
+while true do
+  local message = redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT')
+  if not message then break end
+  local run_id = run_id_of(message)
+  if run_id then redis.call('ZREM', KEYS[4], run_id) end
+  n = n + 1
+end
 redis.call('ZREM', KEYS[1], ARGV[1])
 return n
+"""
+
+#: KEYS: taken:{worker}, queue, leases. ARGV: run_id, the message. A run its worker could not
+#: start (its lease could not be taken): back on the queue, without a lease.
+REQUEUE = """
+redis.call('ZREM', KEYS[3], ARGV[1])
+if redis.call('LREM', KEYS[1], 1, ARGV[2]) > 0 then redis.call('RPUSH', KEYS[2], ARGV[2]) end
+return 1
 """
 
 #: KEYS: leases, workers, queue. ARGV: key prefix, claim_ms, attempt_ms. Run by every live
@@ -86,7 +112,7 @@ return n
 #: Then runs whose lease ran out without their worker's message (a fallback) are claimed lost.
 #: Returns {claimed lost run ids, run ids put back on the queue}; each claim is once, for one
 #: caller (``P lost:{run_id}``).
-REAP = _NOW + """
+REAP = _NOW + _RUN_ID + """
 local P = ARGV[1]
 local lost, requeued = {}, {}
 local function claim(run_id)
@@ -99,11 +125,8 @@ local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - 1, 'LIMIT', 0, 2
 for _, worker in ipairs(dead) do
   local taken = P .. 'taken:' .. worker
   for _, message in ipairs(redis.call('LRANGE', taken, 0, -1)) do
-    local ok, decoded = pcall(cjson.decode, message)
-    local sub = ok and type(decoded) == 'table' and type(decoded.args) == 'table'
-                and decoded.args[1]
-    local run_id = type(sub) == 'table' and sub.run_id
-    if type(run_id) == 'string' and redis.call('EXISTS', P .. 'lost:' .. run_id) == 0 then
+    local run_id, sub = run_id_of(message)
+    if run_id and redis.call('EXISTS', P .. 'lost:' .. run_id) == 0 then
       local attempt_key = P .. 'attempt:' .. run_id
       local attempt = tonumber(redis.call('GET', attempt_key) or '1')
       if not redis.call('ZSCORE', KEYS[1], run_id) then
