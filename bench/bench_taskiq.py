@@ -204,6 +204,10 @@ def main() -> None:
                               "p99_first_event_ms": pct(firsts, .99) * 1000}
                 row(f"soak {name}: streams/s, p99 first event",
                     f"{done / elapsed:.1f}/s, {pct(firsts, .99) * 1000:.0f} ms")
+            multi, single = soak["2 web + 2 workers"], soak["1 process, local"]
+            row("soak 2+2 / single process: streams/s, p99 first event",
+                f"{multi['streams_per_s'] / single['streams_per_s']:.2f}x, "
+                f"{multi['p99_first_event_ms'] / single['p99_first_event_ms']:.2f}x")
             results.update(soak=soak)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))

@@ -22,6 +22,7 @@ EventType = Literal[
     "run.failed",
     "run.cancelled",
     "run.warning",
+    "run.restarted",
 ]
 
 EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)

@@ -40,6 +40,13 @@ class Submission:
     #: Parameters whose values are secret (masked in every record, as in the submitting
     #: process).
     secret_names: tuple[str, ...] = ()
+    #: How many times the run may be run again from the start if its worker is lost (the
+    #: pipeline's ``rerun_on_worker_loss``).
+    reruns: int = 0
+    #: Which attempt this is: 1, or more when a lost worker's run was put back on the queue
+    #: (the executor sets it; :func:`runstream.run_submission` then continues the run's
+    #: stream after the last event sent).
+    attempt: int = 1
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -141,16 +141,28 @@ class AsyncPipeline:
     ``on_failure`` runs when a step fails, with the parameters as they were; its events stream
     like any step's. The run still ends ``failed``: the handler cleans up or reports, it does
     not turn a failure into a success.
+
+    ``rerun_on_worker_loss`` (remote executors): how many times a run whose worker was lost
+    (killed mid-run) is run again from the start on another worker, its stream going on after a
+    ``run.warning`` that says so (docs/taskiq.md); 0, the default: it ends ``failed``
+    (``WorkerLost``). Only for a pipeline that can safely run twice.
     """
 
     def __init__(self, name: str, steps: Sequence[Step], on_failure: Task | None = None,
-                 description: str = "", *, ref: str | None = None) -> None:
+                 description: str = "", *, ref: str | None = None,
+                 rerun_on_worker_loss: int = 0) -> None:
         if not isinstance(name, str) or not name.strip():
             raise PipelineDefinitionError("a pipeline needs a non-empty name")
         if isinstance(steps, (Task, Node)) or not isinstance(steps, Sequence) or not steps:
             raise PipelineDefinitionError(
                 f"pipeline '{name}': steps must be a non-empty list of tasks")
         check_steps(steps, on_failure, f"pipeline '{name}'", "")
+        if (not isinstance(rerun_on_worker_loss, int) or isinstance(rerun_on_worker_loss, bool)
+                or not 0 <= rerun_on_worker_loss <= 10):
+            raise PipelineDefinitionError(
+                f"pipeline '{name}': rerun_on_worker_loss must be an integer from 0 to 10, got "
+                f"{rerun_on_worker_loss!r}")
+        self.rerun_on_worker_loss = rerun_on_worker_loss
         self.name = name
         self.steps: tuple[Step, ...] = tuple(steps)
         self.on_failure = on_failure
@@ -173,7 +185,7 @@ class AsyncPipeline:
                 "runstream.load_pipeline_ref('package.module:function') (a module-level function "
                 "returning it) or runstream.load_pipeline('pipeline.yaml'); a pipeline built in a "
                 "closure, a lambda or a local scope cannot reach a worker")
-        return drive_remote(run, self.ref)
+        return drive_remote(run, self.ref, self.rerun_on_worker_loss)
 
     def __repr__(self) -> str:
         return f"AsyncPipeline(name={self.name!r}, steps={[s.name for s in self.steps]!r})"
@@ -303,8 +315,10 @@ class Pipeline:
     """
 
     def __init__(self, name: str, steps: Sequence[Step], on_failure: Task | None = None,
-                 description: str = "", *, ref: str | None = None) -> None:
-        self._pipeline = AsyncPipeline(name, steps, on_failure, description, ref=ref)
+                 description: str = "", *, ref: str | None = None,
+                 rerun_on_worker_loss: int = 0) -> None:
+        self._pipeline = AsyncPipeline(name, steps, on_failure, description, ref=ref,
+                                       rerun_on_worker_loss=rerun_on_worker_loss)
 
     @property
     def name(self) -> str:

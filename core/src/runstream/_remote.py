@@ -6,7 +6,7 @@ With an executor that declares ``remote = True`` (runstream-taskiq), the process
 
 1. it records the run ``queued`` in the run log store (exclusive: a taken id is a
    :class:`RunIdError`) and creates it in the shared event log (runstream-sse has created it
-   already when it streams the run: that one is taken over);
+   already when it streams the run: that one is taken over), both at once for a fresh id;
 2. it hands a :class:`Submission` (the pipeline by reference, the parameters, the owner) to
    :meth:`Executor.submit`; a worker takes it and runs it with :func:`runstream.run_submission`,
    appending every record to the same event log;
@@ -51,26 +51,34 @@ logger = logging.getLogger("runstream")
 _STATUS = {"run.completed": "completed", "run.failed": "failed", "run.cancelled": "cancelled"}
 
 
-async def drive_remote(run: Run, pipeline_ref: str) -> RunLog:
+async def drive_remote(run: Run, pipeline_ref: str, reruns: int = 0) -> RunLog:
     """Submit ``run`` to the runtime's remote executor and follow it to its end (see the
     module). Raises only for errors before the run is queued (a taken id)."""
-    return await with_claimed_id(run, lambda: _drive_remote(run, pipeline_ref))
+    return await with_claimed_id(run, lambda: _drive_remote(run, pipeline_ref, reruns))
 
 
-async def _drive_remote(run: Run, pipeline_ref: str) -> RunLog:
+async def _drive_remote(run: Run, pipeline_ref: str, reruns: int) -> RunLog:
     runtime = run.runtime
     log = run.log
     elog = runtime.event_log
     log.status = "queued"
     try:
-        await runtime.store.create(log)
-        try:
-            await elog.create(run.run_id, pipeline=log.pipeline, owner=log.owner)
-        except RunIdError:
-            # runstream-sse opens the run in the log before it starts it: take that one over.
-            info = await elog.get_run(run.run_id)
-            if info is None or info.ended or info.last_seq or info.owner != log.owner:
-                raise
+        if run.id_given:
+            # A given id may be taken in the store: the event log is not touched then.
+            await runtime.store.create(log)
+            await _open_in_log(run)
+        else:
+            # A fresh id: its two records are written at once (the worker needs both, and
+            # hears of the run only after them): one round trip less before the first event.
+            stored, opened = await asyncio.gather(
+                runtime.store.create(log), _open_in_log(run), return_exceptions=True)
+            if isinstance(stored, BaseException):
+                if opened is None:  # the store failed: the run is not in the log either
+                    with contextlib.suppress(RunstreamError):
+                        await elog.end(run.run_id, "failed")
+                raise stored
+            if isinstance(opened, BaseException):
+                raise opened
     except BaseException:
         if run.channel is not None:
             run.channel.close()
@@ -81,7 +89,7 @@ async def _drive_remote(run: Run, pipeline_ref: str) -> RunLog:
     submission = Submission(
         pipeline_ref=pipeline_ref, pipeline=log.pipeline, run_id=run.run_id,
         parameters=dict(run.parameters), owner=log.owner,
-        secret_names=tuple(sorted(run.secrets.names)))
+        secret_names=tuple(sorted(run.secrets.names)), reruns=reruns)
     cursor = [0]
     # The reading is a task of its own that is never cancelled from outside while the run goes
     # on: a cancelled blocking read of a Redis client may be retried rather than stopped
@@ -105,6 +113,19 @@ async def _drive_remote(run: Run, pipeline_ref: str) -> RunLog:
         return run.log
     await _finish(run, terminal)
     return run.log
+
+
+async def _open_in_log(run: Run) -> None:
+    """Create the run in the event log; runstream-sse creates it before it starts the run:
+    that one is taken over."""
+    log = run.log
+    elog = run.runtime.event_log
+    try:
+        await elog.create(run.run_id, pipeline=log.pipeline, owner=log.owner)
+    except RunIdError:
+        info = await elog.get_run(run.run_id)
+        if info is None or info.ended or info.last_seq or info.owner != log.owner:
+            raise
 
 
 async def _follow(run: Run, cursor: list[int]) -> EventRecord | None:

@@ -12,13 +12,17 @@ in this process), and:
 - a cancel signal for it (heard through the event log, or already asked before it started)
   cancels it; its tasks' ``finally`` blocks run as in any cancelled run;
 - if the event log refuses a batch (unreachable, or the run was ended elsewhere because this
-  worker was taken for lost), the run is cancelled: nobody could read it.
+  worker was taken for lost), the run is cancelled: nobody could read it;
+- a later attempt (``submission.attempt > 1``: its pipeline opts into re-running a run whose
+  worker was lost) runs from the start, after a ``run.restarted`` record; its records
+  continue the run's seqs after the last one sent, so every reader's stream goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from ._channel import Channel
@@ -72,6 +76,15 @@ async def run_submission(submission: Submission, runtime: Runtime) -> RunLog:
         if asked is not None:  # cancelled while it waited in the queue
             return await _refuse(runtime, submission, ErrorInfo(type="Cancelled", message=asked),
                                  "cancelled")
+    restart: tuple[int, str] | None = None
+    if submission.attempt > 1:
+        try:
+            restart = await _restart(runtime, submission)
+        except RunstreamError as exc:
+            return await _refuse(runtime, submission, ErrorInfo(
+                type="WorkerLost", message=f"the run could not be started again: {exc}"))
+        if restart is None:  # it ended meanwhile
+            return RunLog(run_id=submission.run_id, pipeline=submission.pipeline)
     names = set(submission.secret_names)
     params: dict[str, Any] = {k: Secret(v) if k in names else v
                               for k, v in submission.parameters.items()}
@@ -79,6 +92,9 @@ async def run_submission(submission: Submission, runtime: Runtime) -> RunLog:
     run = pipeline._prepare(params, submission.run_id, runtime, None, channel, False,
                             submission.owner)
     run.claim_queued = True
+    if restart is not None:
+        run.seq, warning = restart
+        run.log.warnings.append(warning)
     task = asyncio.get_running_loop().create_task(
         drive(run, pipeline.steps, pipeline.on_failure), name=f"runstream-run-{run.run_id}")
     runtime.loop_watch.track(task)
@@ -122,6 +138,30 @@ async def _pump(handle: RunHandle, runtime: Runtime) -> None:
         logger.warning("run %s: not started: %s", handle.run_id, exc)
     finally:
         await batches.aclose()
+
+
+async def _restart(runtime: Runtime, submission: Submission) -> tuple[int, str] | None:
+    """Prepare attempt ``submission.attempt`` of a run whose previous worker was lost: its
+    record in the store ``queued`` again (for this worker to claim), a ``run.restarted`` record
+    after the last one sent. Returns the seq this attempt's records go after, and the warning;
+    None if the run has ended meanwhile (cancelled, or ended by another process)."""
+    run_id = submission.run_id
+    elog = runtime.event_log
+    info = await elog.get_run(run_id)
+    if info is None or info.ended:
+        return None
+    stored = await runtime.store.get(run_id)
+    if stored.status in ("running", "abandoned"):
+        previous = stored.status
+        stored.status = "queued"
+        await runtime.store.save_if(stored, status=previous)
+    warning = (f"attempt {submission.attempt} of {submission.reruns + 1}: the worker running "
+               "the run was lost; it runs again from the start, after the events already sent")
+    seq = info.last_seq + 1
+    data = {"attempt": submission.attempt, "attempts": submission.reruns + 1,
+            "message": warning}
+    await elog.append(run_id, [(seq, time.time(), "run.restarted", None, data)])
+    return seq, warning
 
 
 async def _refuse(runtime: Runtime, submission: Submission, error: ErrorInfo,

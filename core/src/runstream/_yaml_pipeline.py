@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = ["load_pipeline", "pipeline_from_dict"]
 
-_PIPELINE_KEYS = ("description", "name", "on_failure", "steps")
+_PIPELINE_KEYS = ("description", "name", "on_failure", "rerun_on_worker_loss", "steps")
 
 #: Composite step types and the keys each accepts (besides ``name`` and ``type``).
 _NODE_KEYS: dict[str, tuple[str, ...]] = {
@@ -208,8 +208,10 @@ def pipeline_from_dict(data: Any, runtime: Runtime, source: str = "<pipeline>"
     handler = None if on_failure is None else _task_from(on_failure, f"{source}: on_failure",
                                                         runtime)
     description = data.get("description") or ""
+    reruns = data.get("rerun_on_worker_loss", 0)
     try:
-        return AsyncPipeline(name, tasks, on_failure=handler, description=str(description))
+        return AsyncPipeline(name, tasks, on_failure=handler, description=str(description),
+                             rerun_on_worker_loss=reruns)
     except PipelineDefinitionError as exc:
         raise PipelineDefinitionError(f"{source}: {exc}") from None
 

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +60,17 @@ limits:
 {extra}""", encoding="utf-8")
         return path
 
+    def holder_pid(self, run_id: str) -> int | None:
+        """The pid of the worker that has taken ``run_id``'s message (its ``taken`` list)."""
+        client = redis.Redis.from_url(self.broker)
+        try:
+            for key in client.scan_iter(f"tq-{self.tag}:taken:*"):
+                if any(run_id.encode() in m for m in client.lrange(key, 0, -1)):  # type: ignore[union-attr]
+                    return int(key.decode().split(":")[-2])
+            return None
+        finally:
+            client.close()
+
     def live_workers(self) -> int:
         client = redis.Redis.from_url(self.broker)
         try:
@@ -102,16 +113,27 @@ class Worker:
         return self.log.read_text(errors="replace")
 
 
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)  # polling what another process writes, with a deadline
+
+
 def start_worker(shared: Shared, config: Path, cwd: Path, *, concurrency: int = 50,
-                 grace_period: float = 5.0, delay_scale: float = 0.0) -> Worker:
-    """``runstream worker`` on ``config``; returns once its heartbeat is in Redis."""
+                 grace_period: float = 5.0, delay_scale: float = 0.0,
+                 hold: Path | None = None) -> Worker:
+    """``runstream worker`` on ``config``; returns once its heartbeat is in Redis. ``hold``:
+    the worker writes ``{run_id}.taken`` there for each message it takes, and then waits
+    forever instead of starting the run."""
+    extra = {"RUNSTREAM_TASKIQ_TEST_HOLD": str(hold)} if hold is not None else {}
     before = shared.live_workers()
     log = cwd / f"worker-{time.monotonic_ns()}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [RUNSTREAM, "worker", "--config", str(config), "--concurrency", str(concurrency),
              "--grace-period", str(grace_period)],
-            cwd=cwd, env=child_env(RUNSTREAM_EXAMPLE_DELAY_SCALE=str(delay_scale)),
+            cwd=cwd, env=child_env(RUNSTREAM_EXAMPLE_DELAY_SCALE=str(delay_scale), **extra),
             stdout=out, stderr=subprocess.STDOUT)
     worker = Worker(proc, log)
     deadline = time.monotonic() + 30

@@ -17,6 +17,7 @@ from runstream_sse import SSE
 runtime = Runtime()
 sse = SSE(runtime)
 pipeline = load_pipeline_ref("taskiq_pipelines:slow_pipeline", runtime)
+rerun = load_pipeline_ref("taskiq_pipelines:rerun_pipeline", runtime)
 
 
 @asynccontextmanager
@@ -37,3 +38,8 @@ async def root() -> dict[str, Any]:
 @app.post("/slow")
 async def slow(marker: str) -> Response:
     return sse.response(pipeline, parameters={"count": 100_000, "marker": marker})
+
+
+@app.post("/rerun")
+async def rerun_slow(count: int) -> Response:
+    return sse.response(rerun, parameters={"count": count}, lifecycle=True)

@@ -25,3 +25,9 @@ async def _slow(count: int = 1000, marker: str = "", interval: float = 0.02
 
 def slow_pipeline() -> AsyncPipeline:
     return AsyncPipeline("slow", [AsyncPythonTask(name="ticks", function=_slow)])
+
+
+def rerun_pipeline() -> AsyncPipeline:
+    """``slow``, run again from the start (once) if its worker is lost."""
+    return AsyncPipeline("slow-rerun", [AsyncPythonTask(name="ticks", function=_slow)],
+                         rerun_on_worker_loss=1)

@@ -201,7 +201,7 @@ class ProtocolAdapter:
             out.extend(self.step_retrying(seq, name, data))
         elif type_ == "step.failed":
             out.extend(self.step_failed(seq, name, data))
-        elif type_ == "run.warning":
+        elif type_ in ("run.warning", "run.restarted"):
             out.extend(self.warning(seq, data))
         elif type_ in TERMINAL_EVENT_TYPES:
             self._finished = True

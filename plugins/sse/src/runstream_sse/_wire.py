@@ -36,8 +36,9 @@ _RUN_ID = re.compile(RUN_ID_PATTERN)
 
 
 def is_default(type_: str) -> bool:
-    """Whether a stream without ``lifecycle`` sends events of this type."""
-    return type_ == "step.event" or type_ in TERMINAL_EVENT_TYPES
+    """Whether a stream without ``lifecycle`` sends events of this type (``run.restarted``:
+    the client must know that the events after it start the run over)."""
+    return type_ in ("step.event", "run.restarted") or type_ in TERMINAL_EVENT_TYPES
 
 
 def frame_event(event: Event) -> str:

@@ -23,9 +23,10 @@ from runstream import (
     Submission,
 )
 from runstream_redis import mask_url
+from taskiq.exceptions import SendTaskError
 from taskiq.kicker import AsyncKicker
-from taskiq_redis import ListQueueBroker
 
+from ._broker import QueueBroker, Refused
 from ._scripts import CLAIM, STATE, TASK_NAME
 
 __all__ = ["TaskiqExecutor"]
@@ -60,8 +61,8 @@ class TaskiqExecutor(LocalExecutor):
                                    description="Seconds to connect to Redis.")
 
     _redis: Redis | None = PrivateAttr(default=None)
-    _broker: ListQueueBroker | None = PrivateAttr(default=None)
-    _started: bool = PrivateAttr(default=False)
+    _broker: QueueBroker | None = PrivateAttr(default=None)
+    _kicker: AsyncKicker[[dict[str, Any]], None] | None = PrivateAttr(default=None)
 
     @field_validator("broker")
     @classmethod
@@ -100,13 +101,13 @@ class TaskiqExecutor(LocalExecutor):
                                          socket_timeout=max(5.0, self.connect_timeout))
         return self._redis
 
-    def taskiq_broker(self) -> ListQueueBroker:
+    def taskiq_broker(self) -> QueueBroker:
         if self._broker is None:
             # No read timeout: a worker's BRPOP waits for work as long as it takes (redis-py 8
             # would otherwise cut it after 5 s, which kills taskiq's listener).
-            self._broker = ListQueueBroker(self.broker, queue_name=self.queue_name,
-                                           socket_connect_timeout=self.connect_timeout,
-                                           socket_timeout=None)
+            self._broker = QueueBroker(self.broker, queue_name=self.queue_name,
+                                       socket_connect_timeout=self.connect_timeout,
+                                       socket_timeout=None)
         return self._broker
 
     def key(self, name: str) -> str:
@@ -124,26 +125,33 @@ class TaskiqExecutor(LocalExecutor):
                 STATE, 2, self.key("workers"), self.queue_name)
         except (RedisError, OSError) as exc:
             return str(self.unavailable(exc))
-        if int(workers) == 0:
+        return self._refusal(int(workers), int(queued))
+
+    def _refusal(self, workers: int, queued: int) -> str | None:
+        if workers == 0:
             return (f"no live worker for the taskiq executor (queue '{self.queue_name}' at "
                     f"{self.where}): start one with `runstream worker --config ...`")
-        if int(queued) >= self.max_queued:
+        if queued >= self.max_queued:
             return (f"the taskiq queue is full ({queued} runs waiting, max_queued "
                     f"{self.max_queued}); retry shortly")
         return None
 
     async def submit(self, submission: Submission) -> None:
-        refusal = await self.refusal()
-        if refusal is not None:
-            raise ExecutorUnavailableError(refusal)
+        # The admission (a live worker, room in the queue) is checked by the queueing itself
+        # (QueueBroker.kick): one round trip.
         broker = self.taskiq_broker()
         try:
-            if not self._started:
+            if self._kicker is None:
                 await broker.startup()
-                self._started = True
-            kicker: AsyncKicker[[dict[str, Any]], None] = AsyncKicker(
-                task_name=TASK_NAME, broker=broker, labels={})
-            await kicker.kiq(submission.to_json())
+                broker.admission = (self.key("workers"), self.max_queued)
+                self._kicker = AsyncKicker(task_name=TASK_NAME, broker=broker, labels={})
+            try:
+                await self._kicker.kiq(submission.to_json())
+            except SendTaskError as exc:  # taskiq wraps what the broker raised
+                raise exc.__cause__ or exc from None
+        except Refused as refused:
+            raise ExecutorUnavailableError(
+                self._refusal(refused.workers, refused.queued) or "refused") from None
         except (RedisError, OSError) as exc:
             raise self.unavailable(exc) from None
 
@@ -181,4 +189,4 @@ class TaskiqExecutor(LocalExecutor):
         if broker is not None:
             with contextlib.suppress(RedisError, OSError):
                 await broker.shutdown()
-            self._started = False
+            self._kicker = None

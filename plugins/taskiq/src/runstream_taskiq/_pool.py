@@ -8,33 +8,57 @@
   runs' leases run out, and whoever checks first (the web process that follows the run, or any
   other worker's reaper, in the same renewal task) claims each lost run once and ends it
   ``failed`` with ``WorkerLost`` (:func:`runstream.end_lost_run`).
+- A message is taken from the queue into this worker's ``taken`` list (``_broker``) and leaves
+  it when its run ends here. The reaper of every worker goes through the lists of dead workers:
+  a run taken but not started goes back on the queue (once), a started run whose pipeline opts
+  into re-running (``rerun_on_worker_loss``) goes back with its next attempt number, the rest
+  end ``WorkerLost`` (``REAP`` in ``_scripts``).
 - On SIGTERM (the task serving is cancelled) it takes no new run, lets those in flight finish
   for ``grace_period`` seconds, then cancels the rest through the event log, so their clients
-  get ``run.cancelled`` like for any cancel.
+  get ``run.cancelled`` like for any cancel; messages it took but did not start go back on the
+  queue.
+
+``RUNSTREAM_TASKIQ_TEST_HOLD`` (tests only): a directory where the worker, having taken a
+message, writes ``{run_id}.taken`` and then waits forever instead of starting the run (a test
+kills it there).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from runstream import EventLogError, RunstreamError, Submission, end_lost_run
 from taskiq.receiver import Receiver
-from taskiq_redis import ListQueueBroker
 
-from ._scripts import REAP, RENEW, TASK_NAME
+from ._broker import QueueBroker
+from ._scripts import DONE, REAP, RELEASE, RENEW, REQUEUE, START, TASK_NAME
 
 __all__ = ["WorkerPool"]
 
 logger = logging.getLogger("runstream.taskiq")
+
+
+#: How long a re-queued run's attempt number is kept (ms): longer than any run waits queued.
+_ATTEMPT_MS = 7 * 24 * 3600 * 1000
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 class Queue(Protocol):
@@ -42,13 +66,14 @@ class Queue(Protocol):
 
     lease: float
     key_prefix: str
+    queue_name: str
 
     @property
     def where(self) -> str: ...
 
     def redis(self) -> Redis: ...
 
-    def taskiq_broker(self) -> ListQueueBroker: ...
+    def taskiq_broker(self) -> QueueBroker: ...
 
     def key(self, name: str) -> str: ...
 
@@ -61,25 +86,55 @@ class WorkerPool:
         self.runtime = runtime
         self._run = run
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.taken_key = executor.key(f"taken:{self.worker_id}")
         #: The runs in flight here: run id -> the task running it.
         self.running: dict[str, asyncio.Task[Any]] = {}
+        self._hold = os.environ.get("RUNSTREAM_TASKIQ_TEST_HOLD")
 
     async def handle(self, data: dict[str, Any]) -> None:
-        """The ``runstream.run`` task: run one submission here, holding its lease."""
+        """The ``runstream.run`` task: run one submission here, holding its lease; its
+        message is acknowledged (leaves the ``taken`` list) when it ends."""
         submission = Submission.from_json(data)
         run_id = submission.run_id
         task = asyncio.current_task()
         assert task is not None
-        self.running[run_id] = task
+        ex = self.executor
+        redis = ex.redis()
+        attempt_key = ex.key(f"attempt:{run_id}")
+        started = False
         try:
-            await self._renew()  # the lease is held before the first record is written
+            if self._hold:
+                await asyncio.to_thread(_write, Path(self._hold, f"{run_id}.taken"), run_id)
+                await asyncio.Event().wait()  # until the test kills this process
+            # The lease is held before the first record is written.
+            attempt = await redis.eval(START, 3, ex.key("leases"), ex.key("workers"),
+                                       attempt_key, round(ex.lease * 1000), self.worker_id,
+                                       run_id)
+            started = True
+            self.running[run_id] = task
+            if int(attempt) > 1:
+                submission = dataclasses.replace(submission, attempt=int(attempt))
             await self._run(submission)
         except RunstreamError as exc:
             logger.warning("run %s: %s", run_id, exc)
+        except (RedisError, OSError) as exc:
+            if started:
+                raise
+            # Not started: back on the queue for any worker (a cancelled start, at shutdown,
+            # is put back by RELEASE when the worker goes).
+            logger.warning("run %s: cannot take its lease (%s): back on the queue", run_id,
+                           type(exc).__name__)
+            message = ex.taskiq_broker().taken.pop(run_id, b"")
+            with contextlib.suppress(RedisError, OSError):
+                await redis.eval(REQUEUE, 3, self.taken_key, ex.queue_name, ex.key("leases"),
+                                 run_id, message)
         finally:
             self.running.pop(run_id, None)
-            with contextlib.suppress(RedisError, OSError):
-                await self.executor.redis().zrem(self.executor.key("leases"), run_id)
+            if started:  # the acknowledgement: the run is over here
+                message = ex.taskiq_broker().taken.pop(run_id, b"")
+                with contextlib.suppress(RedisError, OSError):
+                    await redis.eval(DONE, 3, ex.key("leases"), self.taken_key, attempt_key,
+                                     run_id, message)
 
     async def _renew(self) -> None:
         ex = self.executor
@@ -93,8 +148,9 @@ class WorkerPool:
         while True:
             try:
                 await self._renew()
-                claimed = await ex.redis().eval(REAP, 1, ex.key("leases"), ex.key_prefix,
-                                                round(ex.lease * 1000 * 10))
+                claimed, requeued = await ex.redis().eval(
+                    REAP, 3, ex.key("leases"), ex.key("workers"), ex.queue_name, ex.key_prefix,
+                    round(ex.lease * 1000 * 10), _ATTEMPT_MS)
             except (RedisError, OSError) as exc:
                 if not failing:
                     logger.warning("cannot renew the run leases at %s (%s): runs here are taken "
@@ -103,13 +159,15 @@ class WorkerPool:
                 failing = True
             else:
                 failing = False
+                for raw in requeued:
+                    logger.warning("run %s: the worker that had it is lost; it is back on the "
+                                   "queue", _text(raw))
                 for raw in claimed:
-                    run_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-                    await self._end_lost(run_id)
+                    await self._end_lost(_text(raw))
             await asyncio.sleep(ex.lease / 3)  # a timer: the lease's renewal period
 
     async def _end_lost(self, run_id: str) -> None:
-        reason = (f"the worker running the run stopped renewing its lease "
+        reason = (f"the worker that had the run stopped renewing its lease "
                   f"({self.executor.lease:g} s): it was killed or cut off")
         logger.warning("run %s: its worker is lost; ending it (WorkerLost)", run_id)
         try:
@@ -124,6 +182,7 @@ class WorkerPool:
             await self.handle(data)
 
         broker.register_task(run_task, task_name=TASK_NAME)
+        broker.taken_key = self.taken_key
         broker.is_worker_process = True
         await broker.startup()
         finish = asyncio.Event()
@@ -145,7 +204,9 @@ class WorkerPool:
                 with contextlib.suppress(asyncio.CancelledError):
                     await leases
                 with contextlib.suppress(RedisError, OSError):
-                    await ex.redis().zrem(ex.key("workers"), self.worker_id)
+                    # Messages taken and not started go back on the queue; this worker goes.
+                    await ex.redis().eval(RELEASE, 4, ex.key("workers"), self.taken_key,
+                                          ex.queue_name, ex.key("leases"), self.worker_id)
 
     async def _stop(self, finish: asyncio.Event, listening: asyncio.Task[None],
                     grace_period: float) -> None:
