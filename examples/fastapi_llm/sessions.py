@@ -32,9 +32,11 @@ def owner_of(token: str) -> str:
     return "session:" + hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
-def session_owner(request: Request) -> str | None:
+async def session_owner(request: Request) -> str | None:
     """The runs router's ``authorize`` dependency: the owner of the caller's session, or None
     (then it is served no run) when it sends no valid session cookie."""
+    # async def, though it awaits nothing: FastAPI runs a plain def dependency in its thread
+    # pool, a thread hop per request for a few microseconds of work.
     token = request.cookies.get(COOKIE)
     if token is None or not _TOKEN.match(token):
         return None
@@ -64,9 +66,10 @@ class Session:
         return response
 
 
-def open_session(request: Request) -> Session:
+async def open_session(request: Request) -> Session:
     """A FastAPI dependency: the caller's session, or a new one if it has none (its cookie
-    must then be set on the response, :meth:`Session.set_cookie`)."""
+    must then be set on the response, :meth:`Session.set_cookie`). ``async def`` for the same
+    reason as :func:`session_owner`."""
     # Behind a TLS-terminating proxy, run uvicorn with --proxy-headers so that this is https.
     secure = request.url.scheme == "https"
     token = request.cookies.get(COOKIE)
