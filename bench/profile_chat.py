@@ -37,21 +37,26 @@ sys.path[:0] = [str(BENCH_DIR.parent), str(BENCH_DIR)]
 
 #: Components of a chat by the file a function lives in (first match wins).
 COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
-    ("run log store (sqlite, writer thread)", ("_store_sqlite", "sqlite3", "_threads",
-                                               "threading", "queue.py")),
-    ("run log records (_runlog, _recorder, pydantic)", ("_runlog", "_recorder", "_recording",
-                                                        "pydantic")),
-    ("run set-up/teardown (_drive, _runtime, _leases, _owner, _secrets, _params, _config)",
-     ("_drive", "_runtime", "_leases", "_owner", "_secrets", "_params", "_config", "_plugins",
-      "_executor", "_registry", "_sinks", "_watchdog", "_store.py", "_store_contract")),
-    ("run and events (_run, _hotpath, _events, _pipeline, _task, _nodes, user code)",
-     ("runstream/_", "runstream_async_python", "llm_mock", "_eventlog")),
+    ("thread hops (executor futures, anyio's thread pool, locks)",
+     ("concurrent/futures", "threading.py", "anyio", "queue.py")),
+    ("run log store (sqlite; its thread is not profiled)", ("_store_sqlite", "_sqlite_batch",
+                                                           "sqlite3")),
+    ("run log records (_runlog, _recorder, _recording, pydantic)",
+     ("_runlog", "_recorder", "_recording", "pydantic")),
+    ("run set-up and teardown (_pipeline, _drive, _runtime, _leases, _owner, _secrets, "
+     "_params, _config, _watchdog)",
+     ("_pipeline", "_drive", "_runtime", "_leases", "_owner", "_secrets", "_params", "_config",
+      "_plugins", "_registry", "_sinks", "_watchdog", "_store.py", "_runlog")),
+    ("events: the run's steps and task (_run, _steps, _task, _channel, _size, async-python, "
+     "the mock model)",
+     ("runstream/_", "runstream_async_python", "llm_mock")),
     ("runstream-sse (_serve, _inflight, _tee, _feed, _live, _encoder, _wire, ...)",
      ("runstream_sse",)),
-    ("example app (sessions, body limit, validation)", ("examples/fastapi_llm",)),
-    ("FastAPI/Starlette (routing, dependencies, body, responses)", ("fastapi", "starlette")),
-    ("json", ("json/",)),
-    ("asyncio/uvloop (tasks, futures, loop)", ("asyncio", "uvloop")),
+    ("example app (sessions, body limit)", ("examples/fastapi_llm",)),
+    ("FastAPI/Starlette (middleware, routing, dependencies, body, responses)",
+     ("fastapi", "starlette")),
+    ("json (event data)", ("json/",)),
+    ("asyncio (tasks, futures, the loop)", ("asyncio",)),
 ]
 
 
@@ -194,10 +199,11 @@ async def measure(args: argparse.Namespace, which: str, tmp: Path) -> None:
         if profiler is not None:
             stats = pstats.Stats(profiler)
             total = sum(v for _, v in by_component(stats, args.chats))
-            print(f"    profiled round, by component (tottime, ms per chat; total {total:.3f},"
-                  " inflated by cProfile):")
+            scale = min(per_chat[:-1] or per_chat) / total
+            print(f"    profiled round, by component: ms per chat, cProfile's own time "
+                  f"(total {total:.3f}: inflated) and scaled to the unprofiled CPU per chat:")
             for name, ms in by_component(stats, args.chats):
-                print(f"      {ms:7.3f}  {name}")
+                print(f"      {ms:7.3f} {ms * scale:7.3f}  {name}")
             if args.top:
                 stats.sort_stats("tottime").print_stats(args.top)
             if args.dump:

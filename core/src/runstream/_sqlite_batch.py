@@ -122,6 +122,8 @@ class SqliteBatcher:
                     item = None
             if batch:
                 self._deliver(self._run(batch))
+            # Nothing of this batch is kept while the thread waits for the next one.
+            del batch, first, item
             if stop is not None:
                 conn, self._conn = self._conn, None
                 if conn is not None:

@@ -115,8 +115,10 @@ class SqliteStore(RunLogStore):
     async def save(self, run_log: RunLog) -> None:
         row = (run_log.status, run_log.ended.isoformat() if run_log.ended else None,
                dump_run_log(run_log), run_log.run_id)
-        await self._call(lambda conn: conn.execute(
-            "UPDATE runs SET status = ?, ended = ?, log = ? WHERE run_id = ?", row))
+        def update(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE runs SET status = ?, ended = ?, log = ? WHERE run_id = ?", row)
+
+        await self._call(update)
 
     async def save_if(self, run_log: RunLog, *, status: RunStatus) -> bool:
         row = (run_log.status, run_log.ended.isoformat() if run_log.ended else None,
