@@ -15,7 +15,7 @@ CORE = ROOT / "core" / "src" / "runstream"
 CORE_LAYERS = [
     # foundations: plain data and helpers, no runs
     ["_errors", "_json", "_validation", "_size", "_owner", "_secrets", "_names", "_hotpath",
-     "_threads"],
+     "_threads", "_sqlite_batch"],
     ["_runlog", "_events", "_channel", "_yaml_load", "_retry", "_imports"],
     ["_config", "_params"],
     # contracts that plugins subclass

@@ -32,9 +32,11 @@ def owner_of(token: str) -> str:
     return "session:" + hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
-def session_owner(request: Request) -> str | None:
+async def session_owner(request: Request) -> str | None:
     """The runs router's ``authorize`` dependency: the owner of the caller's session, or None
     (then it is served no run) when it sends no valid session cookie."""
+    # async def, though it awaits nothing: FastAPI runs a plain def dependency in its thread
+    # pool, a thread hop per request for a few microseconds of work.
     token = request.cookies.get(COOKIE)
     if token is None or not _TOKEN.match(token):
         return None
@@ -59,16 +61,20 @@ class Session:
         """Give a new session's cookie to the client with ``response`` (HttpOnly: scripts
         cannot read it; SameSite=Lax: other sites cannot POST with it; Secure over HTTPS)."""
         if self.new:
-            response.set_cookie(COOKIE, self.token, httponly=True, samesite="lax",
-                                secure=self.secure, path="/")
+            # What Response.set_cookie writes, without http.cookies' quoting machinery per
+            # chat: the token is 43 URL-safe characters, which need no quoting.
+            response.raw_headers.append((b"set-cookie", (
+                f"{COOKIE}={self.token}; HttpOnly; Path=/; SameSite=lax"
+                + ("; Secure" if self.secure else "")).encode("ascii")))
         return response
 
 
-def open_session(request: Request) -> Session:
+async def open_session(request: Request) -> Session:
     """A FastAPI dependency: the caller's session, or a new one if it has none (its cookie
-    must then be set on the response, :meth:`Session.set_cookie`)."""
+    must then be set on the response, :meth:`Session.set_cookie`). ``async def`` for the same
+    reason as :func:`session_owner`."""
     # Behind a TLS-terminating proxy, run uvicorn with --proxy-headers so that this is https.
-    secure = request.url.scheme == "https"
+    secure = request.scope.get("scheme") == "https"  # request.url would build a URL
     token = request.cookies.get(COOKIE)
     if token is not None and _TOKEN.match(token):
         return Session(token, new=False, secure=secure)

@@ -6,7 +6,6 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -16,6 +15,7 @@ from pydantic import Field, PrivateAttr, field_validator
 
 from ._errors import RunIdError, RunNotFoundError, StoreError
 from ._runlog import RunLog, RunStatus, RunSummary, validate_run_id
+from ._sqlite_batch import SqliteBatcher
 from ._store import RunLogStore, dump_run_log
 from ._validation import check_store_path
 
@@ -55,7 +55,10 @@ def _use_wal(conn: sqlite3.Connection, timeout: float) -> None:
 
 class SqliteStore(RunLogStore):
     """Run logs in one SQLite database. Safe for many concurrent runs (one writer thread, WAL)
-    and for several processes sharing the file (WAL + busy timeout)."""
+    and for several processes sharing the file (WAL + busy timeout). The records that concurrent
+    runs hand over while a write is under way are committed together, in one transaction
+    (group commit, ``_sqlite_batch``); each ``create()`` and ``save()`` returns once its own
+    record is committed, as with a transaction per record."""
 
     path: str = Field(default=".runstream/runstream.db", description="Database file.")
     busy_timeout_ms: int = Field(
@@ -65,37 +68,36 @@ class SqliteStore(RunLogStore):
     _path_is_a_file = field_validator("path")(partial(check_store_path, directory=False))
 
     # All access goes through one thread that owns the connection: writes from concurrent runs
-    # are serialised without blocking the event loop, and sqlite never sees two threads.
-    _pool: ThreadPoolExecutor | None = PrivateAttr(default=None)
-    _conn: sqlite3.Connection | None = PrivateAttr(default=None)
+    # are serialised (and batched) without blocking the event loop, and sqlite never sees two
+    # threads.
+    _batcher: SqliteBatcher | None = PrivateAttr(default=None)
 
     def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            path = Path(self.path)
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-                _use_wal(conn, self.busy_timeout_ms / 1000)
-                conn.execute("PRAGMA synchronous = NORMAL")
-                conn.executescript(_SCHEMA)
-            except (OSError, sqlite3.Error) as exc:
-                raise StoreError(f"cannot open the run log database {path}: {exc}") from exc
-            self._conn = conn
-        return self._conn
+        path = Path(self.path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level None: no implicit transactions; the batcher begins and commits.
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            _use_wal(conn, self.busy_timeout_ms / 1000)
+            # NORMAL in WAL mode: a commit survives the process dying (kill -9), not a power
+            # cut; see docs/stores.md.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the run log database {path}: {exc}") from exc
+        return conn
 
-    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="runstream-sqlite")
+    def _error(self, exc: sqlite3.Error) -> Exception:
+        error = StoreError(f"run log database {self.path}: {exc}")
+        error.__cause__ = exc
+        return error
 
-        def work() -> T:
-            conn = self._connect()
-            try:
-                return fn(conn)
-            except sqlite3.Error as exc:
-                raise StoreError(f"run log database {self.path}: {exc}") from exc
-
-        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
+    def _call(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True
+              ) -> asyncio.Future[T]:
+        if self._batcher is None:
+            self._batcher = SqliteBatcher(self._connect, self._error, "runstream-sqlite")
+        return self._batcher.call(fn, write=write)
 
     async def create(self, run_log: RunLog) -> None:
         row = (run_log.run_id, run_log.pipeline, run_log.status, run_log.started.isoformat(),
@@ -113,8 +115,10 @@ class SqliteStore(RunLogStore):
     async def save(self, run_log: RunLog) -> None:
         row = (run_log.status, run_log.ended.isoformat() if run_log.ended else None,
                dump_run_log(run_log), run_log.run_id)
-        await self._call(lambda conn: conn.execute(
-            "UPDATE runs SET status = ?, ended = ?, log = ? WHERE run_id = ?", row))
+        def update(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE runs SET status = ?, ended = ?, log = ? WHERE run_id = ?", row)
+
+        await self._call(update)
 
     async def save_if(self, run_log: RunLog, *, status: RunStatus) -> bool:
         row = (run_log.status, run_log.ended.isoformat() if run_log.ended else None,
@@ -135,7 +139,7 @@ class SqliteStore(RunLogStore):
         def select(conn: sqlite3.Connection) -> Any:
             return conn.execute("SELECT log FROM runs WHERE run_id = ?", (run_id,)).fetchone()
 
-        row = await self._call(select)
+        row = await self._call(select, write=False)
         if row is None:
             raise RunNotFoundError(f"no run '{run_id}' in {self.path}")
         return RunLog.model_validate_json(row[0])
@@ -148,7 +152,8 @@ class SqliteStore(RunLogStore):
             query += " WHERE status = ?"
             args = (status,)
         query += " ORDER BY started DESC LIMIT ?"
-        rows = await self._call(lambda conn: conn.execute(query, (*args, limit)).fetchall())
+        rows = await self._call(lambda conn: conn.execute(query, (*args, limit)).fetchall(),
+                                write=False)
         return [RunSummary(run_id=r[0], pipeline=r[1], status=r[2], started=r[3], ended=r[4])
                 for r in rows]
 
@@ -166,14 +171,11 @@ class SqliteStore(RunLogStore):
 
     async def leases(self) -> dict[str, datetime] | None:
         rows = await self._call(
-            lambda conn: conn.execute("SELECT process, until FROM leases").fetchall())
+            lambda conn: conn.execute("SELECT process, until FROM leases").fetchall(),
+            write=False)
         return {process: datetime.fromisoformat(until) for process, until in rows}
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            conn = self._conn
-            if conn is not None:
-                await asyncio.get_running_loop().run_in_executor(pool, conn.close)
-                self._conn = None
-            pool.shutdown(wait=False)
+        batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            await batcher.close()

@@ -18,9 +18,12 @@ import email.utils
 import math
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import openai
 from runstream import RunstreamError, TaskError
+
+if TYPE_CHECKING:
+    import openai
 
 __all__ = ["ModelRequestError", "ModelServerError", "ModelUnreachableError", "translate"]
 
@@ -97,6 +100,7 @@ def _server_message(error: openai.APIError) -> str:
 def translate(error: openai.OpenAIError, *, step: str, base_url: str, model: str,
               secret: str | None) -> Exception:
     """The runstream error for an SDK error raised while step ``step`` talked to the server."""
+    import openai  # imported already when the step was built (see _task)
 
     def clean(text: str) -> str:
         return text.replace(secret, "***") if secret else text

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from openai.types.chat import ChatCompletionChunk
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionChunk
 
 __all__ = ["REASONING_FIELDS", "StreamState"]
 

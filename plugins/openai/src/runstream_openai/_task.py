@@ -6,7 +6,6 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-import openai
 from pydantic import Field, JsonValue, model_validator
 from runstream import Task, TaskContext, TaskError
 
@@ -118,6 +117,11 @@ class OpenAIChatTask(Task):
                              "the history); with messages_parameter the conversation is whole")
         if self.tool_choice is not None and not self.tools:
             raise ValueError("tool_choice only applies with tools; set tools too")
+        # The SDK is imported with the first step built, when a pipeline is defined (at
+        # start-up), not with the plugin, which every runtime loads: ~25 MB of modules that a
+        # process without a real model never needs. Not at the first run either: the import
+        # takes about a second, which would hold up every stream of the event loop.
+        import openai  # noqa: F401
         return self
 
     def reads_parameters(self) -> frozenset[str]:
@@ -181,6 +185,8 @@ class OpenAIChatTask(Task):
 
     async def execute(self, ctx: TaskContext) -> Mapping[str, Any]:
         """Stream the completion as events (see the class docstring); return the outputs."""
+        import openai  # already imported when this step was built (see _consistent)
+
         request = self.request(self._messages(ctx))
         key = self._api_key(ctx.step)
         # max_retries=0: the step's `retry` is the only retry loop, so attempts and their
