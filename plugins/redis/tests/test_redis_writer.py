@@ -109,3 +109,15 @@ async def test_every_caller_waiting_while_redis_is_down_gets_its_error_promptly(
     await log.append("back", [record(1, "run.completed", {})])
     assert [r[0] for r in await collect(log, "back")] == [1]
     await log.close()
+
+
+async def test_a_batch_written_again_is_kept_once(make_log: Any) -> None:
+    # As after a reply lost with its connection: the writer (or the tee) sends it again.
+    log = make_log()
+    await log.create("again", pipeline="p", owner=None)
+    await log.append("again", chunks(1, 3))
+    log._written.pop("again")  # what the log knows after a failed append
+    await log.append("again", chunks(1, 5))
+    await log.append("again", [record(6, "run.completed", {})])
+    assert [r[0] for r in await collect(log, "again")] == [1, 2, 3, 4, 5, 6]
+    await log.close()

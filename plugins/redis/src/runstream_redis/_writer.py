@@ -101,7 +101,8 @@ class Writer:
         self._bytes += size
         if len(self._queue) >= self.max_entries or self._bytes >= self.max_bytes:
             self._room.clear()
-        if self._task is None:
+        task = self._task
+        if task is None or task.done():
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="runstream-redis writer")
         self._wake.set()
@@ -142,7 +143,13 @@ class Writer:
                 if not op.future.done():
                     op.future.set_exception(ConnectionError(*error.args))
             return
-        except BaseException:
+        except Exception as exc:  # not Redis's doing (an argument it cannot take, a bug)
+            await self._drop()
+            for op in ops:
+                if not op.future.done():
+                    op.future.set_exception(exc)
+            return
+        except BaseException:  # cancelled (the loop is closing): so are the callers' writes
             await self._drop()
             for op in ops:
                 op.future.cancel()
