@@ -4,12 +4,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
-from typing import Any
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any, ClassVar
 
-from runstream import AsyncPipeline, ComponentConfig, Config, MemoryEventLog, Runtime
+import pytest
+from pydantic import ConfigDict, Field
+from runstream import (
+    AsyncPipeline,
+    ComponentConfig,
+    Config,
+    EventRecord,
+    MemoryEventLog,
+    Runtime,
+)
 from runstream_async_python import AsyncPythonTask
-from runstream_sse import RunsInFlight
+from runstream_sse import RunsInFlight, _tee
 from runstream_sse._live import LiveRun
 from runstream_sse._tee import RunWriter
 
@@ -85,3 +94,61 @@ async def test_the_primary_reader_holds_the_pump_instead_of_losing_records() -> 
         assert sent == list(range(1, len(sent) + 1))
         tail = log.get_now("held-1")
         assert tail is not None and tail.last_seq > 40  # lifecycle events and the end
+
+
+class GatedLog(MemoryEventLog):
+    """A shared log whose appends wait for ``gate``; ``batches``: the seqs of each append."""
+
+    shared: ClassVar[bool] = True
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    gate: asyncio.Event = Field(default_factory=asyncio.Event)
+    batches: list[list[int]] = Field(default_factory=list)
+
+    async def append(self, run_id: str, records: Sequence[EventRecord]) -> None:
+        self.batches.append([r[0] for r in records])
+        await self.gate.wait()
+        await super().append(run_id, records)
+
+
+def chunk(seq: int) -> EventRecord:
+    return (seq, 0.0, "step.event", "s", {"i": seq})
+
+
+async def test_the_run_goes_on_while_its_records_are_on_their_way_to_the_shared_log() -> None:
+    local, shared = MemoryEventLog(), GatedLog()
+    writer = RunWriter("t1", local, shared, pipeline="p", owner=None)
+    await writer.create()
+    for seq in range(1, 11):  # the shared log has not answered the first append yet
+        await writer.append([chunk(seq)])
+    assert [r[0] async for b in local.read("t1", follow=False) for r in b] == list(range(1, 11))
+    info = await shared.get_run("t1")
+    assert info is not None and info.last_seq == 0  # none of them is in the shared log yet
+    shared.gate.set()
+    await writer.append([(11, 0.0, "run.completed", None, {})])
+    await writer.end("completed")  # after every record: they are all there, in order
+    assert [r[0] async for b in shared.read("t1") for r in b] == list(range(1, 12))
+    # One append at a time, each with every record that waited behind the one before.
+    assert [seq for batch in shared.batches for seq in batch] == list(range(1, 12))
+    assert len(shared.batches) < 11
+    info = await shared.get_run("t1")
+    assert info is not None and info.status == "completed"
+
+
+async def test_a_run_far_ahead_of_the_shared_log_waits_for_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_tee, "AHEAD", 4)
+    local, shared = MemoryEventLog(), GatedLog()
+    writer = RunWriter("t2", local, shared, pipeline="p", owner=None)
+    await writer.create()
+    for seq in (1, 2, 3):
+        await writer.append([chunk(seq)])
+    # The send of 1..3 is on its way when 4..7 come: AHEAD records wait behind it.
+    appending = asyncio.create_task(writer.append([chunk(seq) for seq in range(4, 8)]))
+    # Held until the shared log took the first append (a bound on waiting for what must not
+    # happen, not a synchronisation).
+    done, _ = await asyncio.wait({appending}, timeout=0.3)
+    assert not done
+    shared.gate.set()
+    await appending
+    await writer.end("completed")
+    assert [r[0] async for b in shared.read("t2") for r in b] == list(range(1, 8))

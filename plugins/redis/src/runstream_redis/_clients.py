@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -14,6 +14,7 @@ from runstream import EventLogError
 
 from . import _scripts
 from ._url import mask_url, scrub
+from ._writer import Writer
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
@@ -22,15 +23,17 @@ __all__ = ["Clients", "errors"]
 
 
 class Clients:
-    """Two pools: ``commands`` for every command, ``follower`` for readers blocked in
-    ``XREAD BLOCK``. A blocked read holds its connection for up to ``block`` seconds, so they
-    get a pool of their own: however many clients follow runs, writers never wait for them.
+    """The ``writer`` (one connection: every write, coalesced; see ``_writer``), and two pools:
+    ``commands`` for reads, ``follower`` for readers blocked in ``XREAD BLOCK``. A blocked read
+    holds its connection for up to ``block`` seconds, so they get a pool of their own: however
+    many clients follow runs, writes and reads never wait for them.
 
     One retry after a connection error (a connection that Redis closed, e.g. when it
     restarted), with no backoff: a Redis that is down fails the call at once."""
 
     def __init__(self, url: str, *, connect_timeout: float, socket_timeout: float, block: float,
-                 max_connections: int, max_followers: int) -> None:
+                 max_connections: int, max_followers: int, write_queue: int,
+                 write_queue_bytes: int) -> None:
         options: dict[str, Any] = {"socket_connect_timeout": connect_timeout,
                                    "retry": Retry(NoBackoff(), 1), "protocol": 2,
                                    # Any text a caller gives (an owner, a cancel reason) is
@@ -49,11 +52,17 @@ class Clients:
         self.scripts: dict[str, AsyncScript] = {
             name: self.commands.register_script(getattr(_scripts, name))
             for name in _scripts.__all__}
+        self.writer = Writer(
+            ConnectionPool.from_url(url, max_connections=1, socket_timeout=socket_timeout,
+                                    **options),
+            {name: (script.sha, script.script) for name, script in self.scripts.items()},
+            timeout=socket_timeout, max_entries=write_queue, max_bytes=write_queue_bytes)
 
     async def script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return await self.scripts[name](keys=keys, args=args)
 
     async def aclose(self) -> None:
+        await self.writer.close()
         for client in (self.commands, self.follower):
             with contextlib.suppress(RedisError, OSError):
                 await client.aclose()

@@ -23,12 +23,10 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import Field, PrivateAttr, field_validator
 from redis.exceptions import RedisError
 from runstream import (
     RUN_ID_PATTERN,
     CancelHandler,
-    EventLog,
     EventLogError,
     LoggedRun,
     RunIdError,
@@ -40,7 +38,8 @@ from ._cancel import CancelListener
 from ._clients import Clients, errors
 from ._codec import RECORD, encode, entry_id, parse_entries, seq_of, text_of
 from ._leases import Leases
-from ._url import SCHEMES, mask_url
+from ._options import RedisOptions
+from ._url import mask_url
 
 if TYPE_CHECKING:
     from runstream import EventRecord
@@ -54,7 +53,7 @@ READ_COUNT = 1000
 _valid_id = re.compile(RUN_ID_PATTERN).match
 
 
-class RedisEventLog(EventLog):
+class RedisEventLog(RedisOptions):
     """Keeps runs' records in Redis: any process that shares the Redis replays, follows and
     cancels any run, and ``max_concurrent_runs`` counts the runs of all of them.
 
@@ -63,74 +62,52 @@ class RedisEventLog(EventLog):
 
     shared: ClassVar[bool] = True
 
-    url: str = Field(default="redis://127.0.0.1:6379/0", repr=False,
-                     description="The Redis: `redis://[[user]:password@]host[:port][/db]`, "
-                                 "`rediss://` (TLS) or `unix:///path?db=0`.")
-    key_prefix: str = Field(default="runstream:",
-                            description="Prefix of every key and channel this log uses.")
-    slot_lease: float = Field(
-        default=15.0, ge=0.3, le=3600,
-        description="Seconds a lease (a run slot, a reader, a running run's driver) lasts "
-                    "unless renewed; each process renews its own every third of it, so a killed "
-                    "process frees them within this time.")
-    connect_timeout: float = Field(default=2.0, gt=0, le=60,
-                                   description="Seconds to connect to Redis.")
-    socket_timeout: float = Field(default=5.0, gt=0, le=300,
-                                  description="Seconds a Redis command may take.")
-    block: float = Field(
-        default=2.0, gt=0, le=60,
-        description="Seconds a following reader waits in one `XREAD BLOCK` before it checks the "
-                    "run is still there.")
-    max_connections: int = Field(default=64, ge=1,
-                                 description="Connections for commands, per process.")
-    max_followers: int = Field(
-        default=1000, ge=1,
-        description="Connections for readers waiting for new records (one each while it "
-                    "waits), per process; readers past it wait for a free one.")
-    running_expiry: float = Field(
-        default=7 * 86_400.0, gt=0,
-        description="Seconds after which a run still `running` is forgotten anyway (its "
-                    "process died before it could end it).")
+    #: Not pydantic private attributes: plain ones in the instance's ``__dict__`` (set by
+    #: ``model_post_init``), read on every append without a ``__getattr__`` call each.
+    _clients: ClassVar[Clients | None]
+    _written: ClassVar[dict[str, Written]]
+    _listener: ClassVar[CancelListener | None]
+    _leases: ClassVar[Leases | None]
+    _tokens: ClassVar[Iterator[int]]
+    _instance: ClassVar[str]
 
-    _clients: Clients | None = PrivateAttr(default=None)
-    _written: dict[str, Written] = PrivateAttr(default_factory=dict)
-    _listener: CancelListener | None = PrivateAttr(default=None)
-    _leases: Leases | None = PrivateAttr(default=None)
-    _tokens: Iterator[int] = PrivateAttr(default_factory=itertools.count)
-    _instance: str = PrivateAttr(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
-
-    @field_validator("url")
-    @classmethod
-    def _known_scheme(cls, url: str) -> str:
-        scheme = url.partition("://")[0]
-        if scheme not in SCHEMES or "://" not in url:
-            raise ValueError(f"{mask_url(url)!r} is not a Redis URL: use redis://host:port/db, "
-                             "rediss://... (TLS) or unix:///path/to/socket")
-        return url
-
-    def __repr_args__(self) -> Any:
-        yield "url", mask_url(self.url)
-        yield from super().__repr_args__()
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "url": mask_url(self.url)}
+    def model_post_init(self, context: object, /) -> None:
+        for name, value in (("_clients", None), ("_written", {}), ("_listener", None),
+                            ("_leases", None), ("_tokens", itertools.count()),
+                            ("_instance", f"{os.getpid()}-{uuid.uuid4().hex[:8]}")):
+            object.__setattr__(self, name, value)
 
     # -- connections -----------------------------------------------------------------------
     def _connect(self) -> Clients:
         clients = self._clients
         if clients is None:
-            clients = self._clients = Clients(
+            clients = Clients(
                 self.url, connect_timeout=self.connect_timeout,
                 socket_timeout=self.socket_timeout, block=self.block,
-                max_connections=self.max_connections, max_followers=self.max_followers)
+                max_connections=self.max_connections, max_followers=self.max_followers,
+                write_queue=self.write_queue, write_queue_bytes=self.write_queue_bytes)
+            object.__setattr__(self, "_clients", clients)
             where = mask_url(self.url)
-            self._listener = CancelListener(clients.commands, f"{self.key_prefix}cancel", where,
-                                            retry_delay=min(1.0, self.connect_timeout))
-            self._leases = Leases(self.slot_lease, self._renew, where)
+            listener = CancelListener(clients.commands, f"{self.key_prefix}cancel", where,
+                                      retry_delay=min(1.0, self.connect_timeout))
+            object.__setattr__(self, "_listener", listener)
+            object.__setattr__(self, "_leases", Leases(self.slot_lease, self._renew, where))
         return clients
 
     async def _run_script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """A script that only reads, on the commands pool."""
         return await self._connect().script(name, keys, args)
+
+    async def _write(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """A script that writes, through the writer (one round trip for many callers)."""
+        writer = self._connect().writer
+        await writer.room()
+        return await writer.script(name, keys, args)
+
+    async def _write_command(self, *args: Any) -> Any:
+        writer = self._connect().writer
+        await writer.room()
+        return await writer.call(*args)
 
     def _errors(self, doing: str) -> contextlib.AbstractContextManager[None]:
         return errors(self.url, doing)
@@ -170,7 +147,7 @@ class RedisEventLog(EventLog):
             listener.start()
             await listener.wait_ready(self.connect_timeout)
         with self._errors(f"create run '{run_id}'"):
-            created = await self._run_script("CREATE", [*self._keys(run_id), self._drivers], [
+            created = await self._write("CREATE", [*self._keys(run_id), self._drivers], [
                 pipeline, "0" if owner is None else "1", owner or "",
                 self._ms(self.running_expiry), run_id, self._ms(self.slot_lease),
                 json.dumps(meta, separators=(",", ":")) if meta else ""])
@@ -208,7 +185,7 @@ class RedisEventLog(EventLog):
             args[2] = self._ms(self.running_expiry)
         try:
             with self._errors(f"append to run '{run_id}'"):
-                await self._run_script("APPEND", [events], args)
+                await self._write("APPEND", [events], args)
         except EventLogError:
             self._written.pop(run_id, None)  # what Redis holds is unknown now
             raise
@@ -222,7 +199,7 @@ class RedisEventLog(EventLog):
             self._leases.discard(f"{self.key_prefix}slots", run_id)
             self._leases.discard(self._drivers, run_id)
         with self._errors(f"end run '{run_id}'"):
-            await self._run_script(
+            await self._write(
                 "END", [*self._keys(run_id), f"{self.key_prefix}slots", self._drivers],
                 [status, round(self.ttl * 1000), run_id])
 
@@ -294,7 +271,7 @@ class RedisEventLog(EventLog):
             return False
         message = json.dumps([run_id, reason])
         with self._errors(f"cancel run '{run_id}'"):
-            sent = await self._run_script("CANCEL", [self._meta(run_id)],
+            sent = await self._write("CANCEL", [self._meta(run_id)],
                                           [f"{self.key_prefix}cancel", reason, message])
         return bool(sent)
 
@@ -325,7 +302,7 @@ class RedisEventLog(EventLog):
     async def acquire_slot(self, run_id: str, limit: int) -> bool:
         slots = f"{self.key_prefix}slots"
         with self._errors("take a run slot"):
-            taken = await self._run_script("ACQUIRE", [slots],
+            taken = await self._write("ACQUIRE", [slots],
                                            [run_id, limit, self._ms(self.slot_lease)])
         if taken and self._leases is not None:
             self._leases.add(slots, run_id)
@@ -336,7 +313,7 @@ class RedisEventLog(EventLog):
         if self._leases is not None:
             self._leases.discard(slots, run_id)
         with self._errors("release a run slot"):
-            await self._connect().commands.zrem(slots, run_id)
+            await self._write_command("ZREM", slots, run_id)
 
     async def slots_in_use(self) -> int:
         with self._errors("count run slots"):
@@ -348,7 +325,7 @@ class RedisEventLog(EventLog):
         meta, _, readers = self._keys(run_id)
         member = f"{self._instance}:{next(self._tokens)}"
         with self._errors(f"count a reader of run '{run_id}'"):
-            added = await self._run_script("ADD_READER", [readers, meta],
+            added = await self._write("ADD_READER", [readers, meta],
                                            [member, self._ms(self.slot_lease)])
         if added and self._leases is not None:
             self._leases.add(readers, member)
@@ -363,7 +340,7 @@ class RedisEventLog(EventLog):
             return
         leases.discard(readers, members[-1])
         with self._errors(f"count a reader of run '{run_id}'"):
-            await self._connect().commands.zrem(readers, members[-1])
+            await self._write_command("ZREM", readers, members[-1])
 
     async def readers(self, run_id: str) -> int:
         if not _valid_id(run_id):
@@ -372,11 +349,14 @@ class RedisEventLog(EventLog):
             return int(await self._run_script("COUNT", [self._keys(run_id)[2]], []))
 
     async def _renew(self, leases: list[tuple[str, str]]) -> None:
-        await self._run_script("RENEW", [key for key, _ in leases],
+        await self._write("RENEW", [key for key, _ in leases],
                                [self._ms(self.slot_lease), *(m for _, m in leases)])
 
     async def close(self) -> None:
-        clients, self._clients = self._clients, None
+        clients = self._clients
+        object.__setattr__(self, "_clients", None)
+        if clients is not None:
+            await clients.writer.close()  # what is queued goes out first
         if self._listener is not None:
             await self._listener.close()
         leases = self._leases

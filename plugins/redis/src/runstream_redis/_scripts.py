@@ -46,6 +46,7 @@ return status
 #: and the values joined with newlines (compact JSON never holds a raw newline). One command,
 #: with one argument for the whole batch: readers never see half of it, and the client encodes
 #: six arguments instead of two per record.
+#: A record the stream has already (a batch sent again after its reply was lost) is skipped.
 APPEND = """
 local maxlen, data = ARGV[1], ARGV[6]
 local first = tonumber(ARGV[4])
@@ -60,7 +61,11 @@ while true do
   if stop then value = string.sub(data, pos, stop - 1) else value = string.sub(data, pos) end
   i = i + 1
   local id = ids[i] or string.format('%d-0', first + i - 1)
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, id, 'r', value)
+  local added = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', maxlen, id, 'r', value)
+  if type(added) == 'table' and added.err
+      and not string.find(added.err, 'equal or smaller', 1, true) then
+    return added
+  end
   if not stop then break end
   pos = stop + 1
 end

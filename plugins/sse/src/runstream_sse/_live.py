@@ -60,6 +60,11 @@ class LiveRun:
         self.notice = (f"the shared event log is unavailable ({error}): this stream goes on, "
                        "but other processes cannot replay or follow the run until it is back")
         self.handle.run_log.warnings.append(self.notice)
+        # The shared log fails in the tee's own task, maybe after the stream sent the records:
+        # wake the stream, which sends the warning now, not with the next record.
+        kept = self.writer.local.get_now(self.run_id)
+        if kept is not None:
+            kept.wake()
 
     # -- the primary reader ------------------------------------------------------------------
     def hold(self, cursor: int) -> None:

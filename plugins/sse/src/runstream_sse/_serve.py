@@ -164,6 +164,13 @@ async def _follow(send: Send, feed: Feed, cursor: int, lifecycle: bool,
                 # appended or ended since ``since()``, so wait at once.
             elif feed.ended:
                 return
+            elif (primary is not None and primary.notice is not None and not warned
+                  and framer is None):
+                warned = True
+                await send_within(send, {"type": "http.response.body", "more_body": True,
+                                         "body": to_bytes(_warning_frame(primary.notice))},
+                                  send_timeout)
+                continue
             elif ping:
                 ping = False
                 await send_within(send, {"type": "http.response.body", "body": PING,

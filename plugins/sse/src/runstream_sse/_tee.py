@@ -2,14 +2,18 @@
 
 The readers of a run this process drives read the local log (one copy: with the ``memory``
 event log it *is* the runtime's). With a shared log (``runtime.event_log.shared``) every batch
-goes on to it too, for the other processes. The shared log failing never stops the run nor its
-own client: the records wait here (at most ``max_events``, the oldest dropped first) and go
-out with the next batch once the log is back; the run gets a warning that replay elsewhere is
-unavailable meanwhile.
+goes on to it too, for the other processes, by one send at a time per run, in a task of the
+writer's own: while one append is on its way the run goes on, and what it emits meanwhile goes
+out as the next append once that one succeeded (so the shared log never gets a later batch
+before an earlier one). The run waits for the send only when ``AHEAD`` records wait behind it.
+The shared log failing never stops the run nor its own client: the records wait here (at most
+``max_events``, the oldest dropped first) and go out with the next batch once the log is back;
+the run gets a warning that replay elsewhere is unavailable meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -24,11 +28,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("runstream.sse")
 
+#: Records a run may emit ahead of its send to the shared log before it waits for that send.
+AHEAD = 4096
+
 
 class RunWriter:
     """Appends one run's records to ``local`` and tees them to ``shared`` (None: no tee)."""
 
-    __slots__ = ("_created", "_pending", "down", "last_seq", "local", "meta", "on_down",
+    __slots__ = ("_created", "_pending", "_sending", "down", "last_seq", "local", "meta", "on_down",
                  "owner", "pipeline", "run_id", "shared", "status")
 
     def __init__(self, run_id: str, local: MemoryEventLog, shared: EventLog | None, *,
@@ -50,6 +57,8 @@ class RunWriter:
         self.status: str | None = None
         self._created = False
         self._pending: list[EventRecord] = []
+        #: The task sending ``_pending`` to the shared log (None: no send in flight).
+        self._sending: asyncio.Task[None] | None = None
 
     async def create(self) -> None:
         """Record the run in both logs: RunIdError if either has it already (nothing is
@@ -82,21 +91,45 @@ class RunWriter:
 
     async def tee(self, records: Sequence[EventRecord]) -> None:
         """Hand ``records`` (already in the local log) to the shared log, after any that
-        waited for it."""
+        waited for it: sent by the run's send task (see the module)."""
         if self.shared is None:
             return
         pending = self._pending
-        if pending or self.down is not None:
-            pending.extend(records)
+        pending.extend(records)
+        sending = self._sending
+        if self.down is not None:
             if len(pending) > self.local.max_events:
                 del pending[:len(pending) - self.local.max_events]
-            await self._flush()
+            if sending is None:
+                await self._flush()
             return
+        if sending is None:
+            self._sending = asyncio.get_running_loop().create_task(
+                self._send(), name=f"runstream-sse-tee-{self.run_id}")
+        elif len(pending) >= AHEAD:  # back-pressure: the run waits for its send
+            await asyncio.wait((sending,))
+
+    async def _send(self) -> None:
+        # The records that wait, one append at a time, until none do (or the log fails).
+        shared = self.shared
+        assert shared is not None
         try:
-            await self.shared.append(self.run_id, records)
-        except EventLogError as exc:
-            pending.extend(records)
-            self._failed(exc)
+            while self._pending and self.down is None:
+                batch, self._pending = self._pending, []
+                try:
+                    await shared.append(self.run_id, batch)
+                except EventLogError as exc:
+                    batch.extend(self._pending)  # they wait again, in order
+                    self._pending = batch
+                    self._failed(exc)
+        finally:
+            self._sending = None
+
+    async def sent(self) -> None:
+        """Wait until the send in flight (if any) is over."""
+        sending = self._sending
+        if sending is not None:
+            await asyncio.wait((sending,))
 
     async def append(self, records: Sequence[EventRecord]) -> None:
         self.append_local(records)
@@ -120,6 +153,7 @@ class RunWriter:
         shared, status = self.shared, self.status
         if shared is None or status is None:
             return True
+        await self.sent()
         if self._pending or self.down is not None:
             await self._flush()
             if self.down is not None:
