@@ -220,6 +220,15 @@ async def test_another_instance_may_append_to_a_run(make_log: Any) -> None:
     await worker.append("t", [record(4, "run.completed", {})])
     await worker.end("t", "completed")
     assert [r[0] for r in await collect(web, "t")] == [1, 2, 3, 4]
+    # A run that ended (cancelled from the web side) takes nothing more from a worker that
+    # had not written to it yet: checked in the append's own round trip.
+    await web.create("u", pipeline="p", owner="o")
+    await web.append("u", chunks(1, 2))
+    await web.end("u", "cancelled")
+    late = make_log()
+    await late.append("u", chunks(3, 5))
+    assert [r[0] for r in await collect(web, "u")] == [1, 2]
+    await late.close()
     await web.close()
     await worker.close()
 

@@ -163,16 +163,15 @@ class RedisEventLog(RedisOptions):
             return
         state = self._written.get(run_id)
         meta, events, _ = self._keys(run_id)
-        if state is None:  # a run another process created: only while it is running
+        keys = [events]
+        adopted = state is None
+        if adopted:
+            # A run another process created (a worker's first append): only while it is
+            # running, which the script checks in the same round trip.
             if not _valid_id(run_id):
                 return
-            with self._errors(f"append to run '{run_id}'"):
-                status = await self._connect().commands.hget(meta, "status")
-            if status != b"running":
-                return
-            state = self._written[run_id] = self._bounds(records[0][0])
-            if self._leases is not None:  # it drives the run too (e.g. a worker)
-                self._leases.add(self._drivers, run_id)
+            state = self._bounds(records[0][0])
+            keys.append(meta)
         values = [encode(record) for record in records]
         trim = state.add(records, values)
         first = records[0][0]
@@ -185,10 +184,16 @@ class RedisEventLog(RedisOptions):
             args[2] = self._ms(self.running_expiry)
         try:
             with self._errors(f"append to run '{run_id}'"):
-                await self._write("APPEND", [events], args)
+                appended = await self._write("APPEND", keys, args)
         except EventLogError:
             self._written.pop(run_id, None)  # what Redis holds is unknown now
             raise
+        if adopted:
+            if appended == -1:
+                return  # not running (ended, or unknown): nothing was appended
+            self._written[run_id] = state
+            if self._leases is not None:  # it drives the run too (e.g. a worker)
+                self._leases.add(self._drivers, run_id)
         state.expiry_set = True
 
     async def end(self, run_id: str, status: str) -> None:

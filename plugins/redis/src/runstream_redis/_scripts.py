@@ -41,13 +41,16 @@ if not lease or tonumber(lease) < now then return 'gone' end
 return status
 """
 
-#: KEYS: events. ARGV: maxlen, minid ('' for none), expiry_ms ('' for none), the first seq
-#: (or '' when the seqs are not contiguous), the entry ids space-separated (when they are not),
-#: and the values joined with newlines (compact JSON never holds a raw newline). One command,
-#: with one argument for the whole batch: readers never see half of it, and the client encodes
-#: six arguments instead of two per record.
+#: KEYS: events (and see below). ARGV: maxlen, minid ('' for none), expiry_ms ('' for none),
+#: the first seq (or '' when the seqs are not contiguous), the entry ids space-separated (when
+#: they are not), and the values joined with newlines (compact JSON never holds a raw newline).
+#: One command, with one argument for the whole batch: readers never see half of it, and the
+#: client encodes six arguments instead of two per record.
 #: A record the stream has already (a batch sent again after its reply was lost) is skipped.
+#: KEYS[2], the run's meta, only on this process's first append to a run another process
+#: created (a worker's): nothing is appended, -1, unless that run is running.
 APPEND = """
+if KEYS[2] and redis.call('HGET', KEYS[2], 'status') ~= 'running' then return -1 end
 local maxlen, data = ARGV[1], ARGV[6]
 local first = tonumber(ARGV[4])
 local ids = {}
