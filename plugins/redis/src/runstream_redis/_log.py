@@ -161,17 +161,19 @@ class RedisEventLog(RedisOptions):
     async def append(self, run_id: str, records: Sequence[EventRecord]) -> None:
         if not records:
             return
-        state = self._written.get(run_id)
+        known = self._written.get(run_id)
         meta, events, _ = self._keys(run_id)
         keys = [events]
-        adopted = state is None
-        if adopted:
+        adopted = known is None
+        if known is None:
             # A run another process created (a worker's first append): only while it is
             # running, which the script checks in the same round trip.
             if not _valid_id(run_id):
                 return
             state = self._bounds(records[0][0])
             keys.append(meta)
+        else:
+            state = known
         values = [encode(record) for record in records]
         trim = state.add(records, values)
         first = records[0][0]
