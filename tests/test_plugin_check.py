@@ -74,6 +74,20 @@ def test_mistakes_are_reported() -> None:
     assert any("registered twice" in p for p in checks["clash"].problems)
 
 
+def test_references_are_imported_and_checked() -> None:
+    refs = plugin("refs",
+                  register_task_types=lambda register: register(
+                      "good", f"{__name__}:GoodTask"),
+                  register_sinks=lambda register: register("nosend", f"{__name__}:NoSendSink"),
+                  register_event_logs=lambda register: register(
+                      "gone", "rs_no_such_module_anywhere:Log"))
+    checks = by_name(check_plugins(load_plugins([refs], entry_points=False)))
+    assert checks["refs"].problems == [
+        "sink 'nosend' does not implement send()",
+        "plugin 'refs' registered event log 'gone' as 'rs_no_such_module_anywhere:Log', which "
+        "cannot be imported: ModuleNotFoundError: No module named 'rs_no_such_module_anywhere'"]
+
+
 def test_cli_check_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plugins", "--check"]) == 0
     out = capsys.readouterr().out

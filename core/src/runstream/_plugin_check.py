@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ._errors import PluginError
 from ._plugins import Plugins
 from ._sinks import Sink
 from ._task import Task
@@ -75,20 +76,29 @@ def check_plugins(plugins: Plugins) -> list[PluginCheck]:
                         f"implements unknown hook '{hook_name}' (a typo? runstream's hooks "
                         "are listed in runstream/hookspecs.py)")
 
-    registries: list[tuple[str, str, dict[str, Any]]] = [
+    # The event logs are imported (a reference that does not import is a problem) but not
+    # constructed: their defaults may reach for a server.
+    registries: list[tuple[str, str, dict[str, Any] | None]] = [
         ("task_types", "task type", {"name": "check"}),
         ("sinks", "sink", {}),
         ("executors", "executor", {}),
         ("run_log_stores", "run log store", {}),
+        ("event_logs", "event log", None),
     ]
     for key, kind, defaults in registries:
         registry = plugins.registry(key)
         for name in registry.names():
-            cls = registry.get(name)
             owner = checks.get(registry.owner(name))
             if owner is None:
                 continue
             check = owner
+            try:  # classes registered by reference are imported here, the only place at once
+                cls = registry.get(name)
+            except PluginError as exc:
+                check.problems.append(str(exc))
+                continue
+            if defaults is None:
+                continue
             _construct(kind, name, cls, check, defaults)
             if key == "task_types" and not _overrides(cls, Task, "execute", "run"):
                 check.problems.append(f"task type '{name}' implements neither execute() nor "

@@ -273,7 +273,7 @@ def _register_components(plugins: Plugins, strict: bool) -> None:
         for impl in hook.get_hookimpls():
             info = by_name.get(impl.plugin_name)
 
-            def register(name: str, cls: type[Any], _owner: str = impl.plugin_name,
+            def register(name: str, cls: type[Any] | str, _owner: str = impl.plugin_name,
                          _info: PluginInfo | None = info, _key: str = key,
                          _registry: Registry[Any] = registry) -> None:
                 _registry.register(name, cls, owner=_owner)

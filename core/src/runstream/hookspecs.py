@@ -39,7 +39,10 @@ hookspec = pluggy.HookspecMarker("runstream")
 hookimpl = pluggy.HookimplMarker("runstream")
 
 #: ``register(name, cls)``: adds ``cls`` under ``name``; a name already taken raises PluginError.
-Register = Callable[[str, type[Any]], None]
+#: ``cls`` may be a reference, ``"package.module:Class"``, imported only when a config or pipeline
+#: first uses ``name``: registering by reference keeps a plugin's SDK out of every process that
+#: does not use it (a reference that does not import is a PluginError at that point).
+Register = Callable[[str, type[Any] | str], None]
 
 
 @hookspec
