@@ -343,6 +343,7 @@ def test_bad_options_are_config_errors(options: dict[str, Any], expected: str) -
 def test_public_api() -> None:
     import runstream_stdout
 
-    public = {name for name in vars(runstream_stdout) if not name.startswith("_")}
+    public = {name for name in dir(runstream_stdout) if not name.startswith("_")}
     assert runstream_stdout.__all__ == ["StdoutSink"]
     assert set(runstream_stdout.__all__) == public
+    assert runstream_stdout.StdoutSink.__module__ == "runstream_stdout._sink"  # loaded lazily

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from runstream.hookspecs import Register, hookimpl
 
-from ._store import PostgresStore
-
 
 @hookimpl
 def register_run_log_stores(register: Register) -> None:
-    """Register :class:`PostgresStore` as ``postgres``."""
-    register("postgres", PostgresStore)
+    """Register :class:`~runstream_postgres.PostgresStore` as ``postgres``, by reference: psycopg
+    and its pool are imported only by a process whose config picks ``postgres``."""
+    register("postgres", "runstream_postgres._store:PostgresStore")

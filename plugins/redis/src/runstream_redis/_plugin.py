@@ -7,6 +7,5 @@ from runstream.hookspecs import Register, hookimpl
 
 @hookimpl
 def register_event_logs(register: Register) -> None:
-    from ._log import RedisEventLog
-
-    register("redis", RedisEventLog)
+    # By reference: redis-py is imported only by a process whose config picks `redis`.
+    register("redis", "runstream_redis._log:RedisEventLog")

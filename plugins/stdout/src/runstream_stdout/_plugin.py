@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from runstream.hookspecs import Register, hookimpl
 
-from ._sink import StdoutSink
-
 
 @hookimpl
 def register_sinks(register: Register) -> None:
-    register("stdout", StdoutSink)
+    # By reference: rich is imported only by a process whose config has a `stdout` sink.
+    register("stdout", "runstream_stdout._sink:StdoutSink")

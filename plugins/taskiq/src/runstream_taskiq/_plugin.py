@@ -7,6 +7,6 @@ from runstream.hookspecs import Register, hookimpl
 
 @hookimpl
 def register_executors(register: Register) -> None:
-    from ._executor import TaskiqExecutor
-
-    register("taskiq", TaskiqExecutor)
+    # By reference: taskiq (and redis-py) are imported only by a process whose config picks
+    # `taskiq`.
+    register("taskiq", "runstream_taskiq._executor:TaskiqExecutor")
