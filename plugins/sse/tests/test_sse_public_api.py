@@ -29,6 +29,16 @@ def test_all_is_sorted_complete_and_documented() -> None:
                     assert member.__doc__, f"runstream_sse.{name}.{attr} has no docstring"
 
 
+def test_every_public_name_is_loaded_lazily_from_its_module() -> None:
+    # runstream loads runstream_sse._plugin (and so this package) in every process: the package
+    # imports its modules, and Starlette, only when a name is first used.
+    assert sorted(runstream_sse._WHERE) == runstream_sse.__all__
+    for name, module in runstream_sse._WHERE.items():
+        assert getattr(importlib.import_module(f"runstream_sse.{module}"), name) \
+            is getattr(runstream_sse, name)
+    assert {n for n in dir(runstream_sse) if not n.startswith("_")} == set(runstream_sse.__all__)
+
+
 def test_sse_response_keeps_the_agreed_signature() -> None:
     params = inspect.signature(runstream_sse.sse_response).parameters
     assert list(params) == ["pipeline", "parameters", "config", "run_id", "on_disconnect",

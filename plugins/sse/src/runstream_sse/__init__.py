@@ -20,23 +20,27 @@
 The protocol is described in docs/sse.md.
 """
 
-from ._adapters import ADAPTERS, make_adapter
-from ._facade import SSE
-from ._inflight import RunsInFlight
-from ._owners import ANONYMOUS, Authorize
-from ._proto_agui import AGUIAdapter
-from ._proto_bodies import ChatRequest, parse_chat_request
-from ._proto_complete import CompletionResponse, completion_response
-from ._proto_http import PROTOCOLS
-from ._proto_openai import OpenAIAdapter, openai_completion
-from ._proto_vercel import VercelAdapter
-from ._protocols import ProtocolAdapter
-from ._response import SSEResponse
-from ._router import runs_router
-from ._sink import SSESink
-from ._startup import StartupErrors
-from ._stream import OnDisconnect, sse_response
-from ._wire import sse_openapi_response
+import importlib as _importlib
+import typing as _t  # private: the public names are __all__ (see __dir__)
+
+if _t.TYPE_CHECKING:
+    from ._adapters import ADAPTERS, make_adapter
+    from ._facade import SSE
+    from ._inflight import RunsInFlight
+    from ._owners import ANONYMOUS, Authorize
+    from ._proto_agui import AGUIAdapter
+    from ._proto_bodies import ChatRequest, parse_chat_request
+    from ._proto_complete import CompletionResponse, completion_response
+    from ._proto_http import PROTOCOLS
+    from ._proto_openai import OpenAIAdapter, openai_completion
+    from ._proto_vercel import VercelAdapter
+    from ._protocols import ProtocolAdapter
+    from ._response import SSEResponse
+    from ._router import runs_router
+    from ._sink import SSESink
+    from ._startup import StartupErrors
+    from ._stream import OnDisconnect, sse_response
+    from ._wire import sse_openapi_response
 
 __all__ = [
     "ADAPTERS",
@@ -63,3 +67,46 @@ __all__ = [
     "sse_openapi_response",
     "sse_response",
 ]
+
+#: Public name -> the private module that defines it, imported on first use: runstream loads this
+#: package's entry point (runstream_sse._plugin, for the `sse` sink) in every process, and most
+#: of these modules import Starlette and FastAPI, which a process that serves no HTTP (a worker,
+#: the CLI) need not pay for.
+_WHERE = {
+    "ADAPTERS": "_adapters",
+    "AGUIAdapter": "_proto_agui",
+    "ANONYMOUS": "_owners",
+    "Authorize": "_owners",
+    "ChatRequest": "_proto_bodies",
+    "CompletionResponse": "_proto_complete",
+    "OnDisconnect": "_stream",
+    "OpenAIAdapter": "_proto_openai",
+    "PROTOCOLS": "_proto_http",
+    "ProtocolAdapter": "_protocols",
+    "RunsInFlight": "_inflight",
+    "SSE": "_facade",
+    "SSEResponse": "_response",
+    "SSESink": "_sink",
+    "StartupErrors": "_startup",
+    "VercelAdapter": "_proto_vercel",
+    "completion_response": "_proto_complete",
+    "make_adapter": "_adapters",
+    "openai_completion": "_proto_openai",
+    "parse_chat_request": "_proto_bodies",
+    "runs_router": "_router",
+    "sse_openapi_response": "_wire",
+    "sse_response": "_stream",
+}
+
+
+def __getattr__(name: str) -> _t.Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
