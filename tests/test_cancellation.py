@@ -90,6 +90,19 @@ async def test_run_handle_cancel(runtime: Runtime) -> None:
     await assert_cancelled(runtime, "h-1", probe)
 
 
+async def test_a_cancel_while_the_iterator_closes_stops_the_run_once(runtime: Runtime) -> None:
+    probe = Probe()
+    handle = probe.pipeline().stream(run_id="h-2", config=runtime)
+    events = handle.__aiter__()
+    while (await events.__anext__()).type != "step.event":
+        pass
+    logs = await asyncio.gather(handle.cancel("stop button"), events.aclose())
+    assert logs[0].status == "cancelled"
+    assert logs[0].error is not None and logs[0].error.message == "stop button"
+    assert logs[0].warnings == []
+    await assert_cancelled(runtime, "h-2", probe)
+
+
 async def test_handle_cancel_from_outside_ends_stream_with_run_cancelled(
         runtime: Runtime) -> None:
     probe = Probe()

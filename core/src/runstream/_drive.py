@@ -31,9 +31,24 @@ async def stop_run(run: Run, task: asyncio.Task[Any], reason: str) -> None:
 
     A task that ignores cancellation cannot be killed; past the grace period the run is ended
     from here instead (its terminal event, saved, reported in its warnings) and cut off: whatever
-    it emits later goes nowhere, and it stops at its next step."""
+    it emits later goes nowhere, and it stops at its next step.
+
+    Stopped twice at once (``handle.cancel()`` while the handle's iterator is being closed), the
+    second call waits for the first: cancelling the task again would cut its own ending short
+    (a remote run's cancel signal and record)."""
     if task.done():
         return
+    if run.stopping is not None:
+        await asyncio.shield(run.stopping)
+        return
+    stopping = run.stopping = asyncio.get_running_loop().create_future()
+    try:
+        await _stop_run(run, task, reason)
+    finally:
+        stopping.set_result(None)
+
+
+async def _stop_run(run: Run, task: asyncio.Task[Any], reason: str) -> None:
     run.cancel_reason = reason
     task.cancel()
     grace = run.runtime.config.limits.cancel_grace_period

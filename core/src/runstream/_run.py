@@ -126,7 +126,7 @@ class Run:
     __slots__ = ("announced", "cancel_reason", "channel", "claim_queued", "end_reports", "ended",
                  "finished", "id_given", "log", "max_event_bytes", "measure_from", "owns_runtime",
                  "parameters", "pending_create", "recorded", "runtime", "secrets", "seq",
-                 "sink_runners", "started_at", "terminal")
+                 "sink_runners", "started_at", "stopping", "terminal")
 
     def __init__(self, runtime: Runtime, log: RunLog, parameters: dict[str, Any],
                  channel: Channel[EventRecord] | None) -> None:
@@ -145,6 +145,8 @@ class Run:
         self.ended = False
         self.finished = False
         self.announced = False
+        #: Set while stop_run stops the run: a second stop waits for the first.
+        self.stopping: asyncio.Future[None] | None = None
         #: Whether the caller chose the run id (else it is a fresh random one).
         self.id_given = False
         #: Whether the run was submitted to a remote executor and recorded ``queued``: a

@@ -120,6 +120,30 @@ async def test_closing_the_generator_cancels_the_task_on_the_worker(
             assert log.status == "cancelled"
 
 
+async def test_a_cancel_while_the_handles_iterator_closes_stops_the_run_once(
+        shared: Shared, tmp_path: Path) -> None:
+    # `break` out of `async for event in handle`, then `await handle.cancel()`: the iterator's
+    # closing cancels the run too, at the same time. The second stop must wait for the first,
+    # not cancel the run's task again halfway through its ending (which skipped the remote
+    # end and wrote a local record over the worker's: "its run id is used by another run").
+    config = shared.config(tmp_path)
+    marker = tmp_path / "finally.txt"
+    with workers(shared, config, tmp_path, 1):
+        async with Runtime(config) as runtime:
+            handle = referenced().stream({"count": 100_000, "marker": str(marker)},
+                                         config=runtime, run_id="twice")
+            events = handle.__aiter__()
+            while (await events.__anext__()).type != "step.event":
+                pass
+            await asyncio.gather(handle.cancel("stop button"), events.aclose())
+            assert handle.run_log.status == "cancelled"
+            assert handle.run_log.warnings == []
+            assert marker.read_text() == "finally ran"
+            stored = await runtime.store.get("twice")
+            assert stored.status == "cancelled"
+            assert stored.process == handle.run_log.process  # the worker's record, whole
+
+
 async def test_cancel_reaches_the_worker_and_the_stream_ends_cancelled(
         shared: Shared, tmp_path: Path) -> None:
     config = shared.config(tmp_path)
