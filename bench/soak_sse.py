@@ -32,10 +32,10 @@ at the same pace (no runstream).
     uv run python bench/soak_sse.py --streams 500 --duration 30 --no-baseline
 
 Across processes (issue 12): ``--workers N`` runs the example under ``uvicorn --workers N``
-(not pinned then: the workers share the machine's cores with the clients); ``--event-log
-redis`` and ``--store postgres`` give it a shared event log and run log store, on a
-``redis-server`` and a PostgreSQL this script starts in temp dirs on free ports and stops at the
-end. ``--compare-workers 1,2`` soaks the example once per worker count (each on a fresh
+(on every core then, as redis-server and PostgreSQL are: the workers share the cores with the
+clients); ``--event-log redis`` and ``--store postgres`` give it a shared event log and run log
+store, on a ``redis-server`` and a PostgreSQL this script starts in temp dirs on free ports and
+stops at the end. ``--compare-workers 1,2`` soaks the example once per worker count (each on a fresh
 database and key prefix; no baseline) and prints the ratios of streams/s and p99 first event::
 
     uv run python bench/soak_sse.py --event-log redis --store postgres --compare-workers 1,2
@@ -415,6 +415,19 @@ def pin(core: int | None) -> list[str]:
     return ["taskset", "-c", str(core)] if core is not None else []
 
 
+#: Every core this script may use (set in main, before it pins itself to the clients' core).
+ALL_CORES: list[int] = []
+
+
+def unpinned() -> list[str]:
+    """A child on every core: the conductor pins itself to the clients' core, and a child
+    started without taskset would inherit that (several workers, redis-server and PostgreSQL
+    all on the clients' core, the other core idle)."""
+    if not ALL_CORES or not shutil.which("taskset"):
+        return []
+    return ["taskset", "-c", ",".join(map(str, ALL_CORES))]
+
+
 def group_pids(pgid: int) -> list[int]:
     """The processes of process group ``pgid`` (a server and its ``--workers``)."""
     pids = []
@@ -501,7 +514,7 @@ class Server:
         self.kind = kind
         self.port = free_port()
         self.log = workdir / f"server-{kind}.log"
-        cmd = [*pin(core if workers == 1 else None), sys.executable, "-m", "uvicorn", app,
+        cmd = [*(pin(core) if workers == 1 else unpinned()), sys.executable, "-m", "uvicorn", app,
                "--factory", "--app-dir", str(BENCH_DIR), "--host", HOST,
                "--port", str(self.port), "--loop", "uvloop", "--http", "httptools",
                "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "5"]
@@ -969,6 +982,7 @@ def main() -> int:
         parser.error("worker counts must be at least 1")
 
     cores = sorted(os.sched_getaffinity(0))
+    ALL_CORES[:] = cores
     from _common import header
 
     header("soak_sse: concurrent SSE chat streams against the FastAPI example (issue 6)")
@@ -996,7 +1010,13 @@ def main() -> int:
                               "load_avg_start": os.getloadavg()[0], "servers": {}}
     shared: SharedServers | None = None
     try:
-        shared = SharedServers(args, workdir)
+        # redis-server and PostgreSQL on every core, not on the clients' (see unpinned).
+        os.sched_setaffinity(0, cores)
+        try:
+            shared = SharedServers(args, workdir)
+        finally:
+            if client_core is not None:
+                os.sched_setaffinity(0, {client_core})
         print(f"# {shared.describe()}")
         kinds = ([(f"runstream-{n}w", n) for n in counts] if len(counts) > 1
                  else [("runstream", counts[0])])
