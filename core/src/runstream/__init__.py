@@ -55,7 +55,10 @@ if TYPE_CHECKING:
         LocalExecutor as LocalExecutor,
         Submission as Submission,
     )
-    from ._imports import import_object as import_object
+    from ._imports import (
+        import_object as import_object,
+        lazy_exports as lazy_exports,
+    )
     from ._nodes import (
         Conditional as Conditional,
         Map as Map,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._errors import PipelineDefinitionError
@@ -48,3 +49,30 @@ def import_object(path: str) -> Any:
                 f"module '{module_name}' has no attribute '{attr_path}' (from '{path}')"
             ) from None
     return obj
+
+
+def lazy_exports(package: str, where: Mapping[str, str]
+                 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """The module ``__getattr__`` and ``__dir__`` of a package whose public names are imported
+    on first use: ``where`` maps each name to the submodule of ``package`` that defines it.
+
+    For a plugin whose class module imports a heavy SDK: runstream imports the package of every
+    installed plugin's entry point, so its ``__init__`` must not import that module itself
+    (see "Registering by reference" in docs/plugins.md)::
+
+        __getattr__, __dir__ = runstream.lazy_exports(__name__, {"MyDBStore": "_store"})
+    """
+
+    def __getattr__(name: str) -> Any:
+        module = where.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{package}.{module}"), name)
+        setattr(sys.modules[package], name, value)  # found directly from now on
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*vars(sys.modules[package]), *where})
+
+    return __getattr__, __dir__
+

@@ -20,8 +20,9 @@
 The protocol is described in docs/sse.md.
 """
 
-import importlib as _importlib
 import typing as _t  # private: the public names are __all__ (see __dir__)
+
+from runstream import lazy_exports as _lazy_exports
 
 if _t.TYPE_CHECKING:
     from ._adapters import ADAPTERS, make_adapter
@@ -98,15 +99,4 @@ _WHERE = {
     "sse_response": "_stream",
 }
 
-
-def __getattr__(name: str) -> _t.Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = _lazy_exports(__name__, _WHERE)

@@ -3,22 +3,14 @@ events streamed back through the shared event log)."""
 
 import typing as _t  # private: the package's public names are __all__ (see __dir__)
 
+from runstream import lazy_exports as _lazy_exports
+
 if _t.TYPE_CHECKING:
     from ._executor import TaskiqExecutor
 
 __all__ = ["TaskiqExecutor"]
 
 
-def __getattr__(name: str) -> _t.Any:
-    # Imported on first use, not with the package: runstream loads this package's entry point
-    # (runstream_taskiq._plugin) in every process, and _executor imports taskiq.
-    if name == "TaskiqExecutor":
-        from ._executor import TaskiqExecutor
-
-        globals()[name] = TaskiqExecutor
-        return TaskiqExecutor
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+# Imported on first use, not with the package: runstream loads this package's entry point
+# (runstream_taskiq._plugin) in every process, and _executor imports taskiq.
+__getattr__, __dir__ = _lazy_exports(__name__, {"TaskiqExecutor": "_executor"})
