@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from tests._cluster import Server, example_cluster, start_example
-from tests._redis_server import RedisServer, free_port
-from tests._servers import PostgresServer
+from tests._redis_server import RedisServer, free_port, running_redis
+from tests._servers import PostgresServer, postgres_server
 
 pytestmark = pytest.mark.slow
 
@@ -35,22 +35,14 @@ TERMINAL = ("run.completed", "run.failed", "run.cancelled")
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("cluster-redis"))
-    server.start()
-    try:
+    with running_redis(tmp_path_factory.mktemp("cluster-redis")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    try:
-        server.start()
+    with postgres_server() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="module")
