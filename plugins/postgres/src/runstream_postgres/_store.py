@@ -6,14 +6,13 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolClosed
 from pydantic import Field, PrivateAttr, field_validator
 from runstream import (
     ConfigError,
@@ -144,21 +143,36 @@ class PostgresStore(RunLogStore):
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self.dsn, min_size=self.min_size, max_size=max(self.max_size, self.min_size),
             timeout=self.connect_timeout, open=False, name="runstream-postgres",
-            # Each connection is checked as it is handed out: after the server restarted,
-            # a dead one is replaced instead of failing the call.
-            check=AsyncConnectionPool.check_connection,
+            # No check as a connection is handed out (one more round trip per call): a call
+            # that finds its connection dead is retried once instead (see _run_here).
             kwargs={"autocommit": True, "connect_timeout": max(1, round(self.connect_timeout))})
         await pool.open(wait=False)
         return pool
 
-    @asynccontextmanager
-    async def _conn(self, doing: str) -> AsyncIterator[Conn]:
+    async def _attempt(self, doing: str, fn: Callable[[Conn], Awaitable[T]], *,
+                       last: bool) -> T:
+        """``fn`` on a connection of the pool. A dead connection or a pool given up meanwhile
+        raises ``_DeadConnection`` (unless ``last``); any connection-level failure gives the
+        pool up (see :meth:`_drop`); every failure else is a StoreError naming the database."""
         pool = await self._get_pool()
+        dead = False
         try:
             async with pool.connection() as conn:
-                yield conn
+                try:
+                    return await fn(conn)
+                except psycopg.OperationalError:
+                    dead = conn.closed
+                    raise
+        except PoolClosed:
+            # Another call gave this pool up (its connection was dead) while this one waited
+            # for a connection of it: the call has not started; it goes to the new pool.
+            if last:
+                raise self._error(PoolClosed("the pool was closed"), doing) from None
+            raise _DeadConnection from None
         except psycopg.OperationalError as exc:
             self._drop(pool)
+            if dead and not last:
+                raise _DeadConnection from None
             raise self._error(exc, doing) from None
         except psycopg.Error as exc:
             raise self._error(exc, doing) from None
@@ -174,15 +188,26 @@ class PostgresStore(RunLogStore):
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
 
-    async def _run(self, doing: str, fn: Callable[[Conn], Awaitable[T]]) -> T:
-        return await self._thread.run(self._run_here(doing, fn))
+    async def _run(self, doing: str, fn: Callable[[Conn], Awaitable[T]],
+                   again: Callable[[Conn], Awaitable[T]] | None = None) -> T:
+        """``fn`` on a connection, in the store's loop; ``again`` (default: ``fn``) is what a
+        retry runs (see :meth:`_run_here`)."""
+        return await self._thread.run(self._run_here(doing, fn, again or fn))
 
-    async def _run_here(self, doing: str, fn: Callable[[Conn], Awaitable[T]]) -> T:
+    async def _run_here(self, doing: str, fn: Callable[[Conn], Awaitable[T]],
+                        again: Callable[[Conn], Awaitable[T]]) -> T:
         # Bounded as a whole: a server that vanished without closing the connection (a host
         # gone, a network partition) would otherwise keep a call waiting on TCP for minutes.
         try:
-            async with asyncio.timeout(self.command_timeout), self._conn(doing) as conn:
-                return await fn(conn)
+            async with asyncio.timeout(self.command_timeout):
+                try:
+                    return await self._attempt(doing, fn, last=False)
+                except _DeadConnection:
+                    # Its connection was dead (closed by a server restart while it sat in the
+                    # pool, or lost mid-call): once more, on a new pool's connection. Whether
+                    # the server applied the first attempt is unknown, so a retry must give
+                    # the same answer either way: ``again`` does (see create, save_if).
+                    return await self._attempt(doing, again, last=True)
         except TimeoutError:
             if self._pool is not None:
                 self._drop(self._pool)  # its connection may be stuck on a dead socket
@@ -199,10 +224,22 @@ class PostgresStore(RunLogStore):
                         "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING")
         row = _row(run_log)
 
+        # Once more after a dead connection, the first attempt may have written the row: a
+        # row that holds this very run log is ours (a no-op update counts it), any other is
+        # a taken id. Only then: a second create() of the same run log must fail.
+        again_query = self._q("INSERT INTO {s}.runstream_runs "
+                              "(run_id, pipeline, status, started, ended, process, log) "
+                              "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) "
+                              "DO UPDATE SET log = EXCLUDED.log "
+                              "WHERE runstream_runs.log = EXCLUDED.log")
+
         async def insert(conn: Conn) -> int:
             return (await conn.execute(query, row)).rowcount
 
-        if await self._run(f"recording run {run_log.run_id}", insert) == 0:
+        async def insert_again(conn: Conn) -> int:
+            return (await conn.execute(again_query, row)).rowcount
+
+        if await self._run(f"recording run {run_log.run_id}", insert, insert_again) == 0:
             raise RunIdError(f"run id '{run_log.run_id}' is already used; "
                              "pick another or omit it")
 
@@ -223,12 +260,20 @@ class PostgresStore(RunLogStore):
     async def save_if(self, run_log: RunLog, *, status: RunStatus) -> bool:
         query = self._q("UPDATE {s}.runstream_runs SET status = %s, ended = %s, log = %s "
                         "WHERE run_id = %s AND status = %s")
-        args = (run_log.status, run_log.ended, run_log.to_json(), run_log.run_id, status)
+        log = run_log.to_json()
+        args = (run_log.status, run_log.ended, log, run_log.run_id, status)
+        # Once more after a dead connection, the first attempt may have applied: the row then
+        # holds this very run log, and the save happened.
+        again_query = self._q("UPDATE {s}.runstream_runs SET status = %s, ended = %s, log = %s "
+                              "WHERE run_id = %s AND (status = %s OR log = %s)")
 
         async def update(conn: Conn) -> bool:
             return (await conn.execute(query, args)).rowcount == 1
 
-        return await self._run(f"saving run {run_log.run_id}", update)
+        async def update_again(conn: Conn) -> bool:
+            return (await conn.execute(again_query, (*args, log))).rowcount == 1
+
+        return await self._run(f"saving run {run_log.run_id}", update, update_again)
 
     async def get(self, run_id: str) -> RunLog:
         try:
@@ -297,6 +342,10 @@ class PostgresStore(RunLogStore):
                 await asyncio.wait(self._closing)
 
         await self._thread.stop(close_pools())
+
+
+class _DeadConnection(Exception):
+    """A call failed because its connection was dead: it may be retried on a new one."""
 
 
 def _text(value: str) -> str:
