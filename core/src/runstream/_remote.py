@@ -21,6 +21,10 @@ With an executor that declares ``remote = True`` (runstream-taskiq), the process
 5. every ``executor.lost_check_interval`` seconds it asks :meth:`Executor.lost`: a worker that
    stopped renewing its lease (killed) makes the run end here, ``failed`` with ``WorkerLost``,
    in the event log (for every reader) and in the store.
+6. at the end, the run log is the worker's, read from the store (what ``execute()`` returns,
+   ``RunHandle.run_log``), except for a run a transport created in the event log before it
+   started it (runstream-sse): it streams the run and reads only how it ended, which the
+   terminal record says; the store is not read for it.
 
 Whoever ends a run here (a submit that failed, a lost worker) appends its terminal record after
 the last one in the log, so readers in every process see the same end.
@@ -62,11 +66,12 @@ async def _drive_remote(run: Run, pipeline_ref: str, reruns: int) -> RunLog:
     log = run.log
     elog = runtime.event_log
     log.status = "queued"
+    taken_over = False
     try:
         if run.id_given:
             # A given id may be taken in the store: the event log is not touched then.
             await runtime.store.create(log)
-            await _open_in_log(run)
+            taken_over = await _open_in_log(run)
         else:
             # A fresh id: its two records are written at once (the worker needs both, and
             # hears of the run only after them): one round trip less before the first event.
@@ -79,6 +84,7 @@ async def _drive_remote(run: Run, pipeline_ref: str, reruns: int) -> RunLog:
                 raise stored
             if isinstance(opened, BaseException):
                 raise opened
+            taken_over = opened is True
     except BaseException:
         if run.channel is not None:
             run.channel.close()
@@ -111,13 +117,15 @@ async def _drive_remote(run: Run, pipeline_ref: str, reruns: int) -> RunLog:
         logger.warning("run %s: cannot follow it in the event log: %s", run.run_id, exc)
         await _finish(run, None, ErrorInfo.from_exception(exc))
         return run.log
-    await _finish(run, terminal)
+    # A run a transport created in the event log (runstream-sse) is streamed by it and only
+    # its status is read here: the worker's run log is not read back from the store for it.
+    await _finish(run, terminal, load=not taken_over or terminal is None)
     return run.log
 
 
-async def _open_in_log(run: Run) -> None:
+async def _open_in_log(run: Run) -> bool:
     """Create the run in the event log; runstream-sse creates it before it starts the run:
-    that one is taken over."""
+    that one is taken over (returns True)."""
     log = run.log
     elog = run.runtime.event_log
     try:
@@ -126,6 +134,8 @@ async def _open_in_log(run: Run) -> None:
         info = await elog.get_run(run.run_id)
         if info is None or info.ended or info.last_seq or info.owner != log.owner:
             raise
+        return True
+    return False
 
 
 async def _follow(run: Run, cursor: list[int]) -> EventRecord | None:
@@ -234,22 +244,24 @@ async def end_here(run: Run, status: str, error: ErrorInfo) -> None:
     await elog.end(run.run_id, status)
 
 
-async def _finish(run: Run, terminal: EventRecord | None, error: ErrorInfo | None = None
-                  ) -> None:
-    """The run has ended (its terminal record is out): its run log from the store, its end in
-    the event log (this process's lease on it), its channel closed."""
-    runtime = run.runtime
+async def _finish(run: Run, terminal: EventRecord | None, error: ErrorInfo | None = None,
+                  *, load: bool = True) -> None:
+    """The run has ended (its terminal record is out): its run log from the store (if
+    ``load``: else its status, end and error from its terminal record), its end in the event
+    log (this process's lease on it), its channel closed."""
     run.finished = run.announced = True
-    log = run.log
     status = _STATUS.get(terminal[2], "failed") if terminal is not None else "failed"
-    try:
-        async with asyncio.timeout(runtime.config.limits.store_timeout):
-            stored = await runtime.store.get(run.run_id)
-    except (RunstreamError, TimeoutError):
-        stored = None
+    # The worker has ended the run in the log already, or is about to: this end releases this
+    # process's lease on it (and ends it if the worker could not). With the read, both at once.
+    stored: RunLog | None = None
+    if load:
+        stored, _ = await asyncio.gather(_stored(run), _end_in_log(run, status))
+    else:
+        await _end_in_log(run, status)
     if stored is not None and stored.status == status:
         run.log = stored
     else:
+        log = run.log
         log.status = status  # type: ignore[assignment]
         log.ended = log.ended or now()
         if terminal is not None and status == "failed":
@@ -259,9 +271,21 @@ async def _finish(run: Run, terminal: EventRecord | None, error: ErrorInfo | Non
         elif terminal is None:
             log.error = error or ErrorInfo(type="WorkerLost",
                                            message="the run's events stopped before its end")
-    with contextlib.suppress(RunstreamError):
-        await runtime.event_log.end(run.run_id, status)
     if run.channel is not None:
         run.channel.close()
     for runner in run.sink_runners:
         await runner.finish(status)
+
+
+async def _stored(run: Run) -> RunLog | None:
+    """The run log the worker saved, or None if the store cannot say in time."""
+    try:
+        async with asyncio.timeout(run.runtime.config.limits.store_timeout):
+            return await run.runtime.store.get(run.run_id)
+    except (RunstreamError, TimeoutError):
+        return None
+
+
+async def _end_in_log(run: Run, status: str) -> None:
+    with contextlib.suppress(RunstreamError):
+        await run.runtime.event_log.end(run.run_id, status)

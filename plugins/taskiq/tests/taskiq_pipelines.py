@@ -31,3 +31,13 @@ def rerun_pipeline() -> AsyncPipeline:
     """``slow``, run again from the start (once) if its worker is lost."""
     return AsyncPipeline("slow-rerun", [AsyncPythonTask(name="ticks", function=_slow)],
                          rerun_on_worker_loss=1)
+
+
+async def _fails(message: str = "boom") -> AsyncIterator[dict[str, object]]:
+    yield {"type": "tick", "i": 0}
+    raise ValueError(message)
+
+
+def failing_pipeline() -> AsyncPipeline:
+    """One event, then its step fails with ``ValueError(message)``."""
+    return AsyncPipeline("fails", [AsyncPythonTask(name="boom", function=_fails)])
