@@ -224,20 +224,19 @@ class PostgresStore(RunLogStore):
                         "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING")
         row = _row(run_log)
 
-        # Once more after a dead connection, the first attempt may have written the row: a
-        # row that holds this very run log is ours (a no-op update counts it), any other is
-        # a taken id. Only then: a second create() of the same run log must fail.
-        again_query = self._q("INSERT INTO {s}.runstream_runs "
-                              "(run_id, pipeline, status, started, ended, process, log) "
-                              "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) "
-                              "DO UPDATE SET log = EXCLUDED.log "
-                              "WHERE runstream_runs.log = EXCLUDED.log")
-
         async def insert(conn: Conn) -> int:
             return (await conn.execute(query, row)).rowcount
 
         async def insert_again(conn: Conn) -> int:
-            return (await conn.execute(again_query, row)).rowcount
+            # Once more after a dead connection, the first attempt may have written the row:
+            # a row that holds this very run log is ours (a no-op update counts it), any
+            # other is a taken id. Only then: a second create() of the same log must fail.
+            again = self._q("INSERT INTO {s}.runstream_runs "
+                            "(run_id, pipeline, status, started, ended, process, log) "
+                            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) "
+                            "DO UPDATE SET log = EXCLUDED.log "
+                            "WHERE runstream_runs.log = EXCLUDED.log")
+            return (await conn.execute(again, row)).rowcount
 
         if await self._run(f"recording run {run_log.run_id}", insert, insert_again) == 0:
             raise RunIdError(f"run id '{run_log.run_id}' is already used; "
@@ -262,16 +261,15 @@ class PostgresStore(RunLogStore):
                         "WHERE run_id = %s AND status = %s")
         log = run_log.to_json()
         args = (run_log.status, run_log.ended, log, run_log.run_id, status)
-        # Once more after a dead connection, the first attempt may have applied: the row then
-        # holds this very run log, and the save happened.
-        again_query = self._q("UPDATE {s}.runstream_runs SET status = %s, ended = %s, log = %s "
-                              "WHERE run_id = %s AND (status = %s OR log = %s)")
-
         async def update(conn: Conn) -> bool:
             return (await conn.execute(query, args)).rowcount == 1
 
         async def update_again(conn: Conn) -> bool:
-            return (await conn.execute(again_query, (*args, log))).rowcount == 1
+            # Once more after a dead connection, the first attempt may have applied: the row
+            # then holds this very run log, and the save happened.
+            again = self._q("UPDATE {s}.runstream_runs SET status = %s, ended = %s, log = %s "
+                            "WHERE run_id = %s AND (status = %s OR log = %s)")
+            return (await conn.execute(again, (*args, log))).rowcount == 1
 
         return await self._run(f"saving run {run_log.run_id}", update, update_again)
 
