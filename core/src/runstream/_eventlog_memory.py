@@ -168,20 +168,28 @@ class MemoryEventLog(EventLog):
         kept, sizes = run.records, run.sizes
         max_events = self.max_events
         grow = 0
-        for record in records:
-            size = record_size(record)
-            if len(kept) == max_events:
-                grow -= sizes[0]  # the deque drops it as the new one comes in
-            kept.append(record)
-            sizes.append(size)
-            grow += size
-        run.last_seq = records[-1][0]
+        last: EventRecord | None = None
+        try:
+            for record in records:
+                size = record_size(record)  # raises for a record that is not JSON
+                if len(kept) == max_events:
+                    grow -= sizes[0]  # the deque drops it as the new one comes in
+                kept.append(record)
+                sizes.append(size)
+                grow += size
+                last = record
+        finally:  # the records before one that raised are in, and counted
+            if last is not None:
+                self._appended(run, last, grow)
+
+    def _appended(self, run: _Run, last: EventRecord, grow: int) -> None:
+        run.last_seq = last[0]
         run.nbytes += grow
         self._s.held += grow
         if run.nbytes > self.max_run_bytes:
             self._trim(run)
-        if records[-1][2] in TERMINAL_EVENT_TYPES:
-            run.status = records[-1][2].removeprefix("run.")
+        if last[2] in TERMINAL_EVENT_TYPES:
+            run.status = last[2].removeprefix("run.")
         if self._s.held > self.max_total_bytes:
             self._evict()
         run.wake()
