@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from runstream import TERMINAL_EVENT_TYPES, RunHandle
 
@@ -17,6 +17,14 @@ from ._wire import end_data, failure_data
 
 if TYPE_CHECKING:
     from runstream import EventRecord
+
+
+class ParkedWriter(Protocol):
+    """The primary's stream writer while it waits (``_serve._Writer``)."""
+
+    def write_now(self) -> bool:
+        """Send the record just appended, from the run's task; False: wake the writer."""
+        ...
 
 
 class LiveRun:
@@ -37,8 +45,8 @@ class LiveRun:
     terminal record is out).
     """
 
-    __slots__ = ("_hold", "_room", "cancel_reason", "ended", "handle", "notice", "on_release",
-                 "writer")
+    __slots__ = ("_hold", "_parked", "_room", "cancel_reason", "ended", "handle", "notice",
+                 "on_release", "writer")
 
     def __init__(self, handle: RunHandle, writer: RunWriter,
                  on_release: Callable[[LiveRun], Awaitable[None]] | None = None) -> None:
@@ -50,6 +58,8 @@ class LiveRun:
         #: Set once the run has ended for its clients (terminal record out, log ended).
         self.ended = False
         self._hold: int | None = None
+        #: The primary's writer while it waits, and its future (see :meth:`park`).
+        self._parked: tuple[ParkedWriter, asyncio.Future[None]] | None = None
         self._room: asyncio.Future[None] | None = None
         #: Why replay elsewhere is unavailable (the shared log failed), for the run's client.
         self.notice: str | None = None
@@ -80,6 +90,15 @@ class LiveRun:
         if room is not None and not self._full(cursor):
             self._release_room()
 
+    def park(self, stream: ParkedWriter, waiter: asyncio.Future[None]) -> None:
+        """The primary's writer waits on ``waiter`` (from the log): until :meth:`unpark`,
+        :meth:`_take` lets ``stream`` write each record from the run's task instead of
+        completing ``waiter``."""
+        self._parked = (stream, waiter)
+
+    def unpark(self) -> None:
+        self._parked = None
+
     def release(self) -> None:
         """The primary reader is gone: records may be dropped again."""
         self._hold = None
@@ -109,7 +128,20 @@ class LiveRun:
         writer = self.writer
         if hold is not None and writer.local.full(writer.run_id, hold):
             return False  # the pump waits for room
-        return writer.append_now((record,))
+        parked = self._parked
+        if parked is None or parked[1].done():
+            return writer.append_now((record,))
+        # The primary's writer waits: append without waking it, and write from here.
+        stream, waiter = parked
+        if not writer.append_now((record,), waiter):
+            return False
+        try:
+            written = stream.write_now()
+        except Exception:  # (it hands its errors to the writer) the writer has a look
+            written = False
+        if not written and not waiter.done():
+            waiter.set_result(None)
+        return True
 
     async def _append(self, batch: list[EventRecord]) -> None:
         writer = self.writer
