@@ -153,8 +153,8 @@ class LiveRun:
             if self._full(hold):
                 await self._wait_room()
                 continue
-            room = max_events - (writer.last_seq - hold)  # > 0: not full
-            if room >= len(batch):
+            room = max_events - (writer.last_seq - hold)  # > 0 while the log has the run
+            if room >= len(batch) or room <= 0:
                 break
             writer.append_local(batch[:room])
             await writer.tee(batch[:room])
