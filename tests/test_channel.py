@@ -249,3 +249,54 @@ async def test_emit_nowait_rejects_a_non_dict(runtime: Runtime) -> None:
     log = info.value.run_log
     assert log.error is not None and log.error.type == "TaskError"
     assert "emitted a list" in log.error.message
+
+
+async def test_a_direct_consumer_takes_items_in_order_and_leaves_the_rest_to_the_batches(
+        ) -> None:
+    channel: Channel[int] = Channel(capacity=64, batch=16)
+    taken: list[int] = []
+    refuse = {5, 6}
+
+    def take(item: int) -> bool:
+        if item in refuse:
+            return False
+        if item == 9:
+            raise ValueError("counts as a refusal")
+        taken.append(item)
+        return True
+
+    channel.take_directly(take)
+    for i in range(5):
+        assert channel.push(i) is None
+    assert taken == [0, 1, 2, 3, 4] and len(channel) == 0  # in no batch, no wake-up
+    channel.push(5)  # left: it and everything after it queue until its batch is consumed
+    channel.push(7)
+    assert taken == [0, 1, 2, 3, 4] and len(channel) == 2
+    batches = channel.batches()
+    assert await anext(batches) == [5, 7]
+    channel.push(8)  # the batch is still held: behind it
+    assert taken == [0, 1, 2, 3, 4]
+    assert await anext(batches) == [8]  # coming back consumed [5, 7]
+    waiting = asyncio.ensure_future(anext(batches))
+    await asyncio.sleep(0)  # the consumer comes back: nothing is held or queued any more
+    channel.push(11)
+    channel.push(9)  # raised: left, and what follows too
+    channel.push(10)
+    assert taken == [0, 1, 2, 3, 4, 11]
+    assert await waiting == [9, 10]
+    channel.take_directly(None)
+    channel.push(12)  # nobody takes directly any more
+    assert taken == [0, 1, 2, 3, 4, 11] and len(channel) == 1
+
+
+async def test_a_producer_that_never_awaits_yields_while_items_are_taken_directly() -> None:
+    channel: Channel[int] = Channel(capacity=64, batch=16)
+    channel.take_directly(lambda item: True)
+    waits = [i for i in range(64) if channel.push(i) is not None]
+    assert waits == [15, 31, 47, 63]  # one yield per batch's worth, no more
+    channel.limit_bytes(400)  # a quarter: 100 bytes
+    waits = [i for i in range(10) if channel.push(i, 30) is not None]
+    assert waits == [3, 7]
+    waiter = channel.push(0, 100)
+    assert waiter is not None
+    await waiter  # done on the loop's next iteration

@@ -142,3 +142,31 @@ async def test_a_held_reader_keeps_what_it_has_not_read_and_full_says_when_to_wa
     await small.create("c", pipeline="p", owner=None)
     await small.append("c", chunks(1, 3))
     assert small.full("c", 0) and not small.full("c", 1)
+
+
+async def test_a_record_that_is_not_json_raises_after_the_records_before_it() -> None:
+    log = MemoryEventLog()
+    await log.create("r1", pipeline="p", owner=None)
+    bad = (3, 0.0, "step.event", "s", {"k": {(1, 2): "a key JSON cannot hold"}})
+    with pytest.raises(TypeError):
+        log.append_now("r1", [(1, 0.0, "step.event", "s", {"i": 1}),
+                              (2, 0.0, "step.event", "s", {"i": 2}), bad,
+                              (4, 0.0, "step.event", "s", {"i": 4})])
+    kept = log.get_now("r1")
+    assert kept is not None and kept.last_seq == 2  # counted: the next record follows them
+    assert [r[0] for r in kept.since(0)] == [1, 2]
+    log.append_now("r1", [(3, 0.0, "run.completed", None, {})])
+    assert [r[0] for r in kept.since(0)] == [1, 2, 3]
+    assert log.bytes_kept("r1") > 0
+
+
+async def test_an_append_may_leave_one_reader_waiting() -> None:
+    log = MemoryEventLog()
+    await log.create("r1", pipeline="p", owner=None)
+    kept = log.get_now("r1")
+    assert kept is not None
+    told_otherwise, other = kept.waiter(), kept.waiter()
+    log.append_now("r1", [(1, 0.0, "step.event", "s", {"i": 1})], but=told_otherwise)
+    assert other.done() and not told_otherwise.done()
+    log.append_now("r1", [(2, 0.0, "step.event", "s", {"i": 2})])  # still waiting: woken
+    assert told_otherwise.done()

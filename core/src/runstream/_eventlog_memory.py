@@ -94,12 +94,13 @@ class _Run:
         waiters.append(waiter)
         return waiter
 
-    def wake(self) -> None:
+    def wake(self, but: asyncio.Future[None] | None = None) -> None:
+        """Complete the waiting readers' futures; ``but`` (if waiting) stays waiting."""
         waiters = self.waiters
         if waiters:
-            self.waiters = []
+            self.waiters = [] if but is None or but not in waiters else [but]
             for waiter in waiters:
-                if not waiter.done():
+                if waiter is not but and not waiter.done():
                     waiter.set_result(None)
 
     def info(self) -> LoggedRun:
@@ -160,31 +161,43 @@ class MemoryEventLog(EventLog):
     async def append(self, run_id: str, records: Sequence[EventRecord]) -> None:
         self.append_now(run_id, records)
 
-    def append_now(self, run_id: str, records: Sequence[EventRecord]) -> None:
-        """:meth:`append` without a coroutine (this log never waits)."""
+    def append_now(self, run_id: str, records: Sequence[EventRecord], *,
+                   but: asyncio.Future[None] | None = None) -> None:
+        """:meth:`append` without a coroutine (this log never waits). ``but``: a reader's
+        future (from ``get_now(run_id).waiter()``) that this append does not complete: its
+        reader is told some other way (runstream-sse's writer that the run itself wrote to)."""
         run = self._s.runs.get(run_id)
         if run is None or run.ended_at is not None or not records:
             return
         kept, sizes = run.records, run.sizes
         max_events = self.max_events
         grow = 0
-        for record in records:
-            size = record_size(record)
-            if len(kept) == max_events:
-                grow -= sizes[0]  # the deque drops it as the new one comes in
-            kept.append(record)
-            sizes.append(size)
-            grow += size
-        run.last_seq = records[-1][0]
+        last: EventRecord | None = None
+        try:
+            for record in records:
+                size = record_size(record)  # raises for a record that is not JSON
+                if len(kept) == max_events:
+                    grow -= sizes[0]  # the deque drops it as the new one comes in
+                kept.append(record)
+                sizes.append(size)
+                grow += size
+                last = record
+        finally:  # the records before one that raised are in, and counted
+            if last is not None:
+                self._appended(run, last, grow, but)
+
+    def _appended(self, run: _Run, last: EventRecord, grow: int,
+                  but: asyncio.Future[None] | None) -> None:
+        run.last_seq = last[0]
         run.nbytes += grow
         self._s.held += grow
         if run.nbytes > self.max_run_bytes:
             self._trim(run)
-        if records[-1][2] in TERMINAL_EVENT_TYPES:
-            run.status = records[-1][2].removeprefix("run.")
+        if last[2] in TERMINAL_EVENT_TYPES:
+            run.status = last[2].removeprefix("run.")
         if self._s.held > self.max_total_bytes:
             self._evict()
-        run.wake()
+        run.wake(but)
 
     def _trim(self, run: _Run) -> None:
         kept, sizes = run.records, run.sizes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._branch import Node, Step, check_steps
@@ -71,7 +71,8 @@ class RunHandle:
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._events()
 
-    async def batches(self) -> AsyncGenerator[list[EventRecord], None]:
+    async def batches(self, take: Callable[[EventRecord], bool] | None = None
+                      ) -> AsyncGenerator[list[EventRecord], None]:
         """The run's events as :data:`runstream.EventRecord` tuples ``(seq, ts, type, step,
         data)``, a list at a time: everything queued since the last batch. The fast way for
         sinks and transports (runstream-sse reads runs so): one async-generator hop per batch
@@ -80,18 +81,30 @@ class RunHandle:
         Consume each batch before asking for the next (a batch holds its room in the run's
         bounded channel: backpressure); leaving early cancels the run, as with iterating the
         handle. A handle is iterated once, by ``batches()`` or ``async for``.
+
+        ``take``: called with each record as the run emits it, in the run's own task, once the
+        iteration has begun and while nothing is queued ahead of the record; it returns True
+        if it took the record (which then is in no batch: no wake-up of the iterating task),
+        False to leave it, and every record after it, to the batches until the batch holding
+        it has been consumed. Records arrive in order either way. It must not block; an
+        exception counts as False (leave the record, and fail on it in the batch). It bounds
+        what it takes itself (leaving records once it is full is the backpressure).
         """
         if self._iterating:
             raise RuntimeError("a run handle can be iterated only once")
         self._iterating = self._reading = True
+        channel = self._channel
         try:
-            async for batch in self._channel.batches():
+            if take is not None:
+                channel.take_directly(take)
+            async for batch in channel.batches():
                 yield batch
             await asyncio.wait({self._task})
             exc = None if self._task.cancelled() else self._task.exception()
             if exc is not None:
                 raise exc  # the run could not start (duplicate run id, store failure)
         finally:
+            channel.take_directly(None)
             self._reading = False
             if not self._task.done():
                 await self.cancel()

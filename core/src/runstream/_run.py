@@ -23,6 +23,8 @@ from ._secrets import RunSecrets
 from ._sinks import SinkRunner
 from ._size import FACTOR, Unmeasured, estimate_value, json_size
 
+_str_len = str.__len__  # as in ``_size.estimate``: TypeError for a key that is not a str
+
 if TYPE_CHECKING:
     from ._runtime import Runtime
     from ._threads import TaskThreads
@@ -190,11 +192,11 @@ class Run:
             for key, value in data.items():
                 cls = type(value)
                 if cls is str:
-                    size += len(key) + len(value) + 7
+                    size += _str_len(key) + len(value) + 7
                 elif cls is int and -0x7FFFFFFFFFFFFFFF <= value <= 0x7FFFFFFFFFFFFFFF:
-                    size += len(key) + 8
+                    size += _str_len(key) + 8
                 else:
-                    size += len(key) + 5 + estimate_value(value, 1)
+                    size += _str_len(key) + 5 + estimate_value(value, 1)
         except (Unmeasured, TypeError):
             size = self._check_size(step, data)
         else:

@@ -43,6 +43,11 @@ FACTOR: Final = 8
 MAX_DEPTH: Final = 32
 
 
+#: ``len`` of a key that must be a str: TypeError for any other (a tuple has a ``len`` too,
+#: but JSON cannot hold it as a key), so that it is measured, or refused, exactly.
+_str_len = str.__len__
+
+
 class Unmeasured(Exception):
     """Internal: the estimate cannot bound this value; measure it exactly."""
 
@@ -59,11 +64,11 @@ def estimate(data: dict[str, Any]) -> int:
     for key, value in data.items():
         cls = type(value)
         if cls is str:
-            n += len(key) + len(value) + 7
+            n += _str_len(key) + len(value) + 7
         elif cls is int and -0x7FFFFFFFFFFFFFFF <= value <= 0x7FFFFFFFFFFFFFFF:
-            n += len(key) + 8  # at most 20 characters: 3 is within the factor
+            n += _str_len(key) + 8  # at most 20 characters: 3 is within the factor
         else:
-            n += len(key) + 5 + estimate_value(value, 1)
+            n += _str_len(key) + 5 + estimate_value(value, 1)
     return n
 
 
@@ -88,7 +93,7 @@ def estimate_value(value: Any, depth: int) -> int:
     if cls is dict:
         n = 2
         for key, item in value.items():
-            n += len(key) + 4 + estimate_value(item, depth + 1)
+            n += _str_len(key) + 4 + estimate_value(item, depth + 1)
         return n
     if cls is list or cls is tuple:
         n = 2

@@ -152,3 +152,55 @@ async def test_a_run_far_ahead_of_the_shared_log_waits_for_it(
     await appending
     await writer.end("completed")
     assert [r[0] async for b in shared.read("t2") for r in b] == list(range(1, 8))
+
+
+async def ticking(n: int) -> AsyncGenerator[dict[str, Any], None]:
+    for i in range(n):
+        await asyncio.sleep(0)  # a token stream: the run yields between events
+        yield {"i": i}
+
+
+@pytest.mark.parametrize("trouble", ["suspends", "raises"])
+async def test_the_run_writes_to_its_waiting_client_and_hands_trouble_to_the_writer(
+        trouble: str) -> None:
+    """While the starting client's writer waits, the run's task writes each record to it;
+    a send that suspends is finished by the writer, one that fails ends the stream GONE."""
+    from runstream_sse._serve import Outcome, stream_feed
+
+    pipeline = AsyncPipeline("ticks", [AsyncPythonTask(name="llm", function=ticking)])
+    bodies: list[bytes] = []
+    senders: set[asyncio.Task[Any] | None] = set()
+    stop = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        if message.get("more_body"):  # (the last, empty one is the response's own)
+            senders.add(asyncio.current_task())
+        if len(bodies) % 7 == 3:
+            if trouble == "raises" and len(bodies) > 20:
+                raise OSError("connection reset")
+            await asyncio.sleep(0)  # the socket is full for a moment
+        bodies.append(message.get("body", b""))
+
+    async def receive() -> dict[str, Any]:
+        await stop.wait()
+        return {"type": "http.disconnect"}
+
+    async with Runtime(Config(run_log_store=ComponentConfig(type="memory"))) as runtime:
+        runs = RunsInFlight.for_runtime(runtime)
+        writer = await runs.open_run("ticks-1", "ticks", None)
+        live = runs.start(pipeline.stream({"n": 200}, run_id="ticks-1", config=runtime), writer)
+        live.hold(0)
+        outcome = await stream_feed(receive, send, runs.feed("ticks-1", 0), 0, lifecycle=True,
+                                    ping_interval=None, primary=live)
+        stop.set()
+        if outcome is not Outcome.ENDED:
+            await runs.cancel(live, "client disconnected")
+    ids = [int(line[4:]) for body in bodies for line in body.decode().split("\n")
+           if line.startswith("id: ")]
+    assert ids == list(range(1, len(ids) + 1))  # each record once, in order
+    if trouble == "suspends":
+        assert outcome is Outcome.ENDED and len(ids) == 204  # 200 events, lifecycle, the end
+        assert b"event: run.completed" in bodies[-2]
+        assert len(senders) == 2  # the writer's and the run's task
+    else:
+        assert outcome is Outcome.GONE and 20 <= len(ids) < 201

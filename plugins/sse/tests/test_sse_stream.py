@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, Response
 from httpx_sse import aconnect_sse, connect_sse
-from runstream import AsyncPipeline, Config, MemoryEventLog, Runtime
+from runstream import AsyncPipeline, ComponentConfig, Config, Limits, MemoryEventLog, Runtime
 from runstream_async_python import AsyncPythonTask
 from runstream_sse import SSE, runs_router, sse_response
 from starlette.applications import Starlette
@@ -332,3 +332,71 @@ def test_sse_response_validates_its_arguments(rt: Runtime) -> None:
         sse_response(chat, config=rt, run_id="../etc")
     response = sse_response(chat, config=rt, run_id="my-run-1")
     assert response.run_id == "my-run-1" and response.headers["x-run-id"] == "my-run-1"
+
+
+async def burst_then_unencodable(n: int, end: bool = False) -> AsyncGenerator[dict[str, Any],
+                                                                             None]:
+    for i in range(n):  # never awaits: the run emits them all before its client reads one
+        yield {"i": i, "pad": "x" * 200}
+    if n < 1000:
+        yield {"i": n, "not json": {(1, 2): "a key JSON cannot hold"}}
+        if not end:
+            await asyncio.Event().wait()  # until cancelled
+
+
+def burst_runtime(**limits: Any) -> Runtime:
+    # A replay buffer far smaller than the burst: only the primary's hold keeps it whole.
+    return Runtime(Config(run_log_store=ComponentConfig(type="memory"),
+                          limits=Limits(**limits),
+                          event_log=ComponentConfig(type="memory", max_events=50,
+                                                    max_run_bytes=4096)))
+
+
+def test_a_burst_past_the_replay_buffer_before_the_stream_begins_loses_nothing() -> None:
+    """The run appends to the log from its own task as soon as it emits, before its client's
+    stream has begun: its client holds it from the first record all the same."""
+    runtime = burst_runtime()
+    app = FastAPI()
+    burst = pipeline(burst_then_unencodable, "burst")
+
+    @app.get("/chat")
+    async def chat() -> Response:
+        return sse_response(burst, {"n": 3000}, config=runtime)
+
+    try:
+        with serve(app) as base, httpx.Client(base_url=base, timeout=30) as client:
+            _, events = data_events(client, "GET", "/chat")
+    finally:
+        asyncio.run(runtime.aclose())
+    assert [kind for kind, _, _ in events].count("replay.gap") == 0
+    assert [json.loads(d)["i"] for kind, _, d in events if kind == "message"] == list(
+        range(3000))
+    assert events[-1][0] == "run.completed"
+
+
+def test_an_event_that_cannot_be_json_ends_the_stream_after_every_earlier_event() -> None:
+    # No max_event_bytes: the run does not size events itself, the event log does.
+    runtime = burst_runtime(max_event_bytes=None)
+    app = FastAPI()
+    burst = pipeline(burst_then_unencodable, "burst")
+
+    @app.get("/chat")
+    async def chat(end: bool = False) -> Response:
+        return sse_response(burst, {"n": 300, "end": end}, config=runtime)
+
+    try:
+        with serve(app) as base, httpx.Client(base_url=base, timeout=30) as client:
+            _, going = data_events(client, "GET", "/chat")
+            # The run ended right after it (its end came in the same batch): how it ended.
+            _, ended = data_events(client, "GET", "/chat?end=true")
+    finally:
+        asyncio.run(runtime.aclose())
+    for events in (going, ended):
+        assert [json.loads(d)["i"] for kind, _, d in events if kind == "message"] == list(
+            range(300))
+    kind, _, data = going[-1]
+    assert kind == "run.cancelled"
+    assert json.loads(data)["reason"].startswith("the event stream failed: TypeError")
+    kind, _, data = ended[-1]
+    assert kind == "run.completed"
+    assert json.loads(data)["warnings"][0].startswith("the event stream failed: TypeError")

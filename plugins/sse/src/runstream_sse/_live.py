@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from runstream import TERMINAL_EVENT_TYPES, RunHandle
 
@@ -19,21 +19,34 @@ if TYPE_CHECKING:
     from runstream import EventRecord
 
 
+class ParkedWriter(Protocol):
+    """The primary's stream writer while it waits (``_serve._Writer``)."""
+
+    def write_now(self) -> bool:
+        """Send the record just appended, from the run's task; False: wake the writer."""
+        ...
+
+
 class LiveRun:
     """Owns a :class:`runstream.RunHandle` and pumps its records into the event log.
 
     The pump runs as its own task (its owner's), so the log fills (and a reconnecting client
     can replay) whether or not a client is reading; readers wait on the log, and everything
-    appended while a reader was busy goes out in its next write. The client that started the
-    run (the *primary* reader, :meth:`hold`) holds the pump back instead of losing records it
-    has not sent: the pump never appends more than the log's ``max_events`` records past the
-    primary's cursor, and waits while those fill its ``max_run_bytes``. The run is stopped
-    explicitly: nothing here relies on a generator's ``finally``. ``on_release`` is awaited
-    once, as soon as the run has ended for its clients (before its terminal record is out).
+    appended while a reader was busy goes out in its next write. Most records do not go
+    through the pump's task: :meth:`_take` appends them from the run's own emit (a plain call,
+    ``RunHandle.batches(take=...)``), which saves a task wake-up per event; it leaves to the
+    pump what needs waiting (room, a send to the shared log) and the run's terminal record.
+    The client that started the run (the *primary* reader, :meth:`hold`) holds the run back
+    instead of losing records it has not sent: nothing is appended more than the log's
+    ``max_events`` records past the primary's cursor, and the pump waits while those fill its
+    ``max_run_bytes`` (the records the run emits meanwhile queue in its bounded channel).
+    The run is stopped explicitly: nothing here relies on a generator's ``finally``.
+    ``on_release`` is awaited once, as soon as the run has ended for its clients (before its
+    terminal record is out).
     """
 
-    __slots__ = ("_hold", "_room", "cancel_reason", "ended", "handle", "notice", "on_release",
-                 "writer")
+    __slots__ = ("_hold", "_parked", "_room", "cancel_reason", "ended", "handle", "notice",
+                 "on_release", "writer")
 
     def __init__(self, handle: RunHandle, writer: RunWriter,
                  on_release: Callable[[LiveRun], Awaitable[None]] | None = None) -> None:
@@ -45,6 +58,8 @@ class LiveRun:
         #: Set once the run has ended for its clients (terminal record out, log ended).
         self.ended = False
         self._hold: int | None = None
+        #: The primary's writer while it waits, and its future (see :meth:`park`).
+        self._parked: tuple[ParkedWriter, asyncio.Future[None]] | None = None
         self._room: asyncio.Future[None] | None = None
         #: Why replay elsewhere is unavailable (the shared log failed), for the run's client.
         self.notice: str | None = None
@@ -75,6 +90,15 @@ class LiveRun:
         if room is not None and not self._full(cursor):
             self._release_room()
 
+    def park(self, stream: ParkedWriter, waiter: asyncio.Future[None]) -> None:
+        """The primary's writer waits on ``waiter`` (from the log): until :meth:`unpark`,
+        :meth:`_take` lets ``stream`` write each record from the run's task instead of
+        completing ``waiter``."""
+        self._parked = (stream, waiter)
+
+    def unpark(self) -> None:
+        self._parked = None
+
     def release(self) -> None:
         """The primary reader is gone: records may be dropped again."""
         self._hold = None
@@ -95,23 +119,46 @@ class LiveRun:
         room = self._room = asyncio.get_running_loop().create_future()
         await room
 
+    def _take(self, record: EventRecord) -> bool:
+        """Append ``record`` from the run's emit if nothing need wait: whether it did (else
+        the pump gets it, and what follows it, in a batch)."""
+        if record[2] in TERMINAL_EVENT_TYPES or self.ended:
+            return False  # the pump frees the run's slot before its end is out
+        hold = self._hold
+        writer = self.writer
+        if hold is not None and writer.local.full(writer.run_id, hold):
+            return False  # the pump waits for room
+        parked = self._parked
+        if parked is None or parked[1].done():
+            return writer.append_now((record,))
+        # The primary's writer waits: append without waking it, and write from here.
+        stream, waiter = parked
+        if not writer.append_now((record,), waiter):
+            return False
+        try:
+            written = stream.write_now()
+        except Exception:  # (it hands its errors to the writer) the writer has a look
+            written = False
+        if not written and not waiter.done():
+            waiter.set_result(None)
+        return True
+
     async def _append(self, batch: list[EventRecord]) -> None:
         writer = self.writer
-        hold = self._hold
-        if hold is not None:
-            max_events = writer.local.max_events
-            while True:  # never past max_events records ahead of the primary: split the batch
-                room = max_events - (writer.last_seq - hold)
-                if room >= len(batch):
-                    break
-                if room > 0:
-                    writer.append_local(batch[:room])
-                    await writer.tee(batch[:room])
-                    batch = batch[room:]
+        max_events = writer.local.max_events
+        while True:  # never past max_events records ahead of the primary: split the batch
+            hold = self._hold
+            if hold is None:
+                break
+            if self._full(hold):
                 await self._wait_room()
-                hold = self._hold
-                if hold is None:
-                    break
+                continue
+            room = max_events - (writer.last_seq - hold)  # > 0 while the log has the run
+            if room >= len(batch) or room <= 0:
+                break
+            writer.append_local(batch[:room])
+            await writer.tee(batch[:room])
+            batch = batch[room:]
         writer.append_local(batch)
         await writer.tee(batch)
         hold = self._hold
@@ -124,29 +171,32 @@ class LiveRun:
         writer = self.writer
         # The run's records a batch at a time: no Event envelope and no async-generator hop
         # per event.
-        events = self.handle.batches()
+        events = self.handle.batches(self._take)
         terminal = False
         local, run_id, tee = writer.local, writer.run_id, writer.shared is not None
         max_events = local.max_events
+        pumping = False  # whether an exception comes from appending a batch
         try:
             async for batch in events:
+                pumping = True
                 if batch[-1][2] in TERMINAL_EVENT_TYPES:
                     # The run has ended for its clients (its record is saved before its
                     # terminal event): its slot is free before they can ask for another.
                     terminal = True
                     await self._release()
                 hold = self._hold
-                if hold is not None and writer.last_seq + len(batch) - hold > max_events:
-                    await self._append(batch)  # split, so as not to drop unsent records
-                    continue
-                # The common case inline: no coroutine per batch.
-                writer.append_local(batch)
-                if tee:
-                    await writer.tee(batch)
-                if hold is not None and local.full(run_id, hold):
-                    await self._wait_room()
+                if hold is not None and (writer.last_seq + len(batch) - hold > max_events
+                                         or local.full(run_id, hold)):
+                    await self._append(batch)  # wait for room or split: drop no unsent record
+                else:  # the common case inline: no coroutine per batch
+                    writer.append_local(batch)
+                    if tee:
+                        await writer.tee(batch)
+                    if hold is not None and local.full(run_id, hold):
+                        await self._wait_room()
+                pumping = False
         except Exception as exc:
-            if self.handle.done():  # the run could not start (e.g. its run id is taken)
+            if not pumping:  # the run could not start (e.g. its run id is taken)
                 if not terminal:
                     terminal = True
                     await self._release()
@@ -154,6 +204,9 @@ class LiveRun:
                                           end_data(failure_data(exc), self.handle.run_log))
             else:  # an event could not be encoded: the run is cancelled below, with this reason
                 self.cancel_reason = f"the event stream failed: {type(exc).__name__}: {exc}"
+                if terminal:  # its end was in that batch, after the event: say how it ended
+                    terminal = False
+                    self.handle.run_log.warnings.append(self.cancel_reason)
         finally:
             # Stop the run explicitly (this task may have been cancelled while it waited for
             # room), then close the iterator so that its own clean-up runs now, not at GC.

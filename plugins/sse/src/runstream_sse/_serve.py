@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from runstream import TERMINAL_EVENT_TYPES
@@ -110,6 +110,81 @@ def _frames(run_id: str, records: Sequence[EventRecord], lifecycle: bool) -> tup
     return "".join(parts), n
 
 
+class _Writer:
+    """What a stream has sent (``cursor``), for :func:`_follow`'s loop and, while that waits,
+    for the run's own task (:meth:`write_now`)."""
+
+    __slots__ = ("cursor", "feed", "framer", "handed", "lifecycle", "loop", "pinger", "primary",
+                 "send", "send_timeout", "warned")
+
+    def __init__(self, send: Send, feed: Feed, cursor: int, lifecycle: bool,
+                 primary: LiveRun | None, send_timeout: float | None, framer: Framer | None,
+                 pinger: _Pinger | None) -> None:
+        self.send = send
+        self.feed = feed
+        self.cursor = cursor
+        self.lifecycle = lifecycle
+        self.primary = primary
+        self.send_timeout = send_timeout
+        self.framer = framer
+        self.pinger = pinger
+        self.loop = asyncio.get_running_loop()
+        self.warned = False
+        #: What :meth:`write_now` leaves to the writer: a send to finish, or its error.
+        self.handed: Awaitable[None] | Exception | None = None
+
+    def frame(self, records: Sequence[EventRecord]) -> tuple[str, int]:
+        """The text of the next write of ``records`` (after the cursor), and how many it
+        covers."""
+        cursor = self.cursor
+        first = records[0][0]
+        if self.framer is None:
+            text, n = _frames(self.feed.run_id, records, self.lifecycle)
+            if first > cursor + 1:
+                text = _gap_frame(cursor, first, first - cursor - 1) + text
+        else:  # another protocol: no runstream frame (gap, warning) in it
+            text, n = self.framer(records)
+            self.warned = True
+        primary = self.primary
+        if primary is not None and primary.notice is not None and not self.warned:
+            self.warned = True
+            text = _warning_frame(primary.notice) + text
+        return text, n
+
+    def write_now(self) -> bool:
+        """Called by the run's task (``LiveRun._take``) while the writer waits, once the run
+        appended a record without waking it: send that record from there, at once. Whether
+        the writer may go on waiting; else wake it, to write the records itself or to finish
+        what it was handed (a send that suspended, or its error). Framed only once it is
+        sure to go out here: another protocol's framer keeps state."""
+        records = self.feed.since(self.cursor)
+        primary = self.primary
+        if not records or primary is None:
+            return not records
+        last = records[-1]
+        if (len(records) > 1 or last[0] != self.cursor + 1 or last[2] in TERMINAL_EVENT_TYPES
+                or (primary.notice is not None and not self.warned)):
+            return False
+        try:
+            text, _ = self.frame(records)
+            pending = None
+            if text:
+                pending = start_send(self.send, {"type": "http.response.body",
+                                                 "body": to_bytes(text), "more_body": True},
+                                     self.send_timeout)
+        except Exception as exc:  # raised by the writer, as if it had written this itself
+            self.handed = exc
+            return False
+        self.cursor = last[0]
+        if pending is not None:
+            self.handed = pending
+            return False
+        if text and self.pinger is not None:
+            self.pinger.last = self.loop.time()
+        primary.hold(self.cursor)
+        return True
+
+
 async def _follow(send: Send, feed: Feed, cursor: int, lifecycle: bool,
                   ping_interval: float | None, primary: LiveRun | None,
                   send_timeout: float | None, framer: Framer | None = None) -> None:
@@ -117,33 +192,36 @@ async def _follow(send: Send, feed: Feed, cursor: int, lifecycle: bool,
 
     Everything appended since the last write goes out in one write: a fast producer costs one
     ``send`` per batch, not per event. A writer that waits has one future, which the log
-    completes when it appends; no task, timer or ``asyncio.wait`` per event.
+    completes when it appends; no task, timer or ``asyncio.wait`` per event. The writer of
+    the client that started the run (``primary``) lets the run's own task write while it
+    waits (:meth:`_Writer.write_now`): a record then costs no wake-up of this task.
     """
     loop = asyncio.get_running_loop()
     pinger = _Pinger(loop, ping_interval) if ping_interval is not None else None
+    writer = _Writer(send, feed, cursor, lifecycle, primary, send_timeout, framer, pinger)
     ping = False
-    warned = False
-    run_id = feed.run_id
     if primary is not None:
         primary.hold(cursor)
     try:
         while True:
-            records = feed.since(cursor)
+            handed = writer.handed
+            if handed is not None:  # by write_now
+                writer.handed = None
+                if isinstance(handed, Exception):
+                    raise handed
+                await handed
+                if pinger is not None:
+                    pinger.last = loop.time()
+                ping = False
+                if primary is not None:
+                    primary.hold(writer.cursor)
+                continue
+            records = feed.since(writer.cursor)
             if records:
-                first = records[0][0]
-                if framer is None:
-                    text, n = _frames(run_id, records, lifecycle)
-                else:  # another protocol: no runstream frame (gap, warning) in it
-                    text, n = framer(records)
-                    warned = True
+                text, n = writer.frame(records)
                 more = n < len(records)
-                if first > cursor + 1 and framer is None:
-                    text = _gap_frame(cursor, first, first - cursor - 1) + text
-                if primary is not None and primary.notice is not None and not warned:
-                    warned = True
-                    text = _warning_frame(primary.notice) + text
                 last = records[n - 1]
-                cursor = last[0]
+                writer.cursor = last[0]
                 pending = None
                 if text:
                     pending = start_send(send, {"type": "http.response.body",
@@ -155,7 +233,7 @@ async def _follow(send: Send, feed: Feed, cursor: int, lifecycle: bool,
                         pinger.last = loop.time()
                     ping = False
                 if primary is not None:
-                    primary.hold(cursor)
+                    primary.hold(writer.cursor)
                 if not more and last[2] in TERMINAL_EVENT_TYPES:
                     return
                 if pending is not None or ping or more:
@@ -164,9 +242,9 @@ async def _follow(send: Send, feed: Feed, cursor: int, lifecycle: bool,
                 # appended or ended since ``since()``, so wait at once.
             elif feed.ended:
                 return
-            elif (primary is not None and primary.notice is not None and not warned
+            elif (primary is not None and primary.notice is not None and not writer.warned
                   and framer is None):
-                warned = True
+                writer.warned = True
                 await send_within(send, {"type": "http.response.body", "more_body": True,
                                          "body": to_bytes(_warning_frame(primary.notice))},
                                   send_timeout)
@@ -181,7 +259,14 @@ async def _follow(send: Send, feed: Feed, cursor: int, lifecycle: bool,
             waiter = feed.waiter()
             if pinger is not None:
                 pinger.wait(waiter)
-            await waiter
+            if primary is None:
+                await waiter
+            else:
+                primary.park(writer, waiter)
+                try:
+                    await waiter
+                finally:
+                    primary.unpark()
             ping = waiter.result() is True
     finally:
         if pinger is not None:

@@ -89,12 +89,16 @@ class RunResponse(SSEResponse):
             await self._follow(receive, send, inflight.feed(self.run_id, 0), 0)
             return
         live = inflight.start(handle, writer)
+        # This client misses nothing from the run's first record on, also before its stream
+        # begins: the run appends from its own task (``LiveRun._take``) as soon as it emits.
+        live.hold(0)
         outcome = Outcome.GONE
         try:
             await self._start(send)
             outcome = await self._follow(receive, send, inflight.feed(self.run_id, 0), 0,
                                          primary=live)
         finally:
+            live.release()  # (done by the stream already, unless it never began)
             # Also when this task is cancelled (server shutdown): stop the run explicitly.
             if outcome is not Outcome.ENDED and self.on_disconnect == "cancel":
                 if outcome is Outcome.STALLED:  # connected but not reading: no resume to wait

@@ -84,10 +84,36 @@ class RunWriter:
         else:
             await log.create(self.run_id, pipeline=self.pipeline, owner=self.owner)
 
-    def append_local(self, records: Sequence[EventRecord]) -> None:
-        """Append to the local log only (see :meth:`tee` for the rest)."""
-        self.local.append_now(self.run_id, records)
+    def append_local(self, records: Sequence[EventRecord],
+                     but: asyncio.Future[None] | None = None) -> None:
+        """Append to the local log only (see :meth:`tee` for the rest); ``but``: see
+        :meth:`runstream.MemoryEventLog.append_now`."""
+        try:
+            self.local.append_now(self.run_id, records, but=but)
+        except Exception:  # a record that is not JSON: those before it are in
+            kept = self.local.get_now(self.run_id)
+            if kept is not None:
+                self.last_seq = kept.last_seq
+            raise
         self.last_seq = records[-1][0]
+
+    def append_now(self, records: Sequence[EventRecord],
+                   but: asyncio.Future[None] | None = None) -> bool:
+        """:meth:`append` if it need not wait (no send to the shared log to wait for, the log
+        not down): whether it did (nothing is done if not). A record that is not JSON raises,
+        with nothing done for it."""
+        shared = self.shared
+        pending = self._pending
+        if shared is not None and (self.down is not None or (
+                self._sending is not None and len(pending) + len(records) >= AHEAD)):
+            return False
+        self.append_local(records, but)
+        if shared is not None:
+            pending.extend(records)
+            if self._sending is None:
+                self._sending = asyncio.get_running_loop().create_task(
+                    self._send(), name=f"runstream-sse-tee-{self.run_id}")
+        return True
 
     async def tee(self, records: Sequence[EventRecord]) -> None:
         """Hand ``records`` (already in the local log) to the shared log, after any that
