@@ -93,6 +93,7 @@ class Tail:
         self._ops: list[tuple[bytes, bytes]] = []
         self._conn: AbstractConnection | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._closed = False
         #: XREADs sent for readers (for tests and profiles).
         self.reads = 0
 
@@ -293,7 +294,7 @@ class Tail:
     # -- the pub/sub connection ------------------------------------------------------------
     def _start(self, name: str, run: Any) -> None:
         task = self._tasks.get(name)
-        if task is None or task.done():
+        if (task is None or task.done()) and not self._closed:
             self._tasks[name] = asyncio.get_running_loop().create_task(
                 run(), name=f"runstream-redis tail {name}")
 
@@ -324,6 +325,7 @@ class Tail:
             try:
                 conn = self._conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
                 connected = True
+                self._cancelled()
                 self._ops = [(_SUBSCRIBE, channel) for channel in self._runs]
                 self._confirmed.clear()
                 self._start("send", self._sender)
@@ -334,6 +336,7 @@ class Tail:
                         self._on_message(message)
             except (RedisError, OSError) as exc:
                 await self._drop()
+                self._cancelled()
                 if connected and not retried and self._runs:
                     retried = True  # it worked until now: one new connection at once
                     continue
@@ -342,6 +345,14 @@ class Tail:
             except BaseException:
                 await self._drop()
                 raise
+
+    def _cancelled(self) -> None:
+        """Raise CancelledError if the listener was cancelled, or the tail closed, while in
+        redis-py: its connect may swallow a cancel (the connection is made anyway) or turn it
+        into a connection error."""
+        task = asyncio.current_task()
+        if self._closed or (task is not None and task.cancelling()):
+            raise asyncio.CancelledError
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -353,6 +364,7 @@ class Tail:
 
     async def close(self) -> None:
         """Stops following: the readers still waiting raise EventLogError."""
+        self._closed = True
         tasks, self._tasks = list(self._tasks.values()), {}
         for task in tasks:
             task.cancel()
