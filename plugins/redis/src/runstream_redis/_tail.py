@@ -305,7 +305,10 @@ class Tail:
 
     async def _sender(self) -> None:
         """Sends the queued (un)subscriptions, consecutive ones of a kind as one command."""
-        while self._ops and self._conn is not None:
+        while self._ops:
+            conn = self._conn
+            if conn is None or not conn.is_connected:
+                return  # lost: the listener connects again and subscribes to every run
             ops, self._ops = self._ops, []
             commands: list[list[bytes]] = []
             for command, channel in ops:
@@ -314,9 +317,8 @@ class Tail:
                 else:
                     commands.append([command, channel])
             with contextlib.suppress(RedisError, OSError):  # the listener sees it too
-                await self._conn.send_packed_command([pack_command(tuple(c))  # type: ignore[arg-type]
-                                                      for c in commands],
-                                                     check_health=False)
+                await conn.send_packed_command([pack_command(tuple(c))  # type: ignore[arg-type]
+                                                for c in commands], check_health=False)
 
     async def _listen(self) -> None:
         retried = False
