@@ -233,18 +233,6 @@ async def test_another_instance_may_append_to_a_run(make_log: Any) -> None:
     await worker.close()
 
 
-async def test_followers_past_the_pool_wait_for_a_connection(make_log: Any) -> None:
-    log = make_log(max_followers=3, block=0.2)
-    await log.create("f", pipeline="p", owner=None)
-    followers = [asyncio.create_task(collect(log, "f")) for _ in range(12)]
-    await log.append("f", chunks(1, 5))
-    await log.append("f", [record(6, "run.completed", {})])
-    await log.end("f", "completed")
-    for got in await asyncio.wait_for(asyncio.gather(*followers), 30):
-        assert [r[0] for r in got] == [1, 2, 3, 4, 5, 6]
-    await log.close()
-
-
 async def test_the_config_picks_it(redis_server: RedisServer, prefix: str) -> None:
     config = Config.model_validate({"event_log": {
         "type": "redis", "url": redis_server.url, "key_prefix": prefix, "ttl": 60}})

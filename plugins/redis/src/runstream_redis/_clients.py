@@ -19,21 +19,19 @@ from ._writer import Writer
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
 
-__all__ = ["Clients", "errors"]
+__all__ = ["Clients", "as_error", "errors"]
 
 
 class Clients:
-    """The ``writer`` (one connection: every write, coalesced; see ``_writer``), and two pools:
-    ``commands`` for reads, ``follower`` for readers blocked in ``XREAD BLOCK``. A blocked read
-    holds its connection for up to ``block`` seconds, so they get a pool of their own: however
-    many clients follow runs, writes and reads never wait for them.
+    """The ``writer`` (one connection: every write, coalesced; see ``_writer``), the
+    ``commands`` pool for reads, and ``pubsub``: the pool of the tail's one pub/sub connection
+    (see ``_tail``), however many readers follow runs. No call ever blocks in Redis.
 
     One retry after a connection error (a connection that Redis closed, e.g. when it
     restarted), with no backoff: a Redis that is down fails the call at once."""
 
-    def __init__(self, url: str, *, connect_timeout: float, socket_timeout: float, block: float,
-                 max_connections: int, max_followers: int, write_queue: int,
-                 write_queue_bytes: int) -> None:
+    def __init__(self, url: str, *, connect_timeout: float, socket_timeout: float,
+                 max_connections: int, write_queue: int, write_queue_bytes: int) -> None:
         options: dict[str, Any] = {"socket_connect_timeout": connect_timeout,
                                    "retry": Retry(NoBackoff(), 1), "protocol": 2,
                                    # Any text a caller gives (an owner, a cancel reason) is
@@ -42,13 +40,12 @@ class Clients:
         self.commands = Redis.from_pool(BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=socket_timeout,
             socket_timeout=socket_timeout, **options))
-        self.follower = Redis.from_pool(BlockingConnectionPool.from_url(
-            url, max_connections=max_followers, timeout=None,
-            socket_timeout=block + socket_timeout, **options))
-        for client in (self.commands, self.follower):
-            # XREAD's entries as Redis sends them: _codec.parse_entries reads them without
-            # building a dict per entry.
-            client.set_response_callback("XREAD", _raw)
+        # XREAD's entries as Redis sends them: _codec.parse_entries reads them without
+        # building a dict per entry.
+        self.commands.set_response_callback("XREAD", _raw)
+        # Writes (subscriptions) time out; reads wait for messages as long as it takes.
+        self.pubsub = ConnectionPool.from_url(url, max_connections=1,
+                                              socket_timeout=socket_timeout, **options)
         self.scripts: dict[str, AsyncScript] = {
             name: self.commands.register_script(getattr(_scripts, name))
             for name in _scripts.__all__}
@@ -63,9 +60,8 @@ class Clients:
 
     async def aclose(self) -> None:
         await self.writer.close()
-        for client in (self.commands, self.follower):
-            with contextlib.suppress(RedisError, OSError):
-                await client.aclose()
+        with contextlib.suppress(RedisError, OSError):
+            await self.commands.aclose()
 
 
 @contextlib.contextmanager
@@ -75,9 +71,13 @@ def errors(url: str, doing: str) -> Iterator[None]:
     try:
         yield
     except (RedisError, OSError) as exc:
-        reason = scrub(str(exc) or type(exc).__name__, url)
-        raise EventLogError(f"event log: cannot {doing}: Redis at {mask_url(url)}: "
-                            f"{reason}") from None
+        raise as_error(url, doing, exc) from None
+
+
+def as_error(url: str, doing: str, exc: BaseException) -> EventLogError:
+    """The :class:`runstream.EventLogError` that ``errors`` raises for ``exc``."""
+    reason = scrub(str(exc) or type(exc).__name__, url)
+    return EventLogError(f"event log: cannot {doing}: Redis at {mask_url(url)}: {reason}")
 
 
 def _raw(response: Any, **options: Any) -> Any:

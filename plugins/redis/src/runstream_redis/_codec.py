@@ -24,7 +24,8 @@ from runstream import TERMINAL_EVENT_TYPES
 if TYPE_CHECKING:
     from runstream import EventRecord
 
-__all__ = ["RECORD", "encode", "entry_id", "parse_entries", "seq_of", "text_of"]
+__all__ = ["RECORD", "encode", "entry_id", "parse_entries", "parse_published", "seq_of",
+           "text_of"]
 
 #: The field of a record's entry (an end marker has ``e`` instead).
 RECORD = b"r"
@@ -100,3 +101,13 @@ def parse_entries(entries: list[list[Any]]) -> tuple[list[EventRecord], bytes, b
                                 for seq, b in zip(seqs, bodies, strict=True)]
     # As in every event log, a batch that ends with a terminal record ends the run.
     return batch, cursor, ended or batch[-1][2] in TERMINAL_EVENT_TYPES
+
+
+def parse_published(payload: bytes) -> list[EventRecord]:
+    """The records of a batch ``APPEND`` published: ``b"{first_seq}\n"`` then the values
+    joined with newlines (compact JSON never holds a raw newline), seqs contiguous. One
+    ``json.loads`` for the batch, as in :func:`parse_entries`."""
+    head, _, data = payload.partition(b"\n")
+    first = int(head)
+    bodies = _loads((b"[" + data.replace(b"\n", b",") + b"]").decode("utf-8", "surrogatepass"))
+    return [(seq, b[0], b[1], b[2], b[3]) for seq, b in enumerate(bodies, first)]

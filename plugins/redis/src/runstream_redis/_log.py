@@ -39,15 +39,13 @@ from ._clients import Clients, errors
 from ._codec import RECORD, encode, entry_id, parse_entries, seq_of, text_of
 from ._leases import Leases
 from ._options import RedisOptions
+from ._tail import READ_COUNT, Tail
 from ._url import mask_url
 
 if TYPE_CHECKING:
     from runstream import EventRecord
 
 __all__ = ["RedisEventLog"]
-
-#: Entries one XREAD returns at most.
-READ_COUNT = 1000
 
 #: Run ids have no ``:``, so no run's keys can be another's; an id that is not one names no run.
 _valid_id = re.compile(RUN_ID_PATTERN).match
@@ -68,12 +66,13 @@ class RedisEventLog(RedisOptions):
     _written: ClassVar[dict[str, Written]]
     _listener: ClassVar[CancelListener | None]
     _leases: ClassVar[Leases | None]
+    _tail: ClassVar[Tail | None]
     _tokens: ClassVar[Iterator[int]]
     _instance: ClassVar[str]
 
     def model_post_init(self, context: object, /) -> None:
         for name, value in (("_clients", None), ("_written", {}), ("_listener", None),
-                            ("_leases", None), ("_tokens", itertools.count()),
+                            ("_leases", None), ("_tail", None), ("_tokens", itertools.count()),
                             ("_instance", f"{os.getpid()}-{uuid.uuid4().hex[:8]}")):
             object.__setattr__(self, name, value)
 
@@ -83,10 +82,11 @@ class RedisEventLog(RedisOptions):
         if clients is None:
             clients = Clients(
                 self.url, connect_timeout=self.connect_timeout,
-                socket_timeout=self.socket_timeout, block=self.block,
-                max_connections=self.max_connections, max_followers=self.max_followers,
+                socket_timeout=self.socket_timeout, max_connections=self.max_connections,
                 write_queue=self.write_queue, write_queue_bytes=self.write_queue_bytes)
             object.__setattr__(self, "_clients", clients)
+            object.__setattr__(self, "_tail", Tail(self.url, clients, clients.pubsub,
+                                                   self._drivers, block=self.block))
             where = mask_url(self.url)
             listener = CancelListener(clients.commands, f"{self.key_prefix}cancel", where,
                                       retry_delay=min(1.0, self.connect_timeout))
@@ -216,7 +216,7 @@ class RedisEventLog(RedisOptions):
         if not _valid_id(run_id):
             raise RunNotFoundError(f"no run {run_id!r} in the event log")
         clients = self._connect()
-        client, follower = clients.commands, clients.follower
+        client = clients.commands
         meta, events, _ = self._keys(run_id)
         cursor = entry_id(max(0, after))
         doing = f"read run '{run_id}'"
@@ -227,30 +227,35 @@ class RedisEventLog(RedisOptions):
                 exists, got = await pipe.execute()
         if not exists:
             raise RunNotFoundError(f"no run '{run_id}' in the event log")
-        checked_end = False
-        block = self._ms(self.block)
-        while True:
-            if got:
+        if not follow:
+            while got:
                 batch, cursor, done = parse_entries(got[0][1])
                 if batch:
                     yield batch
                 if done:
                     return
-                checked_end = False
-            elif not follow or checked_end:
-                return
-            with self._errors(doing):
-                if not follow:
+                with self._errors(doing):
                     got = await client.xread({events: cursor}, count=READ_COUNT)
-                    continue
-                got = await follower.xread({events: cursor}, count=READ_COUNT, block=block)
-                if not got:  # nothing for `block` s: is the run still there, still driven?
-                    status = await clients.script("STATUS", [meta, self._drivers], [run_id])
-                    if status != b"running":
-                        # Its end marker is read next; if its keys are gone, or its driver
-                        # is (killed: it will never end the run), nothing is.
-                        checked_end = True
-                        got = await client.xread({events: cursor}, count=READ_COUNT)
+            return
+        batch, pos = [], max(0, after)
+        if got:
+            batch, cursor, done = parse_entries(got[0][1])
+            if done:
+                if batch:
+                    yield batch
+                return
+            pos = seq_of(cursor)
+        # The tail follows it from here, subscribed before this batch is handed over.
+        tail = self._tail
+        assert tail is not None
+        reader = tail.join(run_id, events, pos)
+        try:
+            if batch:
+                yield batch
+            async for batch in tail.records(reader, meta, events):
+                yield batch
+        finally:
+            tail.leave(reader)
 
     async def get_run(self, run_id: str) -> LoggedRun | None:
         if not _valid_id(run_id):
@@ -366,6 +371,8 @@ class RedisEventLog(RedisOptions):
             await clients.writer.close()  # what is queued goes out first
         if self._listener is not None:
             await self._listener.close()
+        if self._tail is not None:
+            await self._tail.close()
         leases = self._leases
         if leases is not None:
             await leases.close()

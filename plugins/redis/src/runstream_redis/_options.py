@@ -31,15 +31,15 @@ class RedisOptions(EventLog):
                                   description="Seconds a Redis command may take.")
     block: float = Field(
         default=2.0, gt=0, le=60,
-        description="Seconds a following reader waits in one `XREAD BLOCK` before it checks the "
-                    "run is still there.")
+        description="Seconds a following reader waits for new records before it checks the "
+                    "run is still there (and reads its stream).")
     max_connections: int = Field(default=64, ge=1,
                                  description="Connections for reads, per process (writes have one "
                                              "connection of their own: the writer's).")
     max_followers: int = Field(
         default=1000, ge=1,
-        description="Connections for readers waiting for new records (one each while it "
-                    "waits), per process; readers past it wait for a free one.")
+        description="Unused: every follower of a process shares one pub/sub connection "
+                    "(docs/event-log.md); accepted so that existing configs still load.")
     running_expiry: float = Field(
         default=7 * 86_400.0, gt=0,
         description="Seconds after which a run still `running` is forgotten anyway (its "

@@ -49,6 +49,8 @@ return status
 #: A record the stream has already (a batch sent again after its reply was lost) is skipped.
 #: KEYS[2], the run's meta, only on this process's first append to a run another process
 #: created (a worker's): nothing is appended, -1, unless that run is running.
+#: The batch is then published on the channel named as KEYS[1] for the followers (``_tail``):
+#: ``{first}\n`` and the values, or an empty payload (read the stream) when not contiguous.
 APPEND = """
 if KEYS[2] and redis.call('HGET', KEYS[2], 'status') ~= 'running' then return -1 end
 local maxlen, data = ARGV[1], ARGV[6]
@@ -74,18 +76,25 @@ while true do
 end
 if ARGV[2] ~= '' then redis.call('XTRIM', KEYS[1], 'MINID', ARGV[2]) end
 if ARGV[3] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+if first then
+  redis.call('PUBLISH', KEYS[1], ARGV[4] .. '\\n' .. data)
+else
+  redis.call('PUBLISH', KEYS[1], '')
+end
 return i
 """
 
 #: KEYS: meta, events, readers, slots, drivers. ARGV: status, ttl_ms, run_id.
-#: Marks the run ended, adds the end marker ({last_seq}-1) that wakes blocked readers, frees
-#: its slot and sets the expiry of its keys. 0 if the run is unknown or had already ended.
+#: Marks the run ended, adds the end marker ({last_seq}-1) that ends its readers, frees its
+#: slot, sets the expiry of its keys and publishes an empty payload on the events key's channel
+#: (followers read the stream: the marker). 0 if the run is unknown or had already ended.
 END = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
 redis.call('ZREM', KEYS[4], ARGV[3])
 redis.call('ZREM', KEYS[5], ARGV[3])
 if tonumber(ARGV[2]) <= 0 then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+  redis.call('PUBLISH', KEYS[2], '')
   return 1
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1])
@@ -94,6 +103,7 @@ local ms = '0'
 if #last > 0 then ms = string.match(last[1][1], '^(%d+)') end
 redis.call('XADD', KEYS[2], ms .. '-*', 'e', ARGV[1])
 for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
+redis.call('PUBLISH', KEYS[2], '')
 return 1
 """
 
