@@ -143,7 +143,10 @@ class RunWriter:
         assert shared is not None
         batch, self._pending = self._pending, []
         self._sending = batch
-        shared.append_soon(self.run_id, batch, self._sent)
+        try:
+            shared.append_soon(self.run_id, batch, self._sent)
+        except Exception as exc:  # (a log's bug) as a failed append: the records wait
+            self._sent(exc)
 
     def _sent(self, error: BaseException | None) -> None:
         batch = self._sending
