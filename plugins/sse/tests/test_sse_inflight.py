@@ -176,6 +176,7 @@ async def test_a_shared_log_whose_append_soon_raises_keeps_the_records_for_later
     for seq in range(1, 4):  # the run goes on: its records are in the local log
         await writer.append([chunk(seq)])
     assert [r[0] async for b in local.read("t3", follow=False) for r in b] == [1, 2, 3]
+    await writer.sent()
     # Its warning says why (here the log takes the retry of each, with append()).
     assert downs[0] == "event log: append failed: RuntimeError: a bug in append_soon"
     assert "the shared event log failed" in caplog.text

@@ -36,8 +36,8 @@ AHEAD = 4096
 class RunWriter:
     """Appends one run's records to ``local`` and tees them to ``shared`` (None: no tee)."""
 
-    __slots__ = ("_created", "_idle", "_pending", "_sending", "down", "last_seq", "local", "meta",
-                 "on_down", "owner", "pipeline", "run_id", "shared", "status")
+    __slots__ = ("_batch", "_created", "_idle", "_pending", "_sending", "down", "last_seq",
+                 "local", "meta", "on_down", "owner", "pipeline", "run_id", "shared", "status")
 
     def __init__(self, run_id: str, local: MemoryEventLog, shared: EventLog | None, *,
                  pipeline: str, owner: str | None, meta: dict[str, Any] | None = None) -> None:
@@ -58,8 +58,10 @@ class RunWriter:
         self.status: str | None = None
         self._created = False
         self._pending: list[EventRecord] = []
-        #: The batch on its way to the shared log (None: no send in flight).
-        self._sending: list[EventRecord] | None = None
+        #: Whether a send to the shared log is due or in flight.
+        self._sending = False
+        #: The records of the send in flight.
+        self._batch: list[EventRecord] = []
         #: Completed once no send is in flight (made by whoever waits for that).
         self._idle: asyncio.Future[None] | None = None
 
@@ -108,18 +110,19 @@ class RunWriter:
         shared = self.shared
         pending = self._pending
         if shared is not None and (self.down is not None or (
-                self._sending is not None and len(pending) + len(records) >= AHEAD)):
+                self._sending and len(pending) + len(records) >= AHEAD)):
             return False
         self.append_local(records, but)
         if shared is not None:
             pending.extend(records)
-            if self._sending is None:
-                self._send()
+            if not self._sending:
+                self._sending = True
+                asyncio.get_running_loop().call_soon(self._send)
         return True
 
     async def tee(self, records: Sequence[EventRecord]) -> None:
         """Hand ``records`` (already in the local log) to the shared log, after any that
-        waited for it: sent by the run's send task (see the module)."""
+        waited for it: sent one append at a time (see the module)."""
         if self.shared is None:
             return
         pending = self._pending
@@ -128,45 +131,52 @@ class RunWriter:
         if self.down is not None:
             if len(pending) > self.local.max_events:
                 del pending[:len(pending) - self.local.max_events]
-            if sending is None:
+            if not sending:
                 await self._flush()
             return
-        if sending is None:
-            self._send()
+        if not sending:
+            self._sending = True
+            asyncio.get_running_loop().call_soon(self._send)
         elif len(pending) >= AHEAD:  # back-pressure: the run waits for its send
             await self.sent()
 
     def _send(self) -> None:
-        # What waits goes out as one append; _sent sends what waited meanwhile, and so on
-        # until nothing waits (or the log fails).
+        # Called soon after a record came (what the run emits until then joins it): what
+        # waits goes out as one append; _sent has what waited meanwhile sent, and so on until
+        # nothing waits (or the log fails).
         shared = self.shared
         assert shared is not None
+        if not self._pending or self.down is not None:
+            self._done()
+            return
         batch, self._pending = self._pending, []
-        self._sending = batch
+        self._batch = batch
         try:
             shared.append_soon(self.run_id, batch, self._sent)
         except Exception as exc:  # (a log's bug) as a failed append: the records wait
             self._sent(exc)
 
     def _sent(self, error: BaseException | None) -> None:
-        batch = self._sending
-        assert batch is not None
+        batch, self._batch = self._batch, []
         if error is not None:
             batch.extend(self._pending)  # they wait again, in order
             self._pending = batch
             self._failed(error if isinstance(error, EventLogError) else EventLogError(
                 f"event log: append failed: {type(error).__name__}: {error}"))
         if self._pending and self.down is None:
-            self._send()
-            return
-        self._sending = None
+            asyncio.get_running_loop().call_soon(self._send)
+        else:
+            self._done()
+
+    def _done(self) -> None:
+        self._sending = False
         idle, self._idle = self._idle, None
         if idle is not None and not idle.done():
             idle.set_result(None)
 
     async def sent(self) -> None:
         """Wait until the send in flight (if any) is over, with what waited behind it."""
-        if self._sending is not None:
+        if self._sending:
             idle = self._idle
             if idle is None:
                 idle = self._idle = asyncio.get_running_loop().create_future()
