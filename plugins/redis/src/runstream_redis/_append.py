@@ -17,9 +17,12 @@ if TYPE_CHECKING:
     from runstream import EventRecord
 
     from ._bounds import Written
-    from ._log import RedisEventLog
 
 __all__ = ["Batch"]
+
+#: The ``RedisEventLog`` (``_log``) whose append this is: typed loosely, as ``_log`` imports
+#: this module (no import cycle between a plugin's modules, tests/test_layers.py).
+Log = Any
 
 _valid_id = re.compile(RUN_ID_PATTERN).match
 
@@ -29,7 +32,7 @@ class Batch:
 
     __slots__ = ("adopted", "args", "done", "keys", "log", "run_id", "state")
 
-    def __init__(self, log: RedisEventLog, run_id: str, keys: list[str], args: list[Any],
+    def __init__(self, log: Log, run_id: str, keys: list[str], args: list[Any],
                  state: Written, adopted: bool) -> None:
         self.log = log
         self.run_id = run_id
@@ -42,7 +45,7 @@ class Batch:
         self.done: Callable[[BaseException | None], object] | None = None
 
     @classmethod
-    def of(cls, log: RedisEventLog, run_id: str, records: Sequence[EventRecord]
+    def of(cls, log: Log, run_id: str, records: Sequence[EventRecord]
            ) -> Batch | None:
         """The append of ``records`` (None: nothing to append)."""
         if not records:
