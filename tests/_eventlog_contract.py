@@ -200,6 +200,18 @@ class EventLogContract:
             assert [r[0] for r in got] == list(range(1, 22))
             assert all(r[4].get("i", i) == i for r in got)
 
+    async def test_append_soon_calls_back_once_the_records_are_in(
+            self, event_log: EventLog) -> None:
+        await event_log.create("soon", pipeline="p", owner=None)
+        loop = asyncio.get_running_loop()
+        for seq in (1, 4):  # one append in flight at a time, as runstream-sse's tee sends
+            outcome = loop.create_future()
+            event_log.append_soon("soon", chunks(seq, seq + 2), outcome.set_result)
+            assert not outcome.done()  # never called back before append_soon returned
+            assert await asyncio.wait_for(outcome, 10) is None
+        assert [r[0] for r in await collect(event_log, "soon", follow=False)] == list(
+            range(1, 7))
+
     async def test_ended_runs_expire_after_ttl(self, short_ttl_log: EventLog) -> None:
         await short_ttl_log.create("old", pipeline="p", owner=None)
         await short_ttl_log.append("old", [record(1, "run.completed", {})])

@@ -15,6 +15,7 @@ it has read the whole run.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -94,6 +95,17 @@ class EventLog(BaseModel):
         """Append a batch of the run's records, in ``seq`` order, after those appended before.
         The terminal record ends the run for readers; call :meth:`end` after it."""
         raise NotImplementedError
+
+    def append_soon(self, run_id: str, records: Sequence[EventRecord],
+                    done: Callable[[BaseException | None], object]) -> None:
+        """:meth:`append` without waiting for it, for a writer that keeps one append of a run
+        in flight at a time: ``done(None)`` once the records are in, ``done(error)`` with what
+        :meth:`append` raised if not; never before this returns. Call it from the event loop.
+        The default runs :meth:`append` in a task; a log that batches its writes may queue
+        them with no task of their own (``redis`` does)."""
+        task = asyncio.get_running_loop().create_task(self.append(run_id, records))
+        task.add_done_callback(lambda t: done(
+            asyncio.CancelledError() if t.cancelled() else t.exception()))
 
     async def end(self, run_id: str, status: str) -> None:
         """The run has ended with ``status`` (after its terminal record, or without one if it

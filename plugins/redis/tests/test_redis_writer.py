@@ -121,3 +121,68 @@ async def test_a_batch_written_again_is_kept_once(make_log: Any) -> None:
     await log.append("again", [record(6, "run.completed", {})])
     assert [r[0] for r in await collect(log, "again")] == [1, 2, 3, 4, 5, 6]
     await log.close()
+
+
+async def test_callbacks_get_their_own_reply_or_error(
+        make_log: Any, caplog: pytest.LogCaptureFixture) -> None:
+    log = make_log()
+    await log.create("cb", pipeline="p", owner=None)
+    writer = log._connect().writer
+    got: list[tuple[str, Any, BaseException | None]] = []
+    finished = asyncio.Event()
+
+    def then(name: str) -> Any:
+        def call(reply: Any, error: BaseException | None) -> None:
+            got.append((name, reply, error))
+            if name == "raises":
+                raise RuntimeError("a bug in a callback")
+            if len(got) == 4:
+                finished.set()
+        return call
+
+    meta = log._keys("cb")[0]
+    writer.script_then("COUNT", [f"{log.key_prefix}slots"], [], then("count"))
+    writer.script_then("COUNT", [meta], [], then("wrong type"))  # a hash is no sorted set
+    writer.script_then("COUNT", [f"{log.key_prefix}slots"], [], then("raises"))
+    writer.script_then("STATUS", [meta, log._drivers], ["cb"], then("status"))
+    assert got == []  # never before script_then returned
+    await asyncio.wait_for(finished.wait(), 10)
+    assert [(name, reply) for name, reply, _ in got] == [
+        ("count", 0), ("wrong type", None), ("raises", 0), ("status", b"running")]
+    assert "WRONGTYPE" in str(got[1][2])
+    assert "a write's callback failed" in caplog.text  # logged; the others got theirs
+    await log.close()
+
+
+async def test_append_soon_fails_promptly_without_redis_and_a_batch_sent_again_is_kept_once(
+        own_redis: RedisServer) -> None:
+    log = RedisEventLog(url=own_redis.url, write_queue=2)
+    loop = asyncio.get_running_loop()
+
+    async def soon(run_id: str, records: list[Any]) -> BaseException | None:
+        outcome: asyncio.Future[BaseException | None] = loop.create_future()
+        log.append_soon(run_id, records, outcome.set_result)
+        return await asyncio.wait_for(outcome, 10)
+
+    await log.create("s", pipeline="p", owner=None)
+    assert await soon("s", chunks(1, 3)) is None
+    own_redis.stop()
+    started = time.monotonic()
+    error = await soon("s", chunks(4, 5))
+    assert time.monotonic() - started < 2  # a refused connection: at once
+    assert isinstance(error, EventLogError) and f"127.0.0.1:{own_redis.port}" in str(error)
+    assert "s" not in log._written  # what Redis holds is unknown now
+    own_redis.start()  # empty again
+    runs = [f"q{i}" for i in range(8)]
+    for run_id in runs:
+        await log.create(run_id, pipeline="p", owner=None)
+    # A write queue of 2: most of these wait for room (in a task), all arrive in order.
+    outcomes = await asyncio.gather(*(soon(run_id, chunks(1, 3)) for run_id in runs))
+    assert outcomes == [None] * len(runs)
+    log._written.pop("q0")  # as after a failed append whose write went through
+    assert await soon("q0", chunks(1, 5)) is None  # sent again: each record kept once
+    assert await soon("q0", [record(6, "run.completed", {})]) is None
+    assert [r[0] for r in await collect(log, "q0")] == [1, 2, 3, 4, 5, 6]
+    for run_id in runs[1:]:
+        assert [r[0] for r in await collect(log, run_id, follow=False)] == [1, 2, 3]
+    await log.close()

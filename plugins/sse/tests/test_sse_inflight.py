@@ -154,6 +154,39 @@ async def test_a_run_far_ahead_of_the_shared_log_waits_for_it(
     assert [r[0] async for b in shared.read("t2") for r in b] == list(range(1, 8))
 
 
+class BrokenSoonLog(MemoryEventLog):
+    """A shared log whose ``append_soon`` raises (a bug) while ``broken``."""
+
+    shared: ClassVar[bool] = True
+    broken: bool = True
+
+    def append_soon(self, run_id: str, records: Sequence[EventRecord], done: Any) -> None:
+        if self.broken:
+            raise RuntimeError("a bug in append_soon")
+        super().append_soon(run_id, records, done)
+
+
+async def test_a_shared_log_whose_append_soon_raises_keeps_the_records_for_later(
+        caplog: pytest.LogCaptureFixture) -> None:
+    local, shared = MemoryEventLog(), BrokenSoonLog()
+    writer = RunWriter("t3", local, shared, pipeline="p", owner=None)
+    downs: list[str] = []
+    writer.on_down = downs.append
+    await writer.create()
+    for seq in range(1, 4):  # the run goes on: its records are in the local log
+        await writer.append([chunk(seq)])
+    assert [r[0] async for b in local.read("t3", follow=False) for r in b] == [1, 2, 3]
+    await writer.sent()
+    # Its warning says why (here the log takes the retry of each, with append()).
+    assert downs[0] == "event log: append failed: RuntimeError: a bug in append_soon"
+    assert "the shared event log failed" in caplog.text
+    shared.broken = False
+    await writer.append([(4, 0.0, "run.completed", None, {})])
+    await writer.end("completed")  # what waited goes out, in order, once
+    assert [r[0] async for b in shared.read("t3") for r in b] == [1, 2, 3, 4]
+    assert writer.down is None
+
+
 async def ticking(n: int) -> AsyncGenerator[dict[str, Any], None]:
     for i in range(n):
         await asyncio.sleep(0)  # a token stream: the run yields between events

@@ -33,10 +33,11 @@ from runstream import (
     RunNotFoundError,
 )
 
+from ._append import Batch
 from ._bounds import Written
 from ._cancel import CancelListener
 from ._clients import Clients, errors
-from ._codec import RECORD, encode, entry_id, parse_entries, seq_of, text_of
+from ._codec import RECORD, entry_id, parse_entries, seq_of, text_of
 from ._leases import Leases
 from ._options import RedisOptions
 from ._tail import READ_COUNT, Tail
@@ -159,44 +160,25 @@ class RedisEventLog(RedisOptions):
             self._leases.add(self._drivers, run_id)
 
     async def append(self, run_id: str, records: Sequence[EventRecord]) -> None:
-        if not records:
+        batch = Batch.of(self, run_id, records)
+        if batch is None:
             return
-        known = self._written.get(run_id)
-        meta, events, _ = self._keys(run_id)
-        keys = [events]
-        adopted = known is None
-        if known is None:
-            # A run another process created (a worker's first append): only while it is
-            # running, which the script checks in the same round trip.
-            if not _valid_id(run_id):
-                return
-            state = self._bounds(records[0][0])
-            keys.append(meta)
-        else:
-            state = known
-        values = [encode(record) for record in records]
-        trim = state.add(records, values)
-        first = records[0][0]
-        contiguous = records[-1][0] - first == len(records) - 1
-        args: list[Any] = [self.max_events, "" if trim is None else trim, "",
-                           first if contiguous else "",
-                           "" if contiguous else " ".join(f"{r[0]}-0" for r in records),
-                           b"\n".join(values)]
-        if not state.expiry_set:
-            args[2] = self._ms(self.running_expiry)
         try:
             with self._errors(f"append to run '{run_id}'"):
-                appended = await self._write("APPEND", keys, args)
+                appended = await self._write("APPEND", batch.keys, batch.args)
         except EventLogError:
             self._written.pop(run_id, None)  # what Redis holds is unknown now
             raise
-        if adopted:
-            if appended == -1:
-                return  # not running (ended, or unknown): nothing was appended
-            self._written[run_id] = state
-            if self._leases is not None:  # it drives the run too (e.g. a worker)
-                self._leases.add(self._drivers, run_id)
-        state.expiry_set = True
+        batch.appended(appended)
+
+    def append_soon(self, run_id: str, records: Sequence[EventRecord],
+                    done: Callable[[BaseException | None], object]) -> None:
+        # Queued for the writer with a callback (no task, no future), when it has room.
+        batch = Batch.of(self, run_id, records) if self._connect().writer.has_room else None
+        if batch is None:
+            super().append_soon(run_id, records, done)
+        else:
+            batch.send(done)
 
     async def end(self, run_id: str, status: str) -> None:
         if not _valid_id(run_id):

@@ -12,6 +12,8 @@ one pool checkout, send and read each.
 - Errors: a reply that is an error fails its caller only; a connection that fails fails every
   caller of that round trip (after one retry on a fresh connection if nothing was read, as the
   pool's clients do), at once: the next queued commands try a new connection.
+- Callbacks: ``script_then`` hands the reply (or the error) to a callback instead of a future
+  (no future, and no task of the caller's awaiting it: runstream-sse's tee appends that way).
 - ``close()`` sends what is queued before it closes the connection. What a crash loses: the
   commands queued and not yet sent, at most one loop turn's worth (their callers had not been
   told they were written).
@@ -21,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.asyncio import ConnectionPool
@@ -44,14 +47,48 @@ __all__ = ["Writer"]
 
 _LOST = (ConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
+logger = logging.getLogger("runstream.redis")
+
+#: Called with ``(reply, None)`` or ``(None, error)`` once a command was written (or failed).
+Then = Callable[[Any, BaseException | None], object]
+
 
 class _Op:
-    __slots__ = ("args", "future", "size")
+    __slots__ = ("args", "future", "size", "then")
 
-    def __init__(self, args: tuple[Any, ...], size: int, future: asyncio.Future[Any]) -> None:
+    def __init__(self, args: tuple[Any, ...], size: int, future: asyncio.Future[Any] | None,
+                 then: Then | None = None) -> None:
         self.args = args
         self.size = size
         self.future = future
+        self.then = then
+
+    def reply(self, reply: Any) -> None:
+        if isinstance(reply, RedisError):
+            self.fail(reply)
+            return
+        future = self.future
+        if future is None:
+            self._call(reply, None)
+        elif not future.done():  # (done: its caller was cancelled; the write happened anyway)
+            future.set_result(reply)
+
+    def fail(self, error: BaseException) -> None:
+        future = self.future
+        if future is None:
+            self._call(None, error)
+        elif not future.done():
+            if isinstance(error, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(error)
+
+    def _call(self, reply: Any, error: BaseException | None) -> None:
+        assert self.then is not None
+        try:
+            self.then(reply, error)
+        except Exception:  # a bug of the caller's: the other callers still get their replies
+            logger.exception("runstream-redis: a write's callback failed")
 
 
 def _arg(value: Any) -> Any:
@@ -87,17 +124,36 @@ class Writer:
         """Run the script ``name``: its reply, or its error, once written."""
         return self.call("EVALSHA", self._scripts[name][0], len(keys), *keys, *args)
 
+    def script_then(self, name: str, keys: Sequence[Any], args: Sequence[Any], then: Then
+                    ) -> None:
+        """Run the script ``name`` and call ``then(reply, None)`` or ``then(None, error)``
+        once written, from the writer's task (never before this returns). Check
+        :attr:`has_room` first to respect the bound. Raises ConnectionError if closed."""
+        if self._closed:
+            raise ConnectionError("the event log is closed")
+        self._queue_op(("EVALSHA", self._scripts[name][0], len(keys), *keys, *args), None, then)
+
+    @property
+    def has_room(self) -> bool:
+        """Whether the queue is under its bounds (see :meth:`room`)."""
+        return self._room.is_set()
+
     def call(self, *args: Any) -> asyncio.Future[Any]:
         """Queue one command (the name, then its arguments); a future of its reply. Await
         :meth:`room` first to respect the bound."""
         if self._closed:
             raise ConnectionError("the event log is closed")
+        future = asyncio.get_running_loop().create_future()
+        self._queue_op(args, future, None)
+        return future
+
+    def _queue_op(self, args: tuple[Any, ...], future: asyncio.Future[Any] | None,
+                  then: Then | None) -> None:
         args = tuple(map(_arg, args))
         size = 16
         for value in args:
             size += len(value) if type(value) is bytes else 8
-        future = asyncio.get_running_loop().create_future()
-        self._queue.append(_Op(args, size, future))
+        self._queue.append(_Op(args, size, future, then))
         self._bytes += size
         if len(self._queue) >= self.max_entries or self._bytes >= self.max_bytes:
             self._room.clear()
@@ -106,7 +162,6 @@ class Writer:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="runstream-redis writer")
         self._wake.set()
-        return future
 
     async def room(self) -> None:
         """Wait until the queue is under its bounds (returns at once when it is)."""
@@ -140,28 +195,20 @@ class Writer:
             await self._drop()
             error = ConnectionError(str(exc) or type(exc).__name__)
             for op in ops:
-                if not op.future.done():
-                    op.future.set_exception(ConnectionError(*error.args))
+                op.fail(ConnectionError(*error.args))
             return
         except Exception as exc:  # not Redis's doing (an argument it cannot take, a bug)
             await self._drop()
             for op in ops:
-                if not op.future.done():
-                    op.future.set_exception(exc)
+                op.fail(exc)
             return
         except BaseException:  # cancelled (the loop is closing): so are the callers' writes
             await self._drop()
             for op in ops:
-                op.future.cancel()
+                op.fail(asyncio.CancelledError())
             raise
         for op, reply in zip(ops, replies, strict=True):
-            future = op.future
-            if future.done():  # its caller was cancelled: the write happened anyway
-                continue
-            if isinstance(reply, RedisError):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
+            op.reply(reply)
 
     async def _send(self, ops: list[_Op]) -> list[Any]:
         """Write ``ops`` in one go and read their replies (one retry on a fresh connection if

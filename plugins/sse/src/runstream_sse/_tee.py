@@ -2,10 +2,11 @@
 
 The readers of a run this process drives read the local log (one copy: with the ``memory``
 event log it *is* the runtime's). With a shared log (``runtime.event_log.shared``) every batch
-goes on to it too, for the other processes, by one send at a time per run, in a task of the
-writer's own: while one append is on its way the run goes on, and what it emits meanwhile goes
-out as the next append once that one succeeded (so the shared log never gets a later batch
-before an earlier one). The run waits for the send only when ``AHEAD`` records wait behind it.
+goes on to it too, for the other processes, by one send at a time per run, with
+``EventLog.append_soon`` (no task of the run's own: the ``redis`` log queues it for its writer
+and calls back): while one append is on its way the run goes on, and what it emits meanwhile
+goes out as the next append once that one succeeded (so the shared log never gets a later
+batch before an earlier one). The run waits for the send only when ``AHEAD`` records wait behind it.
 The shared log failing never stops the run nor its own client: the records wait here (at most
 ``max_events``, the oldest dropped first) and go out with the next batch once the log is back;
 the run gets a warning that replay elsewhere is unavailable meanwhile.
@@ -35,8 +36,8 @@ AHEAD = 4096
 class RunWriter:
     """Appends one run's records to ``local`` and tees them to ``shared`` (None: no tee)."""
 
-    __slots__ = ("_created", "_pending", "_sending", "down", "last_seq", "local", "meta", "on_down",
-                 "owner", "pipeline", "run_id", "shared", "status")
+    __slots__ = ("_batch", "_created", "_idle", "_pending", "_sending", "down", "last_seq",
+                 "local", "meta", "on_down", "owner", "pipeline", "run_id", "shared", "status")
 
     def __init__(self, run_id: str, local: MemoryEventLog, shared: EventLog | None, *,
                  pipeline: str, owner: str | None, meta: dict[str, Any] | None = None) -> None:
@@ -57,8 +58,12 @@ class RunWriter:
         self.status: str | None = None
         self._created = False
         self._pending: list[EventRecord] = []
-        #: The task sending ``_pending`` to the shared log (None: no send in flight).
-        self._sending: asyncio.Task[None] | None = None
+        #: Whether a send to the shared log is due or in flight.
+        self._sending = False
+        #: The records of the send in flight.
+        self._batch: list[EventRecord] = []
+        #: Completed once no send is in flight (made by whoever waits for that).
+        self._idle: asyncio.Future[None] | None = None
 
     async def create(self) -> None:
         """Record the run in both logs: RunIdError if either has it already (nothing is
@@ -105,19 +110,19 @@ class RunWriter:
         shared = self.shared
         pending = self._pending
         if shared is not None and (self.down is not None or (
-                self._sending is not None and len(pending) + len(records) >= AHEAD)):
+                self._sending and len(pending) + len(records) >= AHEAD)):
             return False
         self.append_local(records, but)
         if shared is not None:
             pending.extend(records)
-            if self._sending is None:
-                self._sending = asyncio.get_running_loop().create_task(
-                    self._send(), name=f"runstream-sse-tee-{self.run_id}")
+            if not self._sending:
+                self._sending = True
+                asyncio.get_running_loop().call_soon(self._send)
         return True
 
     async def tee(self, records: Sequence[EventRecord]) -> None:
         """Hand ``records`` (already in the local log) to the shared log, after any that
-        waited for it: sent by the run's send task (see the module)."""
+        waited for it: sent one append at a time (see the module)."""
         if self.shared is None:
             return
         pending = self._pending
@@ -126,36 +131,56 @@ class RunWriter:
         if self.down is not None:
             if len(pending) > self.local.max_events:
                 del pending[:len(pending) - self.local.max_events]
-            if sending is None:
+            if not sending:
                 await self._flush()
             return
-        if sending is None:
-            self._sending = asyncio.get_running_loop().create_task(
-                self._send(), name=f"runstream-sse-tee-{self.run_id}")
+        if not sending:
+            self._sending = True
+            asyncio.get_running_loop().call_soon(self._send)
         elif len(pending) >= AHEAD:  # back-pressure: the run waits for its send
-            await asyncio.wait((sending,))
+            await self.sent()
 
-    async def _send(self) -> None:
-        # The records that wait, one append at a time, until none do (or the log fails).
+    def _send(self) -> None:
+        # Called soon after a record came (what the run emits until then joins it): what
+        # waits goes out as one append; _sent has what waited meanwhile sent, and so on until
+        # nothing waits (or the log fails).
         shared = self.shared
         assert shared is not None
+        if not self._pending or self.down is not None:
+            self._done()
+            return
+        batch, self._pending = self._pending, []
+        self._batch = batch
         try:
-            while self._pending and self.down is None:
-                batch, self._pending = self._pending, []
-                try:
-                    await shared.append(self.run_id, batch)
-                except EventLogError as exc:
-                    batch.extend(self._pending)  # they wait again, in order
-                    self._pending = batch
-                    self._failed(exc)
-        finally:
-            self._sending = None
+            shared.append_soon(self.run_id, batch, self._sent)
+        except Exception as exc:  # (a log's bug) as a failed append: the records wait
+            self._sent(exc)
+
+    def _sent(self, error: BaseException | None) -> None:
+        batch, self._batch = self._batch, []
+        if error is not None:
+            batch.extend(self._pending)  # they wait again, in order
+            self._pending = batch
+            self._failed(error if isinstance(error, EventLogError) else EventLogError(
+                f"event log: append failed: {type(error).__name__}: {error}"))
+        if self._pending and self.down is None:
+            asyncio.get_running_loop().call_soon(self._send)
+        else:
+            self._done()
+
+    def _done(self) -> None:
+        self._sending = False
+        idle, self._idle = self._idle, None
+        if idle is not None and not idle.done():
+            idle.set_result(None)
 
     async def sent(self) -> None:
-        """Wait until the send in flight (if any) is over."""
-        sending = self._sending
-        if sending is not None:
-            await asyncio.wait((sending,))
+        """Wait until the send in flight (if any) is over, with what waited behind it."""
+        if self._sending:
+            idle = self._idle
+            if idle is None:
+                idle = self._idle = asyncio.get_running_loop().create_future()
+            await asyncio.wait((idle,))  # (a waiter cancelled leaves it to the others)
 
     async def append(self, records: Sequence[EventRecord]) -> None:
         self.append_local(records)
