@@ -237,3 +237,32 @@ async def test_the_run_writes_to_its_waiting_client_and_hands_trouble_to_the_wri
         assert len(senders) == 2  # the writer's and the run's task
     else:
         assert outcome is Outcome.GONE and 20 <= len(ids) < 201
+
+
+async def test_a_burst_goes_to_its_waiting_client_in_few_writes() -> None:
+    """The run's task writes a record to the waiting client itself only when it comes some
+    time after the last one it wrote: the records of a burst go out batched by the writer,
+    not in one write each (which made a fast stream 3x slower)."""
+    from runstream_sse._serve import Outcome, stream_feed
+
+    pipeline = AsyncPipeline("burst", [AsyncPythonTask(name="llm", function=burst)])
+    bodies: list[bytes] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        bodies.append(message.get("body", b""))
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
+
+    async with Runtime(Config(run_log_store=ComponentConfig(type="memory"))) as runtime:
+        runs = RunsInFlight.for_runtime(runtime)
+        writer = await runs.open_run("burst-1", "burst", None)
+        live = runs.start(pipeline.stream({"n": 5000}, run_id="burst-1", config=runtime), writer)
+        live.hold(0)
+        outcome = await stream_feed(receive, send, runs.feed("burst-1", 0), 0, lifecycle=True,
+                                    ping_interval=None, primary=live)
+    ids = [int(line[4:]) for body in bodies for line in body.decode().split("\n")
+           if line.startswith("id: ")]
+    assert outcome is Outcome.ENDED and ids == list(range(1, 5005))
+    assert len(bodies) < 500  # batched: 5,004 records in at most a tenth as many writes
