@@ -27,9 +27,10 @@ class ParkedWriter(Protocol):
         """Send the record just appended, from the run's task; False: wake the writer."""
         ...
 
-#: Records less than this many seconds after one the run's task wrote to its client itself
-#: go through the client's writer, batched: a paced stream (tokens) is written from the run's
-#: task, record by record, with no wake-up of the writer; a burst, in few writes.
+#: A record that comes less than this many seconds after the last one the run's task took
+#: itself (see :meth:`LiveRun._take`) goes to the pump and the client's writer, batched: a
+#: paced stream (tokens) is appended and written from the run's task, record by record, with
+#: no wake-up of another task; a burst in few batches and writes, not one each.
 BURST = 0.001
 
 
@@ -66,7 +67,7 @@ class LiveRun:
         self._hold: int | None = None
         #: The primary's writer while it waits, and its future (see :meth:`park`).
         self._parked: tuple[ParkedWriter, asyncio.Future[None]] | None = None
-        #: When the run's task last wrote a record to the client itself (see :meth:`_take`).
+        #: When the run's task last took a record itself (see :meth:`_take`).
         self._direct_at = 0.0
         self._room: asyncio.Future[None] | None = None
         #: Why replay elsewhere is unavailable (the shared log failed), for the run's client.
@@ -132,6 +133,12 @@ class LiveRun:
         the pump gets it, and what follows it, in a batch)."""
         if record[2] in TERMINAL_EVENT_TYPES or self.ended:
             return False  # the pump frees the run's slot before its end is out
+        now = time.monotonic()
+        if now - self._direct_at < BURST:
+            # A burst (a fast producer): this record and the ones right after it go to the
+            # pump in a batch, and to the client in one write, as one would one at a time.
+            return False
+        self._direct_at = now
         hold = self._hold
         writer = self.writer
         if hold is not None and writer.local.full(writer.run_id, hold):
@@ -139,12 +146,6 @@ class LiveRun:
         parked = self._parked
         if parked is None or parked[1].done():
             return writer.append_now((record,))
-        now = time.monotonic()
-        if now - self._direct_at < BURST:
-            # A burst (a fast producer): the writer wakes once and writes this record and the
-            # ones that follow it in one write, instead of one write each from here.
-            return writer.append_now((record,))
-        self._direct_at = now
         # The primary's writer waits: append without waking it, and write from here.
         stream, waiter = parked
         if not writer.append_now((record,), waiter):
