@@ -89,6 +89,7 @@ if TYPE_CHECKING:
         StepAttempt as StepAttempt,
         StepLog as StepLog,
         StepStatus as StepStatus,
+        logged_run_id as logged_run_id,
         new_run_id as new_run_id,
         validate_run_id as validate_run_id,
     )

@@ -21,6 +21,7 @@ from ._runlog import (
     RunCancelledError,
     RunFailedError,
     RunLog,
+    is_logged_run_id,
     new_run_id,
     validate_run_id,
 )
@@ -223,6 +224,7 @@ class AsyncPipeline:
         run = Run(runtime, log, params, channel)
         run.secrets = secrets
         run.id_given = run_id is not None and not isinstance(run_id, FreshRunId)
+        run.id_logged = is_logged_run_id(run_id)
         run.owns_runtime = runtime is not config
         return run
 

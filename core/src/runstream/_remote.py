@@ -125,7 +125,9 @@ async def _drive_remote(run: Run, pipeline_ref: str, reruns: int) -> RunLog:
 
 async def _open_in_log(run: Run) -> bool:
     """Create the run in the event log; runstream-sse creates it before it starts the run:
-    that one is taken over (returns True)."""
+    that one is taken over (returns True): at once if it says so (``logged_run_id``)."""
+    if run.id_logged:
+        return True
     log = run.log
     elog = run.runtime.event_log
     try:

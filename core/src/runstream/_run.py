@@ -126,9 +126,9 @@ class Run:
     """The state of one run, owned by its driver task (see ``_drive``)."""
 
     __slots__ = ("announced", "cancel_reason", "channel", "claim_queued", "end_reports", "ended",
-                 "finished", "id_given", "log", "max_event_bytes", "measure_from", "owns_runtime",
-                 "parameters", "pending_create", "recorded", "runtime", "secrets", "seq",
-                 "sink_runners", "started_at", "stopping", "terminal")
+                 "finished", "id_given", "id_logged", "log", "max_event_bytes", "measure_from",
+                 "owns_runtime", "parameters", "pending_create", "recorded", "runtime", "secrets",
+                 "seq", "sink_runners", "started_at", "stopping", "terminal")
 
     def __init__(self, runtime: Runtime, log: RunLog, parameters: dict[str, Any],
                  channel: Channel[EventRecord] | None) -> None:
@@ -151,6 +151,8 @@ class Run:
         self.stopping: asyncio.Future[None] | None = None
         #: Whether the caller chose the run id (else it is a fresh random one).
         self.id_given = False
+        #: Its caller created it in the event log already (``runstream.logged_run_id``).
+        self.id_logged = False
         #: Whether the run was submitted to a remote executor and recorded ``queued``: a
         #: worker claims that record (``save_if``) instead of creating one.
         self.claim_queued = False

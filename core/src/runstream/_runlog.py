@@ -55,6 +55,31 @@ class FreshRunId(str):
     __slots__ = ()
 
 
+class _LoggedRunId(str):
+    """See :func:`logged_run_id`."""
+
+    __slots__ = ()
+
+
+class _LoggedFreshRunId(FreshRunId, _LoggedRunId):
+    __slots__ = ()
+
+
+def logged_run_id(run_id: str) -> str:
+    """``run_id``, marked as the id of a run its caller has just created in the runtime's event
+    log with the run's pipeline and owner, and nothing else (``EventLog.create``), before it
+    starts the run with it: a run on a remote executor (runstream-taskiq) then takes that run
+    over as it is, instead of trying to create it again and reading it back (two round trips).
+    An id from :func:`new_run_id` stays a fresh one. runstream-sse passes its runs' ids so."""
+    if isinstance(run_id, FreshRunId):
+        return _LoggedFreshRunId(run_id)
+    return _LoggedRunId(run_id)
+
+
+def is_logged_run_id(run_id: object) -> bool:
+    return isinstance(run_id, _LoggedRunId)
+
+
 def new_run_id() -> str:
     """A fresh run id, ``YYYYmmdd-HHMMSS-`` and 32 random hex digits: sortable by start time
     (to the second), and its 128 random bits make it unique and impossible to guess.

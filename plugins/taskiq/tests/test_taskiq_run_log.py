@@ -104,3 +104,44 @@ async def test_a_run_a_transport_streams_ends_without_reading_its_record_back(
             assert failed.status == "failed" and failed.error is not None
             info = await runtime.event_log.get_run("sse-done")
             assert info is not None and info.status == "completed"
+
+
+async def test_a_run_whose_id_says_it_is_logged_is_taken_over_without_round_trips(
+        shared: Shared, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``logged_run_id`` (runstream-sse's runs): the run its caller created in the event log
+    is taken over as it is, with no second ``create`` nor ``get_run``; a plain id still is
+    checked (a refused create, then a read)."""
+    from runstream import logged_run_id, new_run_id
+    from runstream_redis import RedisEventLog
+
+    calls: list[str] = []
+    create, get_run = RedisEventLog.create, RedisEventLog.get_run
+
+    async def counting_create(self: RedisEventLog, run_id: str, **kw: Any) -> None:
+        calls.append(f"create {run_id}")
+        await create(self, run_id, **kw)
+
+    async def counting_get_run(self: RedisEventLog, run_id: str) -> Any:
+        calls.append(f"get_run {run_id}")
+        return await get_run(self, run_id)
+
+    monkeypatch.setattr(RedisEventLog, "create", counting_create)
+    monkeypatch.setattr(RedisEventLog, "get_run", counting_get_run)
+    config = shared.config(tmp_path)
+    with workers(shared, config, tmp_path, 1):
+        async with Runtime(config) as runtime:
+            for run_id, mark in ((new_run_id(), True), ("plain-logged-1", True),
+                                 ("plain-1", False)):
+                await runtime.event_log.create(run_id, pipeline="slow", owner="alice")
+                calls.clear()
+                handle = referenced().stream(
+                    {"count": 2, "interval": 0}, config=runtime, owner="alice",
+                    run_id=logged_run_id(run_id) if mark else run_id)
+                assert [e.type async for e in handle][-1] == "run.completed"
+                assert handle.run_id == run_id
+                if mark:
+                    assert calls == []
+                else:
+                    assert calls == [f"create {run_id}", f"get_run {run_id}"]
+                stored = await runtime.store.get(run_id)
+                assert stored.status == "completed" and stored.owner == "alice"

@@ -13,6 +13,7 @@ from runstream import (
     Pipeline,
     RunIdError,
     Runtime,
+    logged_run_id,
     new_run_id,
 )
 from starlette.responses import Response
@@ -81,7 +82,7 @@ class RunResponse(SSEResponse):
             await self._send_failure(send, exc)
             return
         try:
-            handle = self.pipeline.stream(self.parameters, run_id=self.run_id,
+            handle = self.pipeline.stream(self.parameters, run_id=logged_run_id(self.run_id),
                                           config=self.runtime, owner=self.owner)
         except Exception as exc:  # e.g. a parameter from the environment is not JSON
             await inflight.fail(writer, exc)
