@@ -21,9 +21,7 @@ from ._events import Event, EventRecord
 from ._runlog import ErrorInfo, RunLog
 from ._secrets import RunSecrets
 from ._sinks import SinkRunner
-from ._size import FACTOR, Unmeasured, estimate_value, json_size
-
-_str_len = str.__len__  # as in ``_size.estimate``: TypeError for a key that is not a str
+from ._size import FACTOR, Unmeasured, _str_len, estimate_value, json_size
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
