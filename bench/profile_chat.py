@@ -3,8 +3,8 @@
 Drives ``--chats`` chats (``POST /chat``, the soak's request: a JSON prompt, no cookie, so each
 chat also opens a session) through the FastAPI example (``examples.fastapi_llm.main``) by calling
 the ASGI app directly: no sockets, no HTTP parser, no client. The mock model's delays are scaled
-to 0, ``--concurrency`` chats are in flight at a time, the run log store is sqlite in a temp dir
-(``--store memory`` for comparison), the event log is memory. Every response is checked (status
+to 0 (``--delay-scale 0.04``: paced, 2 ms per word), ``--concurrency`` chats are in flight at
+a time, the run log store is sqlite in a temp dir (``--store memory`` for comparison), the event log is memory. Every response is checked (status
 200, ends with ``run.completed``).
 
     uv run python bench/profile_chat.py                      # CPU per chat, 3 rounds of 2,000
@@ -60,7 +60,7 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
-def app_runstream(store: str, tmp: Path) -> Any:
+def app_runstream(store: str, tmp: Path, delay_scale: float = 0.0) -> Any:
     from runstream import ComponentConfig, Config
 
     from examples.fastapi_llm.main import create_app
@@ -68,19 +68,22 @@ def app_runstream(store: str, tmp: Path) -> Any:
     store_cfg = (ComponentConfig(type="memory") if store == "memory"
                  else ComponentConfig(type="sqlite", path=str(tmp / "runs.db")))
     return create_app(config=Config(run_log_store=store_cfg,
-                                    event_log=ComponentConfig(type="memory")), delay_scale=0)
+                                    event_log=ComponentConfig(type="memory")),
+                      delay_scale=delay_scale)
 
 
-def app_bare() -> Any:
+def app_bare(delay_scale: float = 0.0) -> Any:
     import types
 
     import soak_sse
 
-    async def no_delay(_seconds: float) -> None:
-        await asyncio.sleep(0)  # as the example's mock model with its delays scaled to 0
+    sleep = asyncio.sleep
 
-    # The bare app's module sees an asyncio whose sleep does not wait.
-    soak_sse.asyncio = types.SimpleNamespace(sleep=no_delay)  # type: ignore[assignment]
+    async def scaled(seconds: float) -> None:
+        await sleep(seconds * delay_scale)  # as the example's mock model with delay_scale
+
+    # The bare app's module sees an asyncio whose sleep waits delay_scale times as long.
+    soak_sse.asyncio = types.SimpleNamespace(sleep=scaled)  # type: ignore[assignment]
     return soak_sse.baseline_app()
 
 
@@ -177,7 +180,8 @@ def by_component(stats: pstats.Stats, chats: int) -> list[tuple[str, float]]:
 
 
 async def measure(args: argparse.Namespace, which: str, tmp: Path) -> None:
-    app = app_bare() if which == "bare" else app_runstream(args.store, tmp)
+    app = (app_bare(args.delay_scale) if which == "bare"
+           else app_runstream(args.store, tmp, args.delay_scale))
     task, stop = await lifespan(app)
     try:
         await drive(app, args.warmup, args.concurrency, 10_000_000)
@@ -224,6 +228,9 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=0, help="print the top N functions")
     parser.add_argument("--dump", help="write the pstats file here")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare app")
+    parser.add_argument("--delay-scale", type=float, default=0.0,
+                        help="scale the model's delays (0: none; 0.04: 2 ms per word, paced "
+                             "as the soak's words, past the SSE burst window)")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop (as the soak)")
     args = parser.parse_args()
     print(f"# profile_chat: {args.chats} chats x {args.rounds} rounds, {args.concurrency} in "
