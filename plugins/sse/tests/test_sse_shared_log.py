@@ -242,3 +242,48 @@ async def test_a_run_that_ends_while_the_shared_log_is_down_ends_there_once_it_i
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_the_shared_log_gets_every_record_before_one_that_cannot_be_json(
+        memory_config: Config) -> None:
+    """A batch whose last record cannot be JSON: the records before it reach the run's client
+    and the local log, and the shared log as well, so that another process's reader sees the
+    same events, with no gap before the run's end."""
+    # No max_event_bytes: the run does not size events itself, the event log does.
+    a, b, shared = two_processes(memory_config.model_copy(update={
+        "limits": memory_config.limits.model_copy(update={"max_event_bytes": None})}))
+
+    async def burst() -> AsyncGenerator[dict[str, Any], None]:
+        for i in range(200):  # never awaits: one batch for the pump
+            yield {"i": i}
+        yield {"i": 200, "bad": {(1, 2): "a key JSON cannot hold"}}
+        await asyncio.Event().wait()  # until cancelled
+
+    sse = SSE(a)
+    pipe = AsyncPipeline("burst", [AsyncPythonTask(name="llm", function=burst)])
+    app = FastAPI(lifespan=sse.lifespan)
+    app.include_router(runs_router(b, prefix="/b/runs"))
+
+    @app.get("/chat")
+    async def chat() -> Response:
+        return sse.response(pipe)
+
+    try:
+        with serve(app) as base:
+            async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+                stream = Stream(client, "/chat")
+                await asyncio.wait_for(stream.task, 10)
+                assert [data["i"] for kind, data, _ in stream.events if kind == "message"
+                        ] == list(range(200))
+                assert stream.events[-1][0] == "run.cancelled"
+                run_id = stream.run_id
+                assert run_id is not None
+                # Another process replays the run from the shared log alone: the same events.
+                replay = Stream(client, f"/b/runs/{run_id}/events")
+                await asyncio.wait_for(replay.task, 10)
+                assert replay.events == stream.events
+                seqs = [int(seq) for _, _, seq in replay.events]
+                assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    finally:
+        await a.aclose()
+        await b.aclose()

@@ -97,8 +97,16 @@ class RunWriter:
             self.local.append_now(self.run_id, records, but=but)
         except Exception:  # a record that is not JSON: those before it are in
             kept = self.local.get_now(self.run_id)
-            if kept is not None:
+            if kept is not None and kept.last_seq > self.last_seq:
+                # ... and go on to the shared log too, or its readers would find them missing
+                # (a gap before the run's end) where the run's own client got them.
+                taken = [record for record in records if record[0] <= kept.last_seq]
                 self.last_seq = kept.last_seq
+                if self.shared is not None and taken:
+                    self._pending.extend(taken)
+                    if not self._sending and self.down is None:
+                        self._sending = True
+                        asyncio.get_running_loop().call_soon(self._send)
             raise
         self.last_seq = records[-1][0]
 
