@@ -98,8 +98,9 @@ async def _drive_remote(run: Run, pipeline_ref: str, reruns: int) -> RunLog:
         secret_names=tuple(sorted(run.secrets.names)), reruns=reruns)
     cursor = [0]
     # The reading is a task of its own that is never cancelled from outside while the run goes
-    # on: a cancelled blocking read of a Redis client may be retried rather than stopped
-    # (redis-py), so a cancellation is handled here, around it (see _cancel).
+    # on: an event log's read need not stop cleanly at any await (a client library may retry
+    # a cancelled blocking read rather than stop it, as redis-py's can), so a cancellation is
+    # handled here, around it (see _cancel), and the read ends at the run's end.
     reader = asyncio.get_running_loop().create_task(
         _follow(run, cursor), name=f"runstream-follow-{run.run_id}")
     try:
