@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import enum
+import gc
+import tracemalloc
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
-from runstream import Config, EventLog, EventRecord, MemoryEventLog, Runtime, hookimpl
+from runstream import (
+    Config,
+    EventLog,
+    EventRecord,
+    MemoryEventLog,
+    Runtime,
+    _eventlog_memory,
+    hookimpl,
+)
 from runstream.hookspecs import Register
 
 from tests._eventlog_contract import EventLogContract, aclosing_log, chunks, collect, record
@@ -26,6 +38,89 @@ class TestMemoryEventLog(EventLogContract):
     async def short_ttl_log(self) -> AsyncIterator[EventLog]:
         async for log in aclosing_log(MemoryEventLog(ttl=0.1)):
             yield log
+
+
+class TestPackedMemoryEventLog(TestMemoryEventLog):
+    """The contract again, with the records of every run packed as soon as it ends."""
+
+    @pytest.fixture(autouse=True)
+    def pack_at_once(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(_eventlog_memory, "PACK_AFTER", 0.0)
+
+
+def kept_bytes_per_run(runs: int, data: Callable[[int], dict[str, Any]]) -> float:
+    """Bytes a memory log holds per ended run of 27 records (a chat), by tracemalloc."""
+
+    async def fill(log: MemoryEventLog) -> None:
+        for n in range(runs):
+            run_id = f"r{n}"
+            await log.create(run_id, pipeline="p", owner=None)
+            await log.append(run_id, [record(seq, data=data(seq)) for seq in range(1, 27)])
+            await log.append(run_id, [record(27, "run.completed", {"status": "completed"})])
+            await log.end(run_id, "completed")
+
+    log = MemoryEventLog(max_runs=runs + 1)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        asyncio.run(fill(log))
+        gc.collect()
+        return (tracemalloc.get_traced_memory()[0] - before) / runs
+    finally:
+        tracemalloc.stop()
+
+
+def test_an_ended_run_is_kept_in_a_fraction_of_the_memory(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """A run that ended a while ago (``PACK_AFTER``) is kept packed, in about a fifth of the
+    memory: 1,000 kept chats (``max_runs``) hold 2 MB, not 10 MB."""
+    def chunk(seq: int) -> dict[str, Any]:
+        return {"type": "chunk", "text": f"word{seq} "}
+
+    unpacked = kept_bytes_per_run(300, chunk)
+    monkeypatch.setattr(_eventlog_memory, "PACK_AFTER", 0.0)
+    packed = kept_bytes_per_run(300, chunk)
+    assert unpacked > 6_000 and packed < unpacked / 3, (unpacked, packed)
+
+
+async def test_a_packed_run_replays_exactly_what_it_was_given(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_eventlog_memory, "PACK_AFTER", 0.0)
+    log = MemoryEventLog()
+    given = [record(1, "run.started", {"pipeline": "p"}),
+             record(2, data={"text": "é \u2028 \ud800", "n": 2**70, "f": 1.5, "yes": True,
+                            "no": None, "nested": {"l": [1, (2, "x"), []], 3: "an int key"}}),
+             record(3, data={"float key": {1.5: False}}),
+             record(4, "run.completed", {"status": "completed"})]
+    await log.create("r", pipeline="p", owner=None)
+    await log.append("r", given)
+    await log.end("r", "completed")
+    for after in (0, 1, 2, 3):
+        got = await collect(log, "r", after)
+        assert got == given[after:]
+        assert repr(got) == repr(given[after:])  # the same types: tuples, bools, int keys
+    info = await log.get_run("r")
+    assert info is not None and (info.first_seq, info.last_seq) == (1, 4)
+
+
+class Level(enum.IntEnum):
+    HIGH = 1
+
+
+async def test_a_run_whose_data_is_not_plain_replays_the_very_same_objects(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``marshal`` would give a bytearray back as bytes: such a run is kept as it is."""
+    monkeypatch.setattr(_eventlog_memory, "PACK_AFTER", 0.0)
+    log = MemoryEventLog()
+    for run_id, value in (("buffer", bytearray(b"x")), ("enum", Level.HIGH),
+                          ("object", object())):
+        given = [record(1, data={"value": value}), record(2, "run.completed", {})]
+        await log.create(run_id, pipeline="p", owner=None)
+        await log.append(run_id, given)
+        await log.end(run_id, "completed")
+        got = await collect(log, run_id)
+        assert got == given and got[0][4]["value"] is value
 
 
 async def test_the_default_event_log_is_memory_and_configurable() -> None:

@@ -16,12 +16,12 @@ CORE_LAYERS = [
     # foundations: plain data and helpers, no runs
     ["_errors", "_json", "_validation", "_size", "_owner", "_secrets", "_names", "_hotpath",
      "_threads", "_sqlite_batch"],
-    ["_runlog", "_events", "_channel", "_yaml_load", "_retry", "_imports"],
+    ["_runlog", "_events", "_channel", "_yaml_load", "_retry", "_imports", "_packed"],
     ["_config", "_params"],
     # contracts that plugins subclass
     ["_task", "_sinks", "_store", "_eventlog", "_executor", "hookspecs", "_watchdog"],
     # assembly: registries, plugins, built-in stores, the runtime and its services
-    ["_registry", "_store_fs", "_store_memory", "_eventlog_memory", "_store_sqlite",
+    ["_registry", "_store_fs", "_store_memory", "_kept", "_eventlog_memory", "_store_sqlite",
      "_recorder", "_leases"],
     ["_builtins"],
     ["_plugins"],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -13,115 +12,16 @@ from pydantic import Field
 from ._errors import RunIdError, RunNotFoundError
 from ._eventlog import CancelHandler, EventLog, LoggedRun
 from ._events import TERMINAL_EVENT_TYPES
-from ._size import Unmeasured, estimate, json_size
+from ._kept import RECORD_OVERHEAD, _Run, _State, record_size
 
 if TYPE_CHECKING:
     from ._events import EventRecord
 
-#: What a kept record costs besides its JSON: the tuple, its place in the deque, its size.
-RECORD_OVERHEAD: Final = 120
+__all__ = ["PACK_AFTER", "RECORD_OVERHEAD", "MemoryEventLog", "record_size"]
 
-
-def record_size(record: EventRecord) -> int:
-    """The bytes ``record`` holds in a log: its data's JSON size (the cheap estimate, exact
-    where the estimate cannot bound it) plus :data:`RECORD_OVERHEAD`."""
-    data = record[4]
-    try:
-        return estimate(data) + RECORD_OVERHEAD
-    except (Unmeasured, TypeError):
-        return json_size(data) + RECORD_OVERHEAD
-
-
-class _Run:
-    """One run's records (each with its size) and the readers waiting for more."""
-
-    __slots__ = (
-        "ended_at",
-        "hold",
-        "last_seq",
-        "meta",
-        "nbytes",
-        "owner",
-        "pipeline",
-        "readers",
-        "records",
-        "run_id",
-        "sizes",
-        "status",
-        "waiters",
-    )
-
-    def __init__(self, run_id: str, pipeline: str, owner: str | None, max_events: int,
-                 meta: Mapping[str, Any] | None = None) -> None:
-        self.run_id = run_id
-        self.pipeline = pipeline
-        self.owner = owner
-        self.meta: Mapping[str, Any] = dict(meta) if meta else {}
-        self.status = "running"
-        self.records: deque[EventRecord] = deque(maxlen=max_events)
-        self.sizes: deque[int] = deque(maxlen=max_events)
-        self.nbytes = 0
-        self.last_seq = 0
-        self.readers = 0
-        self.waiters: list[asyncio.Future[None]] = []
-        self.ended_at: float | None = None
-        #: The cursor of a reader that must miss nothing (see :meth:`MemoryEventLog.hold`).
-        self.hold: int | None = None
-
-    def since(self, cursor: int) -> list[EventRecord]:
-        records = self.records
-        if self.last_seq <= cursor or not records:
-            return []
-        first = records[0][0]
-        if cursor < first:
-            return list(records)
-        start = cursor - first + 1  # seqs are contiguous
-        n = len(records)
-        if n - start < start:
-            return [records[i] for i in range(start, n)]
-        return list(records)[start:]
-
-    def waiter(self) -> asyncio.Future[None]:
-        """A future that the next append (or the end) completes. Its reader may complete it
-        itself (e.g. to send a ping) or cancel it; no task and no timer per wait."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.ended_at is not None:
-            waiter.set_result(None)
-            return waiter
-        waiters = self.waiters
-        if waiters:  # drop the futures of readers that left or were woken by something else
-            waiters[:] = [w for w in waiters if not w.done()]
-        waiters.append(waiter)
-        return waiter
-
-    def wake(self, but: asyncio.Future[None] | None = None) -> None:
-        """Complete the waiting readers' futures; ``but`` (if waiting) stays waiting."""
-        waiters = self.waiters
-        if waiters:
-            self.waiters = [] if but is None or but not in waiters else [but]
-            for waiter in waiters:
-                if waiter is not but and not waiter.done():
-                    waiter.set_result(None)
-
-    def info(self) -> LoggedRun:
-        first = self.records[0][0] if self.records else self.last_seq + 1
-        return LoggedRun(self.run_id, self.pipeline, self.owner, self.status, self.last_seq,
-                         first, self.meta)
-
-
-class _State:
-    """A :class:`MemoryEventLog`'s runs, signals and slots (see ``MemoryEventLog._s``)."""
-
-    __slots__ = ("ended", "handlers", "held", "runs", "slots", "timer", "timer_loop")
-
-    def __init__(self) -> None:
-        self.runs: dict[str, _Run] = {}
-        self.ended: dict[str, float] = {}  # run id -> end, in end order
-        self.held = 0
-        self.handlers: list[CancelHandler] = []
-        self.slots: set[str] = set()
-        self.timer: asyncio.TimerHandle | None = None
-        self.timer_loop: asyncio.AbstractEventLoop | None = None
+#: A run that ended this many seconds ago has its records packed (``_packed``): its own
+#: clients have read its end by then, and a replay unpacks them.
+PACK_AFTER: Final = 2.0
 
 
 class MemoryEventLog(EventLog):
@@ -222,9 +122,23 @@ class MemoryEventLog(EventLog):
         if self.ttl == 0:
             self._drop(run_id)
             return
-        self._s.ended[run_id] = run.ended_at
+        self._s.ended[run_id] = self._s.unpacked[run_id] = run.ended_at
         self._evict()
+        self._pack_ended(run.ended_at - PACK_AFTER)
         self._schedule_sweep()
+
+    def _pack_ended(self, before: float) -> None:
+        """Pack the records of the runs that ended before ``before`` (one at each end: the
+        oldest first)."""
+        unpacked, runs = self._s.unpacked, self._s.runs
+        while unpacked:
+            run_id = next(iter(unpacked))
+            if unpacked[run_id] > before:
+                return
+            del unpacked[run_id]
+            run = runs.get(run_id)
+            if run is not None and run.hold is None:
+                run.pack()
 
     # -- reading ---------------------------------------------------------------------------
     async def read(self, run_id: str, after: int = 0, *, follow: bool = True
@@ -257,7 +171,7 @@ class MemoryEventLog(EventLog):
         run = self._s.runs.get(run_id)
         if run is not None:
             run.hold = cursor
-            if cursor is None and run.nbytes > self.max_run_bytes:
+            if cursor is None and run.nbytes > self.max_run_bytes and run.packed is None:
                 self._trim(run)
 
     def full(self, run_id: str, cursor: int) -> bool:
@@ -367,11 +281,13 @@ class MemoryEventLog(EventLog):
 
     def _drop(self, run_id: str) -> None:
         self._s.ended.pop(run_id, None)
+        self._s.unpacked.pop(run_id, None)
         run = self._s.runs.pop(run_id, None)
         if run is not None:
             self._s.held -= run.nbytes
             run.records.clear()
             run.sizes.clear()
+            run.packed = None
             run.nbytes = 0
             if run.ended_at is None:
                 run.ended_at = time.monotonic()
