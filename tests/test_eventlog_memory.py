@@ -104,6 +104,26 @@ async def test_a_packed_run_replays_exactly_what_it_was_given(
     assert info is not None and (info.first_seq, info.last_seq) == (1, 4)
 
 
+async def test_a_replayed_run_is_unpacked_once_and_packed_again_later(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replay reads a long run in many writes: it unpacks it once, not once per write; the
+    run is packed again when a later run ends (PACK_AFTER after the replay began)."""
+    monkeypatch.setattr(_eventlog_memory, "PACK_AFTER", 0.0)
+    log = MemoryEventLog()
+    await log.create("long", pipeline="p", owner=None)
+    await log.append("long", chunks(1, 5_000))
+    await log.end("long", "completed")
+    kept = log.get_now("long")
+    assert kept is not None and kept.packed is not None
+    assert [r[0] for r in kept.since(0)[:2]] == [1, 2]
+    assert kept.packed is None  # unpacked for the reads that follow
+    assert [r[0] for r in kept.since(4_998)] == [4_999, 5_000]
+    await log.create("next", pipeline="p", owner=None)
+    await log.end("next", "completed")
+    assert kept.packed is not None
+    assert await collect(log, "long", 2) == (await collect(log, "long"))[2:]
+
+
 class Level(enum.IntEnum):
     HIGH = 1
 

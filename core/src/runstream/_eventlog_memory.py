@@ -56,7 +56,8 @@ class MemoryEventLog(EventLog):
                              "pick another or omit it")
         while len(self._s.runs) >= self.max_runs and self._s.ended:
             self._drop(next(iter(self._s.ended)))
-        self._s.runs[run_id] = _Run(run_id, pipeline, owner, self.max_events, meta)
+        self._s.runs[run_id] = _Run(run_id, pipeline, owner, self.max_events, meta,
+                                    self._s.unpacked)
 
     async def append(self, run_id: str, records: Sequence[EventRecord]) -> None:
         self.append_now(run_id, records)

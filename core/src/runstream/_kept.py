@@ -4,8 +4,9 @@ waiting for more; the log's runs, signals and slots."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from ._eventlog import CancelHandler, LoggedRun
@@ -45,6 +46,7 @@ class _Run:
         "pipeline",
         "readers",
         "records",
+        "repack",
         "run_id",
         "sizes",
         "status",
@@ -52,7 +54,8 @@ class _Run:
     )
 
     def __init__(self, run_id: str, pipeline: str, owner: str | None, max_events: int,
-                 meta: Mapping[str, Any] | None = None) -> None:
+                 meta: Mapping[str, Any] | None = None,
+                 repack: dict[str, float] | None = None) -> None:
         self.run_id = run_id
         self.pipeline = pipeline
         self.owner = owner
@@ -67,20 +70,35 @@ class _Run:
         self.ended_at: float | None = None
         #: The cursor of a reader that must miss nothing (see :meth:`MemoryEventLog.hold`).
         self.hold: int | None = None
-        #: The records once packed (see :meth:`pack`), and the seq of the first.
-        self.packed: tuple[bytes, int] | None = None
+        #: The records and their sizes once packed (see :meth:`pack`), the seq of the first
+        #: and ``max_events``.
+        self.packed: tuple[bytes, int, int | None] | None = None
+        #: Where an unpacked run goes to be packed again (``_State.unpacked``).
+        self.repack = repack
 
     def pack(self) -> None:
         """Keep the records of this ended run as one ``bytes`` (``_packed``), if they can be."""
-        packed = pack(self.records) if self.records else None
+        records = self.records
+        packed = pack(records, self.sizes) if records else None
         if packed is not None:
-            self.packed = (packed, self.records[0][0])
+            self.packed = (packed, records[0][0], records.maxlen)
             self.records, self.sizes = _NONE, _NONE
 
+    def unpack(self) -> None:
+        """The records as they were before :meth:`pack` (a reader wants them): a replay that
+        reads them in many writes unpacks them once; they are packed again later."""
+        packed, self.packed = self.packed, None
+        if packed is not None:
+            records, sizes = unpack(packed[0])
+            self.records = deque(records, maxlen=packed[2])
+            self.sizes = deque(sizes, maxlen=packed[2])
+            if self.repack is not None:
+                self.repack[self.run_id] = time.monotonic()
+
     def since(self, cursor: int) -> list[EventRecord]:
-        records: Sequence[EventRecord] = self.records
         if self.packed is not None:
-            records = unpack(self.packed[0])
+            self.unpack()
+        records = self.records
         if self.last_seq <= cursor or not records:
             return []
         first = records[0][0]
@@ -90,7 +108,7 @@ class _Run:
         n = len(records)
         if n - start < start:
             return [records[i] for i in range(start, n)]
-        return list(records[start:]) if isinstance(records, tuple) else list(records)[start:]
+        return list(records)[start:]
 
     def waiter(self) -> asyncio.Future[None]:
         """A future that the next append (or the end) completes. Its reader may complete it

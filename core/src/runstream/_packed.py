@@ -2,7 +2,8 @@
 after their end (``ttl``, ``max_runs``), and a kept run's records as Python tuples and dicts
 cost about 370 bytes each (10 kB for a chat of 27 records) and stay tracked by the cyclic
 garbage collector, which scans them at every full collection. Packed, they are one ``bytes``
-of about 55 bytes a record, which the collector never looks at; a replay unpacks them.
+of about 55 bytes a record, which the collector never looks at; a replay unpacks them (once:
+the log packs them again later).
 
 ``marshal`` does the packing: C, about 6 us for a chat, and exact for the types it takes.
 Only records whose data is plain (``str``, ``int``, ``float``, ``bool``, ``None``, and dicts,
@@ -38,21 +39,22 @@ def _plain(value: Any) -> bool:
     return False
 
 
-def pack(records: Sequence[EventRecord]) -> bytes | None:
-    """``records`` as one ``bytes`` (:func:`unpack` gives them back, equal and of the same
-    types), or None if any of them holds data that is not plain (see the module)."""
+def pack(records: Sequence[EventRecord], sizes: Sequence[int]) -> bytes | None:
+    """``records`` and their ``sizes`` as one ``bytes`` (:func:`unpack` gives them back, equal
+    and of the same types), or None if any record holds data that is not plain (see the
+    module)."""
     for record in records:
         step = record[3]
         if type(record[2]) is not str or (step is not None and type(step) is not str) or (
                 not _plain(record[4])):
             return None
     try:
-        return marshal.dumps(tuple(records))
+        return marshal.dumps((tuple(records), tuple(sizes)))
     except ValueError:  # pragma: no cover - deeper than marshal goes
         return None
 
 
-def unpack(packed: bytes) -> tuple[EventRecord, ...]:
-    """The records :func:`pack` packed."""
-    records: tuple[EventRecord, ...] = marshal.loads(packed)
-    return records
+def unpack(packed: bytes) -> tuple[tuple[EventRecord, ...], tuple[int, ...]]:
+    """The records and sizes :func:`pack` packed."""
+    unpacked: tuple[tuple[EventRecord, ...], tuple[int, ...]] = marshal.loads(packed)
+    return unpacked
