@@ -4,8 +4,8 @@ Drives ``--chats`` chats (``POST /chat``, the soak's request: a JSON prompt, no 
 chat also opens a session) through the FastAPI example (``examples.fastapi_llm.main``) by calling
 the ASGI app directly: no sockets, no HTTP parser, no client. The mock model's delays are scaled
 to 0 (``--delay-scale 0.04``: paced, 2 ms per word), ``--concurrency`` chats are in flight at
-a time, the run log store is sqlite in a temp dir (``--store memory`` for comparison), the event log is memory. Every response is checked (status
-200, ends with ``run.completed``).
+a time, the run log store is sqlite in a temp dir (``--store memory`` for comparison), the
+event log is memory. Every response is checked (status 200, ends with ``run.completed``).
 
     uv run python bench/profile_chat.py                      # CPU per chat, 3 rounds of 2,000
     uv run python bench/profile_chat.py --profile            # + cProfile, by component

@@ -250,7 +250,7 @@ async def test_the_shared_log_gets_every_record_before_one_that_cannot_be_json(
     and the local log, and the shared log as well, so that another process's reader sees the
     same events, with no gap before the run's end."""
     # No max_event_bytes: the run does not size events itself, the event log does.
-    a, b, shared = two_processes(memory_config.model_copy(update={
+    a, b, _ = two_processes(memory_config.model_copy(update={
         "limits": memory_config.limits.model_copy(update={"max_event_bytes": None})}))
 
     async def burst() -> AsyncGenerator[dict[str, Any], None]:

@@ -66,7 +66,8 @@ class RunsInFlight:
         self._runs: set[LiveRun] = set()
         #: Every live run's pump task, by its run id, until the pump has ended.
         self._pumps: dict[str, tuple[LiveRun, asyncio.Task[None]]] = {}
-        self._streams: set[asyncio.Task[Any]] = set()
+        #: The open streams: each one's end, and how to cut it (see ``_add_stream``).
+        self._streams: dict[asyncio.Future[None], Callable[[], None]] = {}
         #: The cancellations started here (signals, graces, shutdown), until they end.
         self._stopping: set[asyncio.Task[None]] = set()
         #: Set by :meth:`shutdown`: no new runs from then on.
@@ -169,12 +170,14 @@ class RunsInFlight:
         streams = set(self._streams)
         if streams:
             await asyncio.wait(streams, timeout=max(0.0, deadline - time.monotonic()))
-            late = [task for task in streams if not task.done()]
+            late = [finished for finished in streams if not finished.done()]
             if late:
                 logger.warning("shutdown: cutting %d stream(s) still open after %.1f s",
                                len(late), grace_period)
-                for task in late:
-                    task.cancel()
+                for finished in late:
+                    cut = self._streams.get(finished)
+                    if cut is not None:
+                        cut()
                 await asyncio.wait(late)
         if self.tee is not None:
             await self.local.close()  # the private local log's expiry timer
@@ -316,6 +319,10 @@ class RunsInFlight:
         # raises RunNotFoundError and the stream just ends).
         return SharedFeed(self.tee or self.log, run_id, cursor)
 
-    def _add_stream(self, writer: asyncio.Task[Any]) -> None:
-        self._streams.add(writer)
-        writer.add_done_callback(self._streams.discard)
+    def _add_stream(self, finished: asyncio.Future[None], cut: Callable[[], None]) -> None:
+        """A stream is open until ``finished``; ``cut()`` ends it at a shutdown's deadline."""
+        self._streams[finished] = cut
+        finished.add_done_callback(self._stream_done)
+
+    def _stream_done(self, finished: asyncio.Future[None]) -> None:
+        self._streams.pop(finished, None)

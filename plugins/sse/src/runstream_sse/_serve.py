@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from runstream import TERMINAL_EVENT_TYPES
 from starlette.types import Message, Receive, Send
@@ -312,26 +312,37 @@ async def stream_feed(receive: Receive, send: Send, feed: Feed, cursor: int, *,
     ``primary``: the run this stream's client started (it holds the run back rather than
     miss records). ``framer``: frames the records in another protocol than runstream's.
 
-    The writer and the disconnect watcher are tasks of one task group, each cancelling the
-    other when it ends, so a disconnect is seen at once even while the writer waits for events
-    or for a slow socket. ``runs`` learns about the writer, so that a shutdown can wait for it
-    (and cut it at its deadline: then the stream is GONE). A stalled stream returns without
-    completing the response: the client must not take a cut stream for a whole one (the server
-    then closes the connection).
+    The writer runs here, in the request's task; the disconnect watcher is a task of its own
+    (Starlette's ``StreamingResponse`` has the same two, the other way round), which cancels
+    this one when the client goes, so a disconnect is seen at once even while the writer waits
+    for events or for a slow socket; the writer cancels the watcher when it ends. ``runs``
+    learns about the stream, so that a shutdown can wait for it (and cut it at its deadline:
+    then the stream is GONE). A stalled stream returns without completing the response: the
+    client must not take a cut stream for a whole one (the server then closes the connection).
     """
-    async with asyncio.TaskGroup() as group:
-        writer = group.create_task(
-            _write(send, feed, cursor, lifecycle, ping_interval, primary, send_timeout, framer),
-            name=f"runstream-sse-writer-{feed.run_id}")
-        watcher = group.create_task(_wait_disconnect(receive),
-                                    name=f"runstream-sse-watch-{feed.run_id}")
-        writer.add_done_callback(lambda _: watcher.cancel())
-        watcher.add_done_callback(lambda _: writer.cancel())
-        if runs is not None:
-            runs._add_stream(writer)
-    if not watcher.cancelled() or writer.cancelled():
-        return Outcome.GONE
-    ended = writer.result()
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    stop = _Stop(task)
+    watcher = loop.create_task(_wait_disconnect(receive),
+                               name=f"runstream-sse-watch-{feed.run_id}")
+    watcher.add_done_callback(stop.gone)
+    finished: asyncio.Future[None] | None = None
+    if runs is not None:
+        finished = loop.create_future()
+        runs._add_stream(finished, stop.cut)
+    try:
+        ended = await _write(send, feed, cursor, lifecycle, ping_interval, primary,
+                             send_timeout, framer)
+    except asyncio.CancelledError:
+        if stop.stopped and task.uncancel() <= stop.cancelling:
+            return Outcome.GONE  # the client went, or a shutdown cut the stream
+        raise
+    finally:
+        stop.active = False
+        watcher.cancel()
+        if finished is not None:
+            finished.set_result(None)
     if isinstance(ended, Outcome):
         return ended
     if ended is not None:
@@ -342,3 +353,27 @@ async def stream_feed(receive: Receive, send: Send, feed: Feed, cursor: int, *,
     except SendTimeout:
         return Outcome.STALLED
     return Outcome.ENDED
+
+
+class _Stop:
+    """Stops the writer of :func:`stream_feed` (the request's task) when its client goes or a
+    shutdown cuts it, by cancelling that task, as ``asyncio.timeout`` does: the cancellation is
+    told from one that came from elsewhere by the task's count of them (``cancelling``)."""
+
+    __slots__ = ("active", "cancelling", "stopped", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        #: The task's cancellations before the stream (a cancellation that is not ours).
+        self.cancelling = task.cancelling()
+        #: Whether the writer still runs (a stop after it is nobody's business).
+        self.active = True
+        self.stopped = False
+
+    def gone(self, _watcher: object) -> None:
+        self.cut()
+
+    def cut(self) -> None:
+        if self.active and not self.stopped:
+            self.stopped = True
+            self.task.cancel()
