@@ -93,7 +93,7 @@ async def _stop_run(run: Run, task: asyncio.Task[Any], reason: str) -> None:
         save_end(run)  # in the background: the task is stuck, we are not
     await _announce(run, terminal)
     run.channel = None  # the stuck task's later events go nowhere
-    run.sink_runners = []
+    run.sink_runners = ()
 
 
 async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> RunLog:
@@ -208,7 +208,7 @@ def start_sinks(run: Run) -> None:
             continue
         runner = SinkRunner(sink, label, log)
         runner.start()
-        run.sink_runners.append(runner)
+        run.sink_runners = (*run.sink_runners, runner)
 
 
 def _refuse_unclaimed(run: Run) -> None:

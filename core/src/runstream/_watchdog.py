@@ -36,7 +36,7 @@ class Run(Protocol):
     announced: bool
     log: RunLog
     #: Called on the loop thread just before the run's terminal event (see _drive._announce).
-    end_reports: list[Callable[[], None]]
+    end_reports: tuple[Callable[[], None], ...]
 
     @property
     def run_id(self) -> str: ...
@@ -197,7 +197,8 @@ class _Watchdog:
             self._reported = True
             if run is not None and step is not None:
                 self._report = _Report(self, run, step, where, self._sent)
-                run.end_reports.append(self._report)  # atomic: the loop thread is blocked
+                # One assignment (atomic), and the loop thread is blocked anyway.
+                run.end_reports = (*run.end_reports, self._report)
         if step is None or run is None:
             logger.warning(
                 "the event loop has been blocked for %.1f s by code outside runstream's steps "
