@@ -177,36 +177,48 @@ class Channel(Generic[T]):
         """Yield lists of queued items, oldest first, until the channel is closed and drained
         (or detached). Consume each batch before asking for the next: it holds capacity."""
         while True:
-            # Coming back for more releases the batch handed out last time.
-            self._batch = None
-            self._room = capacity = self._capacity
-            self._byte_room = max_bytes = self._max_bytes
-            batch = self._buf
-            if batch:
-                self._buf = []
-                self._batch = batch
-                self._room = room = capacity - len(batch)
-                self._byte_room = byte_room = max_bytes - self._bytes
-                self._bytes = 0
-                # Let producers refill while the batch is consumed, unless that would only
-                # ping-pong a few items at a time.
-                if self._putters and room >= self._low and byte_room >= self._low_bytes:
-                    self._wake_putters()
-                yield batch
-                continue
-            if self._putters:
-                self._wake_putters()
-            if self._closed or self._detached:
+            got = self.next_batch()
+            if got is None:
                 return
-            # Waiting: the next ``batch`` items (or bytes' worth) are enough for a hand-over.
-            self._room = self._flush
-            self._byte_room = self._flush_bytes
-            getter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._getter = getter
-            try:
-                await getter
-            finally:
-                self._getter = None
+            if isinstance(got, list):
+                yield got
+            else:
+                await got
+
+    def next_batch(self) -> list[T] | asyncio.Future[None] | None:
+        """One step of :meth:`batches`, for a consumer with a loop of its own (an async
+        generator less per consumer, e.g. ``RunHandle.batches``): the next batch; or a future
+        to await before asking again, when nothing is queued; or None once the channel is
+        closed and drained (or detached). Asking releases the batch handed out last time."""
+        # A getter is forgotten once woken; one left by a consumer cancelled while it waited
+        # (cancelled too, so never woken) is forgotten here.
+        self._getter = None
+        # Coming back for more releases the batch handed out last time.
+        self._batch = None
+        self._room = capacity = self._capacity
+        self._byte_room = max_bytes = self._max_bytes
+        batch = self._buf
+        if batch:
+            self._buf = []
+            self._batch = batch
+            self._room = room = capacity - len(batch)
+            self._byte_room = byte_room = max_bytes - self._bytes
+            self._bytes = 0
+            # Let producers refill while the batch is consumed, unless that would only
+            # ping-pong a few items at a time.
+            if self._putters and room >= self._low and byte_room >= self._low_bytes:
+                self._wake_putters()
+            return batch
+        if self._putters:
+            self._wake_putters()
+        if self._closed or self._detached:
+            return None
+        # Waiting: the next ``batch`` items (or bytes' worth) are enough for a hand-over.
+        self._room = self._flush
+        self._byte_room = self._flush_bytes
+        getter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._getter = getter
+        return getter
 
     async def __aiter__(self) -> AsyncIterator[T]:
         """Yield queued items one at a time (see :meth:`batches` for the faster form)."""
