@@ -191,7 +191,9 @@ class Run:
         # of the JSON size, so only events near the limit are serialised to be measured.
         size = 2
         try:
-            for key, value in data.items():
+            # Keys, then a lookup: no items view per event (an object less to allocate).
+            for key in data:
+                value = data[key]
                 cls = type(value)
                 if cls is str:
                     size += _str_len(key) + len(value) + 7
