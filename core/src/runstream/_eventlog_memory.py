@@ -63,7 +63,7 @@ class _Run:
         self.nbytes = 0
         self.last_seq = 0
         self.readers = 0
-        self.waiters: list[asyncio.Future[None]] = []
+        self.waiters: list[asyncio.Future[None]] | None = None  # None: no list per run kept
         self.ended_at: float | None = None
         #: The cursor of a reader that must miss nothing (see :meth:`MemoryEventLog.hold`).
         self.hold: int | None = None
@@ -91,14 +91,16 @@ class _Run:
         waiters = self.waiters
         if waiters:  # drop the futures of readers that left or were woken by something else
             waiters[:] = [w for w in waiters if not w.done()]
-        waiters.append(waiter)
+            waiters.append(waiter)
+        else:
+            self.waiters = [waiter]
         return waiter
 
     def wake(self, but: asyncio.Future[None] | None = None) -> None:
         """Complete the waiting readers' futures; ``but`` (if waiting) stays waiting."""
         waiters = self.waiters
         if waiters:
-            self.waiters = [] if but is None or but not in waiters else [but]
+            self.waiters = None if but is None or but not in waiters else [but]
             for waiter in waiters:
                 if waiter is not but and not waiter.done():
                     waiter.set_result(None)
@@ -156,6 +158,7 @@ class MemoryEventLog(EventLog):
                              "pick another or omit it")
         while len(self._s.runs) >= self.max_runs and self._s.ended:
             self._drop(next(iter(self._s.ended)))
+        run_id = str(run_id)  # new_run_id's str subclass is one more object for the GC
         self._s.runs[run_id] = _Run(run_id, pipeline, owner, self.max_events, meta)
 
     async def append(self, run_id: str, records: Sequence[EventRecord]) -> None:
@@ -222,7 +225,7 @@ class MemoryEventLog(EventLog):
         if self.ttl == 0:
             self._drop(run_id)
             return
-        self._s.ended[run_id] = run.ended_at
+        self._s.ended[run.run_id] = run.ended_at
         self._evict()
         self._schedule_sweep()
 
@@ -234,7 +237,6 @@ class MemoryEventLog(EventLog):
         if run is None:
             raise RunNotFoundError(f"no run '{run_id}' in the event log")
         cursor = after
-        loop = asyncio.get_running_loop()
         while True:
             batch = run.since(cursor)
             if batch:
@@ -245,9 +247,7 @@ class MemoryEventLog(EventLog):
                 continue
             if run.ended_at is not None or not follow or self._s.runs.get(run_id) is not run:
                 return
-            waiter: asyncio.Future[None] = loop.create_future()
-            run.waiters.append(waiter)
-            await waiter
+            await run.waiter()
 
     def hold(self, run_id: str, cursor: int | None) -> None:
         """A reader of this process that must miss nothing (the client that started the run)
