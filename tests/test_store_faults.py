@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import PrivateAttr
 from runstream import (
     AsyncPipeline,
     ComponentConfig,
@@ -109,6 +110,22 @@ class SlowStore(MemoryStore):
         await asyncio.sleep(30)
 
 
+class GatedStore(MemoryStore):
+    """Records a run's start only once let through (later than the run waits for it)."""
+
+    _gate: asyncio.Event = PrivateAttr(default_factory=asyncio.Event)
+    _creates: list[str] = PrivateAttr(default_factory=list)
+
+    async def create(self, run_log: RunLog) -> None:
+        try:
+            await self._gate.wait()
+        except asyncio.CancelledError:
+            self._creates.append("cancelled")
+            raise
+        await super().create(run_log)
+        self._creates.append("created")
+
+
 class BrokenStore(MemoryStore):
     async def create(self, run_log: RunLog) -> None:
         raise StoreError("disk is read-only")
@@ -120,6 +137,7 @@ class BrokenStore(MemoryStore):
 @hookimpl
 def register_run_log_stores(register: Any) -> None:
     register("slow", SlowStore)
+    register("gated", GatedStore)
     register("broken", BrokenStore)
 
 
@@ -141,6 +159,29 @@ async def test_slow_store_does_not_hold_the_run_back() -> None:
     # The record is still being saved in the background; closing the runtime ends that too.
     await runtime.aclose()
     assert runstream_tasks() == set()
+
+
+async def test_a_start_recorded_late_is_recorded_once_not_cancelled() -> None:
+    # Past store_timeout the run goes on without its start's record; the store call that
+    # records it goes on in the background, and lands (once) when the store answers.
+    runtime = Runtime(Config(run_log_store=ComponentConfig(type="gated"),
+                             limits=Limits(store_timeout=0.05, store_save_timeout=5)),
+                      plugins=[_Plugin()], entry_points=False)
+    store = runtime.store
+    assert isinstance(store, GatedStore)
+    handle = PIPELINE.stream(config=runtime)
+    events = []
+    async for event in handle:
+        events.append(event)
+        if event.type == "run.warning":
+            store._gate.set()  # the run went on without the record: now the store answers
+    assert "did not record the run's start within 0.05 s" in events[1].data["message"]
+    assert events[-1].type == "run.completed"
+    # Its final record was saved (over the start's) in time: no warning but the start's.
+    assert events[-1].data["warnings"] == [events[1].data["message"]]
+    assert store._creates == ["created"]
+    assert (await store.get(handle.run_id)).status == "completed"
+    await runtime.aclose()
 
 
 async def test_broken_store_execute_still_returns_the_log() -> None:

@@ -46,8 +46,10 @@ class Channel(Generic[T]):
         self._buf: list[T] = []
         #: The bytes of the items in ``_buf``.
         self._bytes = 0
-        #: The batch the consumer holds: it still counts against capacity.
-        self._batch: list[T] = []
+        #: The batch the consumer holds: it still counts against capacity. None, and no
+        #: putters' list below, until there is one: a run's channel lives as long as the run,
+        #: and each list is one more object for the cyclic garbage collector to walk.
+        self._batch: list[T] | None = None
         self._capacity = capacity
         #: How many items may be queued before producers wait: capacity minus the held batch.
         self._room = capacity
@@ -55,7 +57,7 @@ class Channel(Generic[T]):
         #: The room while the consumer waits: hand over after this many items.
         self._flush = min(batch, capacity)
         self._getter: asyncio.Future[None] | None = None
-        self._putters: list[asyncio.Future[None]] = []
+        self._putters: list[asyncio.Future[None]] | None = None
         self._closed = False
         self._detached = False
         #: Takes items as they are pushed (see :meth:`take_directly`), None: nothing does.
@@ -108,6 +110,8 @@ class Channel(Generic[T]):
                 getter.set_result(None)
         if len(buf) >= self._room or queued >= self._byte_room:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            if self._putters is None:
+                self._putters = []
             self._putters.append(waiter)
             # Each producer awaits its own future: a cancelled producer cancels only its own.
             return waiter
@@ -124,7 +128,8 @@ class Channel(Generic[T]):
         self._buf.clear()
         self._bytes = 0
         # Clearing the held batch in place also ends a consumer's ``for item in batch`` early.
-        self._batch.clear()
+        if self._batch is not None:
+            self._batch.clear()
         self._wake_putters()
 
     def release(self) -> None:
@@ -163,8 +168,8 @@ class Channel(Generic[T]):
                 getter.set_result(None)
 
     def _wake_putters(self) -> None:
-        putters, self._putters = self._putters, []
-        for waiter in putters:
+        putters, self._putters = self._putters, None
+        for waiter in putters or ():
             if not waiter.done():
                 waiter.set_result(None)
 
@@ -172,36 +177,48 @@ class Channel(Generic[T]):
         """Yield lists of queued items, oldest first, until the channel is closed and drained
         (or detached). Consume each batch before asking for the next: it holds capacity."""
         while True:
-            # Coming back for more releases the batch handed out last time.
-            self._batch = []
-            self._room = capacity = self._capacity
-            self._byte_room = max_bytes = self._max_bytes
-            batch = self._buf
-            if batch:
-                self._buf = []
-                self._batch = batch
-                self._room = room = capacity - len(batch)
-                self._byte_room = byte_room = max_bytes - self._bytes
-                self._bytes = 0
-                # Let producers refill while the batch is consumed, unless that would only
-                # ping-pong a few items at a time.
-                if self._putters and room >= self._low and byte_room >= self._low_bytes:
-                    self._wake_putters()
-                yield batch
-                continue
-            if self._putters:
-                self._wake_putters()
-            if self._closed or self._detached:
+            got = self.next_batch()
+            if got is None:
                 return
-            # Waiting: the next ``batch`` items (or bytes' worth) are enough for a hand-over.
-            self._room = self._flush
-            self._byte_room = self._flush_bytes
-            getter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._getter = getter
-            try:
-                await getter
-            finally:
-                self._getter = None
+            if isinstance(got, list):
+                yield got
+            else:
+                await got
+
+    def next_batch(self) -> list[T] | asyncio.Future[None] | None:
+        """One step of :meth:`batches`, for a consumer with a loop of its own (an async
+        generator less per consumer, e.g. ``RunHandle.batches``): the next batch; or a future
+        to await before asking again, when nothing is queued; or None once the channel is
+        closed and drained (or detached). Asking releases the batch handed out last time."""
+        # A getter is forgotten once woken; one left by a consumer cancelled while it waited
+        # (cancelled too, so never woken) is forgotten here.
+        self._getter = None
+        # Coming back for more releases the batch handed out last time.
+        self._batch = None
+        self._room = capacity = self._capacity
+        self._byte_room = max_bytes = self._max_bytes
+        batch = self._buf
+        if batch:
+            self._buf = []
+            self._batch = batch
+            self._room = room = capacity - len(batch)
+            self._byte_room = byte_room = max_bytes - self._bytes
+            self._bytes = 0
+            # Let producers refill while the batch is consumed, unless that would only
+            # ping-pong a few items at a time.
+            if self._putters and room >= self._low and byte_room >= self._low_bytes:
+                self._wake_putters()
+            return batch
+        if self._putters:
+            self._wake_putters()
+        if self._closed or self._detached:
+            return None
+        # Waiting: the next ``batch`` items (or bytes' worth) are enough for a hand-over.
+        self._room = self._flush
+        self._byte_room = self._flush_bytes
+        getter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._getter = getter
+        return getter
 
     async def __aiter__(self) -> AsyncIterator[T]:
         """Yield queued items one at a time (see :meth:`batches` for the faster form)."""

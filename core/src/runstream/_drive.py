@@ -18,7 +18,7 @@ from ._recording import record_end, record_start, save_end
 from ._run import Run, StepFailed
 from ._runlog import ErrorInfo, RunLog, now
 from ._sinks import SinkRunner
-from ._steps import Step, run_handler, run_steps
+from ._steps import Step, run_handler, run_step
 from ._task import Task
 
 __all__: list[str] = []
@@ -93,19 +93,89 @@ async def _stop_run(run: Run, task: asyncio.Task[Any], reason: str) -> None:
         save_end(run)  # in the background: the task is stuck, we are not
     await _announce(run, terminal)
     run.channel = None  # the stuck task's later events go nowhere
-    run.sink_runners = []
+    run.sink_runners = ()
 
 
 async def drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> RunLog:
     """Run a pipeline to its end. Returns the run log; re-raises cancellation after recording
     it. Raises only for errors that happen before the run starts (duplicate run id, store)."""
-    return await with_claimed_id(run, lambda: _drive(run, steps, on_failure))
+    # One coroutine from the id's claim to the run's end (not with_claimed_id around a body, and
+    # the steps' loop written out rather than run_steps): this frame stays suspended for the
+    # whole run, and each frame (and closure) less is fewer objects for the cyclic garbage
+    # collector to walk per run in flight (issue 16).
+    await claim_run_id(run)
+    try:
+        log = run.log
+        cancelled_at_start = False
+        try:
+            run.recorded = await record_start(run)
+            if not run.recorded and run.id_given:
+                _refuse_unclaimed(run)
+        except asyncio.CancelledError:
+            cancelled_at_start = True  # still recorded below, as cancelled
+        except BaseException:
+            if run.channel is not None:
+                run.channel.close()
+            raise
+        start_sinks(run)
+
+        cancelled = False
+        frame = run.top_frame()
+        terminal: tuple[str, dict[str, Any]]
+        try:
+            if cancelled_at_start:
+                raise asyncio.CancelledError
+            try:
+                await run.emit("run.started", None, {"pipeline": log.pipeline})
+                for warning in log.warnings:  # the store could not record the start
+                    await run.emit("run.warning", None, {"message": warning})
+                await run.call_hook("before_run", run_log=log)
+                for step in steps:  # run_steps(frame, steps, "")
+                    if run.ended:  # ended from outside (see stop_run): no next step
+                        raise asyncio.CancelledError
+                    await run_step(frame, step, step.name)
+            except StepFailed as failed:
+                log.status = "failed"
+                log.error = failed.info()
+                terminal = ("run.failed", log.error.event_data())
+                if on_failure is not None:
+                    await run_handler(frame, on_failure, on_failure.name)
+            else:
+                log.status = "completed"
+                terminal = ("run.completed", {"status": "completed"})
+        except asyncio.CancelledError:
+            cancelled = True
+            log.status = "cancelled"
+            log.error = ErrorInfo(type="Cancelled", message=run.cancel_reason, step=None)
+            terminal = ("run.cancelled", {"reason": run.cancel_reason})
+        except Exception as exc:  # a before_run hook, or a bug: still end the run in-band
+            log.status = "failed"
+            log.error = ErrorInfo.from_exception(exc, None, run.redact)
+            terminal = ("run.failed", log.error.event_data())
+        log.ended = now()
+        terminal[1]["duration_ms"] = round((time.perf_counter() - run.started_at) * 1000, 3)
+        await _finish(run, terminal)
+        if cancelled:
+            raise asyncio.CancelledError
+        return log
+    finally:
+        await release_run_id(run)
 
 
 async def with_claimed_id(run: Run, body: Callable[[], Awaitable[RunLog]]) -> RunLog:
     """``body()`` with ``run``'s id claimed in its runtime, released after it; a runtime built
     for this run alone is closed afterwards (also when the id cannot be claimed). How a run is
-    driven, here or on a remote executor (``_remote``)."""
+    driven on a remote executor (``_remote``); :func:`drive` does the same inline."""
+    await claim_run_id(run)
+    try:
+        return await body()
+    finally:
+        await release_run_id(run)
+
+
+async def claim_run_id(run: Run) -> None:
+    """Claim ``run``'s id in its runtime; if it cannot be, close the run's channel and a
+    runtime built for this run alone, and raise. Does not suspend when the id is claimed."""
     runtime = run.runtime
     try:
         runtime.claim_run_id(run.run_id)
@@ -115,67 +185,14 @@ async def with_claimed_id(run: Run, body: Callable[[], Awaitable[RunLog]]) -> Ru
         if run.owns_runtime:
             await runtime.aclose()
         raise
-    try:
-        return await body()
-    finally:
-        runtime.release_run_id(run.run_id)
-        if run.owns_runtime:
-            # Built for this run alone (it was given a config, not a runtime): close it, after
-            # the final record is saved (aclose waits for that, bounded).
-            await asyncio.shield(runtime.aclose())
 
 
-async def _drive(run: Run, steps: Sequence[Step], on_failure: Task | None) -> RunLog:
-    log = run.log
-    cancelled_at_start = False
-    try:
-        run.recorded = await record_start(run)
-        if not run.recorded and run.id_given:
-            _refuse_unclaimed(run)
-    except asyncio.CancelledError:
-        cancelled_at_start = True  # still recorded below, as cancelled
-    except BaseException:
-        if run.channel is not None:
-            run.channel.close()
-        raise
-    start_sinks(run)
-
-    cancelled = False
-    frame = run.top_frame()
-    terminal: tuple[str, dict[str, Any]]
-    try:
-        if cancelled_at_start:
-            raise asyncio.CancelledError
-        try:
-            await run.emit("run.started", None, {"pipeline": log.pipeline})
-            for warning in log.warnings:  # the store could not record the start
-                await run.emit("run.warning", None, {"message": warning})
-            await run.call_hook("before_run", run_log=log)
-            await run_steps(frame, steps, "")
-        except StepFailed as failed:
-            log.status = "failed"
-            log.error = failed.info()
-            terminal = ("run.failed", log.error.event_data())
-            if on_failure is not None:
-                await run_handler(frame, on_failure, on_failure.name)
-        else:
-            log.status = "completed"
-            terminal = ("run.completed", {"status": "completed"})
-    except asyncio.CancelledError:
-        cancelled = True
-        log.status = "cancelled"
-        log.error = ErrorInfo(type="Cancelled", message=run.cancel_reason, step=None)
-        terminal = ("run.cancelled", {"reason": run.cancel_reason})
-    except Exception as exc:  # a before_run hook, or a bug: still end the run in-band
-        log.status = "failed"
-        log.error = ErrorInfo.from_exception(exc, None, run.redact)
-        terminal = ("run.failed", log.error.event_data())
-    log.ended = now()
-    terminal[1]["duration_ms"] = round((time.perf_counter() - run.started_at) * 1000, 3)
-    await _finish(run, terminal)
-    if cancelled:
-        raise asyncio.CancelledError
-    return log
+async def release_run_id(run: Run) -> None:
+    """Release ``run``'s id; close a runtime built for this run alone, after the final record
+    is saved (aclose waits for that, bounded)."""
+    run.runtime.release_run_id(run.run_id)
+    if run.owns_runtime:
+        await asyncio.shield(run.runtime.aclose())
 
 
 def start_sinks(run: Run) -> None:
@@ -191,7 +208,7 @@ def start_sinks(run: Run) -> None:
             continue
         runner = SinkRunner(sink, label, log)
         runner.start()
-        run.sink_runners.append(runner)
+        run.sink_runners = (*run.sink_runners, runner)
 
 
 def _refuse_unclaimed(run: Run) -> None:

@@ -56,6 +56,7 @@ class MemoryEventLog(EventLog):
                              "pick another or omit it")
         while len(self._s.runs) >= self.max_runs and self._s.ended:
             self._drop(next(iter(self._s.ended)))
+        run_id = str(run_id)  # new_run_id's str subclass is one more object for the GC
         self._s.runs[run_id] = _Run(run_id, pipeline, owner, self.max_events, meta,
                                     self._s.unpacked)
 
@@ -123,7 +124,7 @@ class MemoryEventLog(EventLog):
         if self.ttl == 0:
             self._drop(run_id)
             return
-        self._s.ended[run_id] = self._s.unpacked[run_id] = run.ended_at
+        self._s.ended[run.run_id] = self._s.unpacked[run.run_id] = run.ended_at
         self._evict()
         self._pack_ended(run.ended_at - PACK_AFTER)
         self._schedule_sweep()
@@ -149,7 +150,6 @@ class MemoryEventLog(EventLog):
         if run is None:
             raise RunNotFoundError(f"no run '{run_id}' in the event log")
         cursor = after
-        loop = asyncio.get_running_loop()
         while True:
             batch = run.since(cursor)
             if batch:
@@ -160,9 +160,7 @@ class MemoryEventLog(EventLog):
                 continue
             if run.ended_at is not None or not follow or self._s.runs.get(run_id) is not run:
                 return
-            waiter: asyncio.Future[None] = loop.create_future()
-            run.waiters.append(waiter)
-            await waiter
+            await run.waiter()
 
     def hold(self, run_id: str, cursor: int | None) -> None:
         """A reader of this process that must miss nothing (the client that started the run)

@@ -66,7 +66,7 @@ class _Run:
         self.nbytes = 0
         self.last_seq = 0
         self.readers = 0
-        self.waiters: list[asyncio.Future[None]] = []
+        self.waiters: list[asyncio.Future[None]] | None = None  # None: no list per run kept
         self.ended_at: float | None = None
         #: The cursor of a reader that must miss nothing (see :meth:`MemoryEventLog.hold`).
         self.hold: int | None = None
@@ -120,14 +120,16 @@ class _Run:
         waiters = self.waiters
         if waiters:  # drop the futures of readers that left or were woken by something else
             waiters[:] = [w for w in waiters if not w.done()]
-        waiters.append(waiter)
+            waiters.append(waiter)
+        else:
+            self.waiters = [waiter]
         return waiter
 
     def wake(self, but: asyncio.Future[None] | None = None) -> None:
         """Complete the waiting readers' futures; ``but`` (if waiting) stays waiting."""
         waiters = self.waiters
         if waiters:
-            self.waiters = [] if but is None or but not in waiters else [but]
+            self.waiters = None if but is None or but not in waiters else [but]
             for waiter in waiters:
                 if waiter is not but and not waiter.done():
                     waiter.set_result(None)

@@ -98,8 +98,16 @@ class RunHandle:
         try:
             if take is not None:
                 channel.take_directly(take)
-            async for batch in channel.batches():
-                yield batch
+            # The channel's batches() written out: an async generator, with its asend and its
+            # weakref in the loop's set, less per run in flight (issue 16).
+            while True:
+                got = channel.next_batch()
+                if got is None:
+                    break
+                if isinstance(got, list):
+                    yield got
+                else:
+                    await got
             await asyncio.wait({self._task})
             exc = None if self._task.cancelled() else self._task.exception()
             if exc is not None:

@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._channel import Channel
@@ -136,7 +136,9 @@ class Run:
         self.parameters = parameters
         self.channel = channel
         self.seq = 0
-        self.sink_runners: list[SinkRunner] = []
+        #: Tuples, not lists, while empty (most runs have no sinks nor reports): an empty
+        #: tuple is shared, a list per run is one more object for the garbage collector.
+        self.sink_runners: tuple[SinkRunner, ...] = ()
         self.cancel_reason = "cancelled"
         self.started_at = time.perf_counter()
         self.recorded = False
@@ -158,7 +160,7 @@ class Run:
         self.owns_runtime = False
         self.terminal: tuple[str, dict[str, Any]] | None = None
         #: Reports to give just before the terminal event (the loop watchdog's, see _watchdog).
-        self.end_reports: list[Callable[[], None]] = []
+        self.end_reports: tuple[Callable[[], None], ...] = ()
         self.pending_create: asyncio.Future[None] | None = None
         limits = runtime.config.limits
         self.max_event_bytes = limits.max_event_bytes
@@ -189,7 +191,9 @@ class Run:
         # of the JSON size, so only events near the limit are serialised to be measured.
         size = 2
         try:
-            for key, value in data.items():
+            # Keys, then a lookup: no items view per event (an object less to allocate).
+            for key in data:
+                value = data[key]
                 cls = type(value)
                 if cls is str:
                     size += _str_len(key) + len(value) + 7
@@ -254,7 +258,7 @@ class Run:
             return channel.push((self.seq, time.time(), type_, step, data), size)
         return None
 
-    async def _publish_slow(self, runners: list[SinkRunner], event: Event,
+    async def _publish_slow(self, runners: Sequence[SinkRunner], event: Event,
                             record: EventRecord, size: int) -> None:
         for runner in runners:
             await runner.put(event)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence, Set as AbstractSet
 from typing import Any, ClassVar, Final, Generic, TypeVar
 
 from pydantic_core import SchemaSerializer, core_schema
@@ -19,6 +19,8 @@ MASK: Final = "**********"
 #: Texts shorter than this are not redacted from messages: a 1-3 character "secret" would turn
 #: every message into stars, and it is no secret.
 MIN_REDACTED_CHARS: Final = 4
+
+_NO_NAMES: frozenset[str] = frozenset()
 
 
 class Secret(Generic[T]):
@@ -97,14 +99,16 @@ class RunSecrets:
     __slots__ = ("names", "texts")
 
     def __init__(self) -> None:
-        self.names: set[str] = set()
-        self.texts: list[str] = []
+        # Empty and immutable until a secret comes (most runs have none): a frozenset and a
+        # tuple shared by every run, not a set and a list per run for the garbage collector.
+        self.names: AbstractSet[str] = _NO_NAMES
+        self.texts: Sequence[str] = ()
 
     def __bool__(self) -> bool:
         return bool(self.names)
 
     def add(self, name: str, value: Any) -> None:
-        self.names.add(name)
+        self.names = self.names | {name}
         found: list[str] = []
         _texts(value, found)
         texts = set(self.texts)
@@ -123,7 +127,8 @@ class RunSecrets:
                 self.add(key, value)
             elif key in listed:
                 self.add(key, value)
-        self.names.update(listed)
+        if listed:
+            self.names = self.names | listed
         return plain
 
     def absorb(self, outputs: dict[str, Any]) -> dict[str, Any]:

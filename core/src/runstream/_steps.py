@@ -91,7 +91,21 @@ async def run_step(frame: Frame, step: Step, path: str) -> None:
             await waiter
         try:
             if isinstance(step, Task):
-                output = await _attempt_task(frame, step, path)
+                # The task's attempt written out here (not a coroutine of its own, nor one for
+                # the executor's call when there is no timeout): this frame stays suspended
+                # for the whole step, and each frame less is fewer objects for the cyclic
+                # garbage collector per run in flight (issue 16). The watchdog finds the step
+                # by the TaskContext held as ``ctx`` (_watchdog._find_step).
+                ctx = TaskContext(frame, path)
+                token = _current_task.set(ctx)
+                try:
+                    if run.runtime.has_hook("before_node_run"):
+                        await run.call_hook("before_node_run", run_log=run.log, step=path,
+                                            parameters=ctx.parameters)
+                    output = await (run.runtime.executor.run_task(step, ctx)
+                                    if step.timeout is None else _run_timed(frame, step, ctx))
+                finally:
+                    _current_task.reset(token)
                 outputs = pick_returns(step, path, output)
             else:
                 outputs = await _attempt_node(frame, step, path)
@@ -158,19 +172,6 @@ async def _fail(frame: Frame, step_log: StepLog, attempt: StepAttempt, path: str
     raise failed from exc
 
 
-async def _attempt_task(frame: Frame, task: Task, path: str) -> Mapping[str, Any] | None:
-    run = frame.run
-    ctx = TaskContext(frame, path)
-    token = _current_task.set(ctx)
-    try:
-        if run.runtime.has_hook("before_node_run"):
-            await run.call_hook("before_node_run", run_log=run.log, step=path,
-                                parameters=ctx.parameters)
-        return await _run_task(frame, task, ctx)
-    finally:
-        _current_task.reset(token)
-
-
 async def _attempt_node(frame: Frame, node: NodeStep, path: str) -> dict[str, Any]:
     run = frame.run
     if run.runtime.has_hook("before_node_run"):
@@ -179,11 +180,9 @@ async def _attempt_node(frame: Frame, node: NodeStep, path: str) -> dict[str, An
     return await node.run_body(frame, path)
 
 
-async def _run_task(frame: Frame, task: Task, ctx: TaskContext) -> Mapping[str, Any] | None:
-    """Run the task through the executor, within its ``timeout`` if it has one."""
+async def _run_timed(frame: Frame, task: Task, ctx: TaskContext) -> Mapping[str, Any] | None:
+    """Run the task through the executor within its ``timeout``."""
     executor = frame.run.runtime.executor
-    if task.timeout is None:
-        return await executor.run_task(task, ctx)
     deadline = asyncio.timeout(task.timeout)
     try:
         async with deadline:

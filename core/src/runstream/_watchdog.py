@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import logging
 import sys
@@ -36,7 +37,7 @@ class Run(Protocol):
     announced: bool
     log: RunLog
     #: Called on the loop thread just before the run's terminal event (see _drive._announce).
-    end_reports: list[Callable[[], None]]
+    end_reports: tuple[Callable[[], None], ...]
 
     @property
     def run_id(self) -> str: ...
@@ -93,6 +94,8 @@ class LoopWatch:
         self.threshold = threshold
         self._lock = threading.Lock()
         self._dogs: dict[asyncio.AbstractEventLoop, _Watchdog] = {}
+        #: Bound once: a bound method per run would be one more object per run in flight.
+        self._untrack_run = self._untrack
 
     def track(self, task: asyncio.Task[Any]) -> None:
         """Watch the loop of ``task`` (a run's driver; called in that loop) while it runs."""
@@ -105,7 +108,10 @@ class LoopWatch:
                 dog = self._dogs[loop] = _Watchdog(self, loop, self.threshold)
                 dog.start()
             dog.runs += 1
-        task.add_done_callback(self._untrack)
+        # The dog's own context, not a copy of the caller's per run (add_done_callback's
+        # default): _untrack reads no context variable, and a Context per run in flight is one
+        # more object for the garbage collector. One per loop: only that loop's thread runs it.
+        task.add_done_callback(self._untrack_run, context=dog.callback_context)
 
     def _untrack(self, task: asyncio.Task[Any]) -> None:
         with self._lock:
@@ -131,6 +137,8 @@ class _Watchdog:
         self.threshold = threshold
         self.interval = min(threshold / _FRACTION, MAX_INTERVAL)
         self.runs = 0
+        #: The context the loop's runs' done callbacks run in (see LoopWatch.track).
+        self.callback_context = contextvars.Context()
         self.loop_thread = threading.get_ident()
         self._lock = threading.Lock()
         #: When the heartbeat the loop has not answered yet was posted (None: answered).
@@ -197,7 +205,8 @@ class _Watchdog:
             self._reported = True
             if run is not None and step is not None:
                 self._report = _Report(self, run, step, where, self._sent)
-                run.end_reports.append(self._report)  # atomic: the loop thread is blocked
+                # One assignment (atomic), and the loop thread is blocked anyway.
+                run.end_reports = (*run.end_reports, self._report)
         if step is None or run is None:
             logger.warning(
                 "the event loop has been blocked for %.1f s by code outside runstream's steps "
