@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from runstream import AsyncPipeline, ComponentConfig, Config, Runtime
 from runstream_async_python import AsyncPythonTask
 from runstream_sse import SSE
+from runstream_sse._fastpath import NO_CONTEXT
 
 
 async def endless() -> AsyncGenerator[dict[str, Any], None]:
@@ -99,6 +100,9 @@ async def test_a_client_that_goes_ends_the_response_and_cancels_its_run() -> Non
         assert not request.cancelled()
         assert await run_log_status(runtime, handles[0].run_id) == "cancelled"
         assert sse.runs.streams == 0
+        # The context of runstream-sse's own callbacks (_fastpath) is shared: none sets a
+        # context variable in it.
+        assert len(NO_CONTEXT) == 0
     finally:
         await runtime.aclose()
 

@@ -11,7 +11,7 @@ from runstream import TERMINAL_EVENT_TYPES
 from starlette.types import Message, Receive, Send
 
 from ._encoder import PING, encode_event, json_dumps, to_bytes
-from ._fastpath import SendTimeout, send_within, start_send
+from ._fastpath import NO_CONTEXT, SendTimeout, send_within, start_send
 from ._wire import frame_record
 
 if TYPE_CHECKING:
@@ -73,13 +73,14 @@ class _Pinger:
     def wait(self, waiter: asyncio.Future[None]) -> None:
         self.waiter = waiter
         if self.timer is None:
-            self.timer = self.loop.call_at(self.last + self.interval, self._fire)
+            self.timer = self.loop.call_at(self.last + self.interval, self._fire,
+                                           context=NO_CONTEXT)
 
     def _fire(self) -> None:
         self.timer = None
         due = self.last + self.interval
         if self.loop.time() + 0.001 < due:  # written since the timer was set: wait the rest
-            self.timer = self.loop.call_at(due, self._fire)
+            self.timer = self.loop.call_at(due, self._fire, context=NO_CONTEXT)
             return
         waiter = self.waiter
         if waiter is not None and not waiter.done():
@@ -324,14 +325,14 @@ async def stream_feed(receive: Receive, send: Send, feed: Feed, cursor: int, *,
     assert task is not None
     loop = asyncio.get_running_loop()
     stop = _Stop(task)
+    finished: asyncio.Future[None] | None = None
     watcher = loop.create_task(_wait_disconnect(receive),
                                name=f"runstream-sse-watch-{feed.run_id}")
-    watcher.add_done_callback(stop.gone)
-    finished: asyncio.Future[None] | None = None
-    if runs is not None:
-        finished = loop.create_future()
-        runs._add_stream(finished, stop.cut)
     try:
+        watcher.add_done_callback(stop.gone, context=NO_CONTEXT)
+        if runs is not None:
+            finished = loop.create_future()
+            runs._add_stream(finished, stop.cut)
         ended = await _write(send, feed, cursor, lifecycle, ping_interval, primary,
                              send_timeout, framer)
     except asyncio.CancelledError:

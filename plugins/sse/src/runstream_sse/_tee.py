@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from runstream import EventLog, EventLogError, MemoryEventLog, RunIdError
 
+from ._fastpath import NO_CONTEXT
+
 if TYPE_CHECKING:
     from runstream import EventRecord
 
@@ -106,7 +108,7 @@ class RunWriter:
                     self._pending.extend(taken)
                     if not self._sending and self.down is None:
                         self._sending = True
-                        asyncio.get_running_loop().call_soon(self._send)
+                        asyncio.get_running_loop().call_soon(self._send, context=NO_CONTEXT)
             raise
         self.last_seq = records[-1][0]
 
@@ -125,7 +127,7 @@ class RunWriter:
             pending.extend(records)
             if not self._sending:
                 self._sending = True
-                asyncio.get_running_loop().call_soon(self._send)
+                asyncio.get_running_loop().call_soon(self._send, context=NO_CONTEXT)
         return True
 
     async def tee(self, records: Sequence[EventRecord]) -> None:
@@ -144,7 +146,7 @@ class RunWriter:
             return
         if not sending:
             self._sending = True
-            asyncio.get_running_loop().call_soon(self._send)
+            asyncio.get_running_loop().call_soon(self._send, context=NO_CONTEXT)
         elif len(pending) >= AHEAD:  # back-pressure: the run waits for its send
             await self.sent()
 
@@ -172,7 +174,7 @@ class RunWriter:
             self._failed(error if isinstance(error, EventLogError) else EventLogError(
                 f"event log: append failed: {type(error).__name__}: {error}"))
         if self._pending and self.down is None:
-            asyncio.get_running_loop().call_soon(self._send)
+            asyncio.get_running_loop().call_soon(self._send, context=NO_CONTEXT)
         else:
             self._done()
 
