@@ -179,3 +179,38 @@ async def test_runtimes_that_look_at_once_mark_each_run_once(tmp_path: Path, sto
     finally:
         await first.aclose()
         await second.aclose()
+
+
+async def test_runs_that_start_while_the_lease_is_due_share_one_renewal(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst of runs at a process's start (or after a pause) renews its lease once, with one
+    write to the store, not once per run; a run cancelled meanwhile does not stop it."""
+    runtime = Runtime(Config(run_log_store=ComponentConfig(type="memory")))
+    store_type = type(runtime.store)
+    renew = store_type.renew_lease
+    calls: list[str] = []
+    renewing, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_renew(self: Any, owner: str, until: Any) -> bool:
+        calls.append(owner)
+        renewing.set()
+        await release.wait()
+        return await renew(self, owner, until)
+
+    monkeypatch.setattr(store_type, "renew_lease", slow_renew)
+
+    async def quick() -> AsyncGenerator[dict[str, Any], None]:
+        yield {"type": "done"}
+
+    pipeline = AsyncPipeline("p", [AsyncPythonTask(name="s", function=quick)])
+    try:
+        runs = [asyncio.create_task(pipeline.execute(config=runtime)) for _ in range(50)]
+        await renewing.wait()  # the first run renews; it and the runs after it wait for it
+        runs[0].cancel()
+        release.set()
+        results = await asyncio.gather(*runs, return_exceptions=True)
+        assert isinstance(results[0], asyncio.CancelledError)
+        assert all(log.status == "completed" for log in results[1:])  # type: ignore[union-attr]
+        assert calls == [current_owner()]
+    finally:
+        await runtime.aclose()

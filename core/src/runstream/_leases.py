@@ -51,6 +51,8 @@ class Leases:
         self._recheck: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: The renewal in flight: the runs that start meanwhile wait for it, not one each.
+        self._renewing: asyncio.Task[None] | None = None
 
     # -- this process's lease ------------------------------------------------------------------
     async def keep(self) -> None:
@@ -62,7 +64,8 @@ class Leases:
         if self._loop is not loop or loop.is_closed():
             self._reset(loop)
         if self._renewed_at is None or loop.time() - self._renewed_at > self._ttl / 3:
-            await self._renew()
+            # Shielded: a run cancelled while it waits does not stop the others' renewal.
+            await asyncio.shield(self._renewal())
         if self._timer is None and self._supported:
             self._timer = loop.call_later(self._ttl / 3, self._tick)
 
@@ -73,6 +76,18 @@ class Leases:
         self._timer = self._recheck = None
         self._renewed_at = None
         self._tasks = set()
+        self._renewing = None
+
+    def _renewal(self) -> asyncio.Task[None]:
+        """The renewal in flight, or a new one: a thousand runs that start while the lease is
+        due make one write to the store, not a thousand."""
+        renewing = self._renewing
+        if renewing is None or renewing.done():
+            assert self._loop is not None
+            renewing = self._renewing = self._loop.create_task(self._renew())
+            self._tasks.add(renewing)
+            renewing.add_done_callback(self._tasks.discard)
+        return renewing
 
     async def _renew(self) -> None:
         loop = asyncio.get_running_loop()
@@ -90,7 +105,7 @@ class Leases:
         self._timer = None
         if not self._runs_in_flight():
             return  # no run to vouch for: the lease may run out
-        self._spawn(self._renew())
+        self._renewal()
         loop = self._loop
         if loop is not None and not loop.is_closed():
             self._timer = loop.call_later(self._ttl / 3, self._tick)
