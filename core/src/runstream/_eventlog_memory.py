@@ -12,12 +12,12 @@ from pydantic import Field
 from ._errors import RunIdError, RunNotFoundError
 from ._eventlog import CancelHandler, EventLog, LoggedRun
 from ._events import TERMINAL_EVENT_TYPES
-from ._kept import RECORD_OVERHEAD, _Run, _State, record_size
+from ._kept import _Run, _State, record_size
 
 if TYPE_CHECKING:
     from ._events import EventRecord
 
-__all__ = ["PACK_AFTER", "RECORD_OVERHEAD", "MemoryEventLog", "record_size"]
+__all__ = ["MemoryEventLog"]
 
 #: A run that ended this many seconds ago has its records packed (``_packed``): its own
 #: clients have read its end by then, and a replay unpacks them.

@@ -16,6 +16,8 @@ from ._size import Unmeasured, estimate, json_size
 if TYPE_CHECKING:
     from ._events import EventRecord
 
+__all__: list[str] = []
+
 #: What a kept record costs besides its JSON: the tuple, its place in the deque, its size.
 RECORD_OVERHEAD: Final = 120
 #: The records (and sizes) of a packed run: nothing is appended to an ended run.

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from ._events import EventRecord
 
-__all__ = ["pack", "unpack"]
+__all__: list[str] = []
 
 _ATOMS: Final = frozenset({str, int, float, bool, type(None)})
 
