@@ -124,6 +124,23 @@ async def test_a_replayed_run_is_unpacked_once_and_packed_again_later(
     assert await collect(log, "long", 2) == (await collect(log, "long"))[2:]
 
 
+async def test_a_run_its_client_holds_is_packed_once_the_client_lets_go(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_eventlog_memory, "PACK_AFTER", 0.0)
+    log = MemoryEventLog()
+    await log.create("held", pipeline="p", owner=None)
+    await log.append("held", chunks(1, 30))
+    log.hold("held", 10)  # its client has sent up to 10
+    await log.end("held", "completed")
+    kept = log.get_now("held")
+    assert kept is not None and kept.packed is None  # its client still reads it
+    log.hold("held", None)  # the client is done with it
+    await log.create("next", pipeline="p", owner=None)
+    await log.end("next", "completed")
+    assert kept.packed is not None
+    assert [r[0] for r in await collect(log, "held")] == list(range(1, 31))
+
+
 class Level(enum.IntEnum):
     HIGH = 1
 

@@ -19,9 +19,10 @@ if TYPE_CHECKING:
 
 __all__ = ["MemoryEventLog"]
 
-#: A run that ended this many seconds ago has its records packed (``_packed``): its own
-#: clients have read its end by then, and a replay unpacks them.
-PACK_AFTER: Final = 2.0
+#: A run that ended this many seconds ago has its records packed (``_packed``) at the next end
+#: of a run: its own clients have read its end by then (a client that started the run and holds
+#: it, until it lets go), and a replay unpacks them.
+PACK_AFTER: Final = 0.25
 
 
 class MemoryEventLog(EventLog):
@@ -170,8 +171,11 @@ class MemoryEventLog(EventLog):
         run = self._s.runs.get(run_id)
         if run is not None:
             run.hold = cursor
-            if cursor is None and run.nbytes > self.max_run_bytes and run.packed is None:
-                self._trim(run)
+            if cursor is None and run.packed is None:
+                if run.nbytes > self.max_run_bytes:
+                    self._trim(run)
+                if run.ended_at is not None:  # its client let go of it: packed later
+                    self._s.unpacked.setdefault(run_id, time.monotonic())
 
     def full(self, run_id: str, cursor: int) -> bool:
         """Whether the records after ``cursor`` fill the run's bounds, by count or by bytes."""
