@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from runstream_sse import _fastpath
 from runstream_sse._fastpath import Resume, SendTimeout, start_send
 from starlette.types import Message, Receive, Scope, Send
 
@@ -142,3 +143,31 @@ async def test_a_bounded_send_that_does_not_complete_in_time_is_a_send_timeout()
     with pytest.raises(SendTimeout):
         await pending
     assert seen == ["start", "cancelled"]
+
+
+def test_callbacks_in_the_own_context_run_on_loops_in_two_threads_at_once() -> None:
+    """Two servers in one process (each loop in its thread) run runstream-sse's callbacks at
+    the same time: each thread has its own context (one shared context could be entered by
+    one loop only, and the other's callback would fail with "already entered")."""
+    errors: list[object] = []
+    both = threading.Barrier(2)
+
+    def callback() -> None:
+        both.wait(timeout=10)  # both threads are inside their callback at once
+
+    def loop_in_thread() -> None:
+        loop = asyncio.new_event_loop()
+        loop.set_exception_handler(lambda _loop, context: errors.append(context))
+        try:
+            loop.call_soon(callback, context=_fastpath.no_context())
+            loop.call_soon(loop.stop)
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    threads = [threading.Thread(target=loop_in_thread) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert errors == []

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from runstream import AsyncPipeline, ComponentConfig, Config, Runtime
 from runstream_async_python import AsyncPythonTask
 from runstream_sse import SSE
-from runstream_sse._fastpath import NO_CONTEXT
+from runstream_sse._fastpath import no_context
 
 
 async def endless() -> AsyncGenerator[dict[str, Any], None]:
@@ -102,7 +102,7 @@ async def test_a_client_that_goes_ends_the_response_and_cancels_its_run() -> Non
         assert sse.runs.streams == 0
         # The context of runstream-sse's own callbacks (_fastpath) is shared: none sets a
         # context variable in it.
-        assert len(NO_CONTEXT) == 0
+        assert len(no_context()) == 0
     finally:
         await runtime.aclose()
 

@@ -15,23 +15,34 @@ changes (a new uvicorn or Python): then drop the trick for the general way it st
 - Callers rely on ``start_send`` returning None only when ``send`` did not yield to the event
   loop: nothing else ran meanwhile (no event published, no disconnect seen), so the writer can
   wait for the next event at once without looking at its feed again (see ``_serve._follow``).
-- :data:`NO_CONTEXT` is the context of runstream-sse's own callbacks (a stream's ping timer, its
+- :func:`no_context` is the context of runstream-sse's own callbacks (a stream's ping timer, its
   end, a task's clean-up, a send to the shared log): asyncio copies the caller's context for
   every callback and timer it is not given one for, one more object per stream for the garbage
   collector to walk. Those callbacks read no context variable, and start no task that would.
+  One per thread: a context cannot be entered twice at once, and event loops in two threads
+  (two servers in one process) would each enter it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any
 
 from starlette.types import Message, Send
 
-#: The context runstream-sse's own callbacks run in (see the module).
-NO_CONTEXT = contextvars.Context()
+_local = threading.local()
+
+
+def no_context() -> contextvars.Context:
+    """This thread's context for runstream-sse's own callbacks (see the module)."""
+    try:
+        context: contextvars.Context = _local.context
+    except AttributeError:
+        context = _local.context = contextvars.Context()
+    return context
 
 
 class SendTimeout(Exception):

@@ -18,7 +18,7 @@ from typing import Any
 from runstream import EventLog, EventLogError, LoggedRun, MemoryEventLog, RunHandle, Runtime
 
 from ._binding import RUNS_STATE, state_object
-from ._fastpath import NO_CONTEXT
+from ._fastpath import no_context
 from ._feed import Feed, LocalFeed, SharedFeed
 from ._live import LiveRun
 from ._tee import RunWriter
@@ -261,7 +261,7 @@ class RunsInFlight:
         tasks = self._stopping if tasks is None else tasks
         task = asyncio.get_running_loop().create_task(coro, name=name)
         tasks.add(task)
-        task.add_done_callback(tasks.discard, context=NO_CONTEXT)
+        task.add_done_callback(tasks.discard, context=no_context())
 
     def disconnected(self, live: LiveRun, reason: str) -> None:
         """The client that started ``live`` (``on_disconnect="cancel"``) went away: cancel the
@@ -323,7 +323,7 @@ class RunsInFlight:
     def _add_stream(self, finished: asyncio.Future[None], cut: Callable[[], None]) -> None:
         """A stream is open until ``finished``; ``cut()`` ends it at a shutdown's deadline."""
         self._streams[finished] = cut
-        finished.add_done_callback(self._stream_done, context=NO_CONTEXT)
+        finished.add_done_callback(self._stream_done, context=no_context())
 
     def _stream_done(self, finished: asyncio.Future[None]) -> None:
         self._streams.pop(finished, None)

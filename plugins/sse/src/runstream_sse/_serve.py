@@ -11,7 +11,7 @@ from runstream import TERMINAL_EVENT_TYPES
 from starlette.types import Message, Receive, Send
 
 from ._encoder import PING, encode_event, json_dumps, to_bytes
-from ._fastpath import NO_CONTEXT, SendTimeout, send_within, start_send
+from ._fastpath import SendTimeout, no_context, send_within, start_send
 from ._wire import frame_record
 
 if TYPE_CHECKING:
@@ -74,13 +74,13 @@ class _Pinger:
         self.waiter = waiter
         if self.timer is None:
             self.timer = self.loop.call_at(self.last + self.interval, self._fire,
-                                           context=NO_CONTEXT)
+                                           context=no_context())
 
     def _fire(self) -> None:
         self.timer = None
         due = self.last + self.interval
         if self.loop.time() + 0.001 < due:  # written since the timer was set: wait the rest
-            self.timer = self.loop.call_at(due, self._fire, context=NO_CONTEXT)
+            self.timer = self.loop.call_at(due, self._fire, context=no_context())
             return
         waiter = self.waiter
         if waiter is not None and not waiter.done():
@@ -329,7 +329,7 @@ async def stream_feed(receive: Receive, send: Send, feed: Feed, cursor: int, *,
     watcher = loop.create_task(_wait_disconnect(receive),
                                name=f"runstream-sse-watch-{feed.run_id}")
     try:
-        watcher.add_done_callback(stop.gone, context=NO_CONTEXT)
+        watcher.add_done_callback(stop.gone, context=no_context())
         if runs is not None:
             finished = loop.create_future()
             runs._add_stream(finished, stop.cut)

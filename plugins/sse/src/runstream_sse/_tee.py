@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from runstream import EventLog, EventLogError, MemoryEventLog, RunIdError
 
-from ._fastpath import NO_CONTEXT
+from ._fastpath import no_context
 
 if TYPE_CHECKING:
     from runstream import EventRecord
@@ -108,7 +108,7 @@ class RunWriter:
                     self._pending.extend(taken)
                     if not self._sending and self.down is None:
                         self._sending = True
-                        asyncio.get_running_loop().call_soon(self._send, context=NO_CONTEXT)
+                        asyncio.get_running_loop().call_soon(self._send, context=no_context())
             raise
         self.last_seq = records[-1][0]
 
@@ -127,7 +127,7 @@ class RunWriter:
             pending.extend(records)
             if not self._sending:
                 self._sending = True
-                asyncio.get_running_loop().call_soon(self._send, context=NO_CONTEXT)
+                asyncio.get_running_loop().call_soon(self._send, context=no_context())
         return True
 
     async def tee(self, records: Sequence[EventRecord]) -> None:
@@ -146,7 +146,7 @@ class RunWriter:
             return
         if not sending:
             self._sending = True
-            asyncio.get_running_loop().call_soon(self._send, context=NO_CONTEXT)
+            asyncio.get_running_loop().call_soon(self._send, context=no_context())
         elif len(pending) >= AHEAD:  # back-pressure: the run waits for its send
             await self.sent()
 
@@ -174,7 +174,7 @@ class RunWriter:
             self._failed(error if isinstance(error, EventLogError) else EventLogError(
                 f"event log: append failed: {type(error).__name__}: {error}"))
         if self._pending and self.down is None:
-            asyncio.get_running_loop().call_soon(self._send, context=NO_CONTEXT)
+            asyncio.get_running_loop().call_soon(self._send, context=no_context())
         else:
             self._done()
 
