@@ -162,7 +162,10 @@ async def run_concurrently(frame: Frame, path: str,
             try:
                 await jobs[i]()
             except Exception as exc:
-                failures.items.append((i, exc))
+                # Kept without this frame in its traceback: the frame holds ``failures``,
+                # which holds the error (a reference cycle, freed only by the cyclic GC).
+                failures.items.append((i, exc.with_traceback(
+                    exc.__traceback__.tb_next if exc.__traceback__ is not None else None)))
                 if fail_fast:
                     raise _Stop from None  # the task group cancels the other workers
 
@@ -172,7 +175,11 @@ async def run_concurrently(frame: Frame, path: str,
             for w in range(min(limit, len(jobs))):
                 group.create_task(worker(), name=f"runstream-{run_id}-{path}-{w}")
     except BaseExceptionGroup as group_error:
-        _, rest = group_error.split(_Stop)
+        # The group's traceback holds TaskGroup.__aexit__'s frame, which holds the group (a
+        # reference cycle on Python 3.11): drop it before splitting (the parts would copy
+        # it). The errors in the group keep their own tracebacks.
+        group_error.__traceback__ = None
+        rest = group_error.split(_Stop)[1]
         if rest is not None:  # KeyboardInterrupt, SystemExit: not a branch failure, pass it on
             raise rest.exceptions[0] from None
     return failures
@@ -189,4 +196,10 @@ def raise_first(where: str, failures: _Failures, labels: Sequence[str]) -> None:
     if len(failures.items) > 1 and isinstance(first, StepFailed):
         others = ", ".join(labels[i] for i, _ in failures.items[1:])
         first.message = f"{first.message} (in {where}, branches {others} failed too)"
-    raise first
+    # Neither ``failures`` (the caller's frame holds it) nor this frame may hold the error
+    # once it is raised: its traceback holds those frames (a reference cycle).
+    failures.items.clear()
+    try:
+        raise first
+    finally:
+        del first

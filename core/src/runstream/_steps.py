@@ -167,9 +167,14 @@ async def _fail(frame: Frame, step_log: StepLog, attempt: StepAttempt, path: str
     await run.call_hook_reporting("on_node_error", run_log=run.log, step=path,
                                   error=failed.error)
     await run.emit("step.failed", path, failed.event_data())
-    if failed is exc:
-        raise failed
-    raise failed from exc
+    try:
+        if failed is exc:
+            raise failed
+        raise failed from exc
+    finally:
+        # The traceback holds this frame: without this, exception -> traceback -> frame ->
+        # exception is a cycle, and the run's frames wait for the cyclic GC.
+        del failed, exc
 
 
 async def _attempt_node(frame: Frame, node: NodeStep, path: str) -> dict[str, Any]:

@@ -94,8 +94,9 @@ class LoopWatch:
         self.threshold = threshold
         self._lock = threading.Lock()
         self._dogs: dict[asyncio.AbstractEventLoop, _Watchdog] = {}
-        #: Bound once: a bound method per run would be one more object per run in flight.
-        self._untrack_run = self._untrack
+        #: Made once: a bound method per run would be one more object per run in flight. A
+        #: closure, not ``self._untrack`` kept on self (a reference cycle).
+        self._untrack_run = self._untracker(self._lock, self._dogs)
 
     def track(self, task: asyncio.Task[Any]) -> None:
         """Watch the loop of ``task`` (a run's driver; called in that loop) while it runs."""
@@ -109,15 +110,19 @@ class LoopWatch:
                 dog.start()
             dog.runs += 1
         # The dog's own context, not a copy of the caller's per run (add_done_callback's
-        # default): _untrack reads no context variable, and a Context per run in flight is one
+        # default): untrack reads no context variable, and a Context per run in flight is one
         # more object for the garbage collector. One per loop: only that loop's thread runs it.
         task.add_done_callback(self._untrack_run, context=dog.callback_context)
 
-    def _untrack(self, task: asyncio.Task[Any]) -> None:
-        with self._lock:
-            dog = self._dogs.get(task.get_loop())
-            if dog is not None:
-                dog.runs -= 1
+    @staticmethod
+    def _untracker(lock: threading.Lock, dogs: dict[asyncio.AbstractEventLoop, _Watchdog]
+                   ) -> Callable[[asyncio.Task[Any]], None]:
+        def untrack(task: asyncio.Task[Any]) -> None:
+            with lock:
+                dog = dogs.get(task.get_loop())
+                if dog is not None:
+                    dog.runs -= 1
+        return untrack
 
     def _retire(self, dog: _Watchdog) -> bool:
         """Whether ``dog`` is to end now (its loop has no runs, or closed); if so, forget it."""
