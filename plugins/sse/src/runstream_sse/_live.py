@@ -72,7 +72,10 @@ class LiveRun:
         self._room: asyncio.Future[None] | None = None
         #: Why replay elsewhere is unavailable (the shared log failed), for the run's client.
         self.notice: str | None = None
-        writer.on_down = self._shared_log_down
+        if writer.shared is not None:
+            # A reference cycle (this -> writer -> bound method -> this) until _finish breaks
+            # it; without a shared log there is none to break.
+            writer.on_down = self._shared_log_down
 
     @property
     def run_id(self) -> str:
@@ -245,14 +248,21 @@ class LiveRun:
         if self.ended:
             return
         self.ended = True
-        self._release_room()
-        await self._release()
-        if end is not None:
-            await self.writer.terminal(*end)
-        status: str = self.handle.run_log.status
-        if end is not None and status == "running":
-            status = end[0].removeprefix("run.")
-        await self.writer.end(status)
+        try:
+            self._release_room()
+            await self._release()
+            if end is not None:
+                await self.writer.terminal(*end)
+            status: str = self.handle.run_log.status
+            if end is not None and status == "running":
+                status = end[0].removeprefix("run.")
+            await self.writer.end(status)
+        finally:
+            # The run has ended for its clients: no notice is due any more. Breaking the
+            # cycle lets reference counting free the run's objects (its task, run log, this)
+            # now: a cycle waits for a full collection of the cyclic GC, seconds at a
+            # server's pace, with its memory, and makes that collection work for it.
+            self.writer.on_down = None
 
     async def _release(self) -> None:
         on_release = self.on_release

@@ -38,13 +38,17 @@ class CompletionResponse(RunResponse):
 
     media_type = "application/json"
 
-    def _collect(self, records: Sequence[EventRecord]) -> tuple[str, int]:
-        self.collected.extend(records)
-        return "", len(records)
-
     async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.collected: list[EventRecord] = []
-        self.framer = self._collect
+        collected: list[EventRecord] = []
+        self.collected = collected
+
+        def collect(records: Sequence[EventRecord]) -> tuple[str, int]:
+            collected.extend(records)
+            return "", len(records)
+
+        # A closure, not a bound method: self.framer = self._collect would be a reference
+        # cycle, and the response (with the run's records) would wait for the cyclic GC.
+        self.framer = collect
         streaming = False
 
         async def quiet(message: Message) -> None:
