@@ -151,7 +151,8 @@ async def test_a_run_whose_data_is_not_plain_replays_the_very_same_objects(
     monkeypatch.setattr(_eventlog_memory, "PACK_AFTER", 0.0)
     log = MemoryEventLog()
     for run_id, value in (("buffer", bytearray(b"x")), ("enum", Level.HIGH),
-                          ("object", object())):
+                          ("object", object()), ("nested", [1, ({"b": bytearray(b"x")},)]),
+                          ("key", {"a": {Level.HIGH: "x"}}), ("bytes", b"x")):
         given = [record(1, data={"value": value}), record(2, "run.completed", {})]
         await log.create(run_id, pipeline="p", owner=None)
         await log.append(run_id, given)
