@@ -72,7 +72,7 @@ def app_runstream(store: str, tmp: Path, delay_scale: float = 0.0) -> Any:
                       delay_scale=delay_scale)
 
 
-def app_bare(delay_scale: float = 0.0) -> Any:
+def app_bare(delay_scale: float = 0.0, *, fastapi: bool = False) -> Any:
     import types
 
     import soak_sse
@@ -84,7 +84,7 @@ def app_bare(delay_scale: float = 0.0) -> Any:
 
     # The bare app's module sees an asyncio whose sleep waits delay_scale times as long.
     soak_sse.asyncio = types.SimpleNamespace(sleep=scaled)  # type: ignore[assignment]
-    return soak_sse.baseline_app()
+    return soak_sse.fastapi_baseline_app() if fastapi else soak_sse.baseline_app()
 
 
 async def chat(app: Any, n: int, sink: dict[str, int]) -> None:
@@ -180,8 +180,8 @@ def by_component(stats: pstats.Stats, chats: int) -> list[tuple[str, float]]:
 
 
 async def measure(args: argparse.Namespace, which: str, tmp: Path) -> None:
-    app = (app_bare(args.delay_scale) if which == "bare"
-           else app_runstream(args.store, tmp, args.delay_scale))
+    app = (app_runstream(args.store, tmp, args.delay_scale) if which == "runstream"
+           else app_bare(args.delay_scale, fastapi=which == "fastapi"))
     task, stop = await lifespan(app)
     try:
         await drive(app, args.warmup, args.concurrency, 10_000_000)
@@ -228,6 +228,8 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=0, help="print the top N functions")
     parser.add_argument("--dump", help="write the pstats file here")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare app")
+    parser.add_argument("--fastapi", action="store_true",
+                        help="also the bare app's chat as a FastAPI endpoint (FastAPI's share)")
     parser.add_argument("--delay-scale", type=float, default=0.0,
                         help="scale the model's delays (0: none; 0.04: 2 ms per word, paced "
                              "as the soak's words, past the SSE burst window)")
@@ -246,6 +248,9 @@ def main() -> int:
         if not args.no_bare:
             bare = argparse.Namespace(**{**vars(args), "profile": False})
             runner(measure(bare, "bare", tmp))
+        if args.fastapi:
+            runner(measure(argparse.Namespace(**{**vars(args), "profile": False}), "fastapi",
+                           tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

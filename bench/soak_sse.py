@@ -171,6 +171,42 @@ def baseline_app() -> Any:
                              Route("/_soak/objects", objects)])
 
 
+def fastapi_baseline_app() -> Any:
+    """The bare app's chat as a FastAPI endpoint (a pydantic body, ``StreamingResponse``): what
+    FastAPI's own request handling adds, with no runstream (the example is a FastAPI app)."""
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+    from starlette.responses import StreamingResponse
+
+    chat = baseline_app().routes[1].endpoint
+
+    class ChatBody(BaseModel):
+        prompt: str
+
+    async def fastapi_chat(body: ChatBody) -> StreamingResponse:
+        return await chat(_JSONBody({"prompt": body.prompt}))
+
+    # This module's annotations are strings (``from __future__ import annotations``) that
+    # FastAPI would look up in the module's globals: give it the classes.
+    fastapi_chat.__annotations__ = {"body": ChatBody, "return": StreamingResponse}
+    app = FastAPI()
+    app.add_api_route("/chat", fastapi_chat, methods=["POST"])
+    app.add_api_route("/_soak/objects", _objects, methods=["GET"])
+    return app
+
+
+class _JSONBody:
+    """What the bare app's endpoint reads of its request: the JSON body (already parsed)."""
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self._body = body
+
+    async def json(self) -> dict[str, Any]:
+        return self._body
+
+
 # --------------------------------------------------------------------------------------------
 # The client: raw asyncio streams, HTTP/1.1 (chunked) and SSE, just enough for these servers
 # --------------------------------------------------------------------------------------------
