@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from runstream import RunLog, RunLogStore, RunNotFoundError
 from runstream._store_fs import FileSystemStore
 from runstream._store_memory import MemoryStore
@@ -85,6 +86,19 @@ async def test_sqlite_lists_thousands_quickly_and_uses_wal(tmp_path: Path) -> No
     mode = sqlite3.connect(tmp_path / "big.db").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
     await s.close()
+
+
+async def test_sqlite_page_cache_is_small_and_configurable(tmp_path: Path) -> None:
+    """A process's store connection keeps 256 KiB of pages by default, not SQLite's 2,000."""
+    for store, kib in ((SqliteStore(path=str(tmp_path / "a.db")), 256),
+                       (SqliteStore(path=str(tmp_path / "b.db"), cache_kib=4096), 4096)):
+        await store.create(make("r-1", minutes=0))
+        pragma = await store._call(
+            lambda conn: conn.execute("PRAGMA cache_size").fetchone()[0], write=False)
+        assert pragma == -kib
+        await store.close()
+    with pytest.raises(ValidationError):
+        SqliteStore(path=str(tmp_path / "c.db"), cache_kib=0)
 
 
 async def test_unserialisable_parameters_are_kept_as_repr(tmp_path: Path) -> None:
