@@ -430,4 +430,4 @@ def test_script_config_error_has_no_traceback(cwd: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         "runstream: error: runstream.yaml: run_log_store (type: sqlite): unknown key 'pth'; "
-        "allowed keys: busy_timeout_ms, path"]
+        "allowed keys: busy_timeout_ms, cache_kib, path"]
