@@ -4,10 +4,12 @@ behaviour it relies on changes, before the shortcut could corrupt anything."""
 from __future__ import annotations
 
 import os
+from typing import Any, ClassVar
 
 import pytest
-from pydantic import BaseModel
-from runstream import Event, StepAttempt
+from pydantic import BaseModel, PrivateAttr
+from pydantic.fields import ModelPrivateAttr
+from runstream import Event, EventLog, Executor, RunLogStore, Sink, StepAttempt, Task
 from runstream._hotpath import new_model, prefixed_environ, set_fields
 
 
@@ -62,3 +64,46 @@ def test_prefixed_environ_matches_os_environ(monkeypatch: pytest.MonkeyPatch) ->
     # os.environ keeps its raw bytes mapping, in the form the shortcut reads.
     raw = os.environ._data  # type: ignore[attr-defined]
     assert raw[b"RUNSTREAM_PRM_alpha"] == b"1"
+
+
+@pytest.mark.parametrize("base", [EventLog, Executor, Sink, RunLogStore, Task])
+def test_private_attributes_of_components_read_as_pydantic_reads_them(
+        base: type[BaseModel], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin component's private attributes read the same with the shortcut (a descriptor
+    on the class) as through pydantic's ``__getattr__``, which the shortcut skips."""
+
+    class Component(base):  # type: ignore[valid-type,misc]
+        label: ClassVar[str] = "c"
+        _given: list[int] = PrivateAttr(default_factory=list)
+        _plain: int | None = PrivateAttr(default=None)
+        _unset: str = PrivateAttr()
+
+    class Sub(Component):
+        _plain: int | None = PrivateAttr(default=7)
+        _more: str = PrivateAttr(default="more")
+
+    fields = {"name": "t"} if base is Task else {}
+    calls: list[str] = []
+    pydantic_getattr = BaseModel.__getattr__  # type: ignore[attr-defined]
+
+    def counting(self: BaseModel, item: str) -> Any:
+        calls.append(item)
+        return pydantic_getattr(self, item)
+
+    monkeypatch.setattr(BaseModel, "__getattr__", counting)
+    c, s = Component(**fields), Sub(**fields)
+    assert (c._given, c._plain, s._plain, s._more) == ([], None, 7, "more")
+    c._given.append(1)
+    c._plain = 3
+    assert (c._given, c._plain, c.__pydantic_private__["_plain"]) == ([1], 3, 3)
+    copy = c.model_copy()
+    assert (copy._given, copy._plain) == ([1], 3)
+    assert calls == []  # no read went through pydantic's __getattr__
+    # Not set and no default: pydantic's own error, as before.
+    with pytest.raises(AttributeError, match="_unset"):
+        c._unset  # noqa: B018
+    assert calls == ["_unset"]
+    c._unset = "now"
+    assert c._unset == "now"
+    # On the class: what pydantic gives there.
+    assert isinstance(Component._plain, ModelPrivateAttr) and Sub._plain.default == 7

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._hotpath import fast_private_attributes
+
 if TYPE_CHECKING:
     from ._events import EventRecord
 
@@ -64,6 +66,13 @@ class EventLog(BaseModel):
     records and ``max_run_bytes`` of them (the oldest go first; the newest record is always
     kept), and forget a run ``ttl`` seconds after it ended.
     """
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        # A subclass's private attributes (``_x = PrivateAttr()``), read without pydantic's
+        # __getattr__ (see _hotpath).
+        fast_private_attributes(cls)
 
     model_config = ConfigDict(extra="forbid", defer_build=True, allow_inf_nan=False)
 

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from ._hotpath import fast_private_attributes
+
 if TYPE_CHECKING:
     from ._eventlog import EventLog
     from ._runlog import RunLog
@@ -74,6 +76,13 @@ class Executor(BaseModel):
     A remote executor sets ``remote = True`` and implements :meth:`submit` (and, for
     ``runstream worker``, :meth:`serve`); see docs/architecture.md ("Remote executors").
     """
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        # A subclass's private attributes (``_x = PrivateAttr()``), read without pydantic's
+        # __getattr__ (see _hotpath).
+        fast_private_attributes(cls)
 
     model_config = ConfigDict(extra="forbid", defer_build=True, allow_inf_nan=False)
 

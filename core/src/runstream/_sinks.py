@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._errors import public_error_message
+from ._hotpath import fast_private_attributes
 
 if TYPE_CHECKING:
     from ._events import Event
@@ -30,6 +31,13 @@ class Sink(BaseModel):
     of these methods raises, the sink is reported (in the run log's warnings and the
     ``runstream.sinks`` logger) and dropped for that run, and the run goes on.
     """
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        # A subclass's private attributes (``_x = PrivateAttr()``), read without pydantic's
+        # __getattr__ (see _hotpath).
+        fast_private_attributes(cls)
 
     model_config = ConfigDict(extra="forbid", defer_build=True, allow_inf_nan=False)
 

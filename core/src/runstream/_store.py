@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from ._errors import RunNotFoundError
+from ._hotpath import fast_private_attributes
 from ._json import model_json
 
 if TYPE_CHECKING:
@@ -29,6 +30,13 @@ class RunLogStore(BaseModel):
     One store instance serves every run of a :class:`runstream.Runtime`, concurrently; its methods
     must be safe to call from many runs at once.
     """
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        # A subclass's private attributes (``_x = PrivateAttr()``), read without pydantic's
+        # __getattr__ (see _hotpath).
+        fast_private_attributes(cls)
 
     model_config = ConfigDict(extra="forbid", defer_build=True, allow_inf_nan=False)
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ._errors import ParameterError, TaskError
+from ._hotpath import fast_private_attributes
 from ._names import STEP_NAME_RULE, is_step_name
 from ._retry import Retry
 from ._threads import TaskThreads
@@ -49,6 +50,13 @@ class Task(BaseModel):
     ``run(ctx)`` that runs in a worker thread (emit with ``ctx.emit({...})``). Either returns a
     mapping that holds at least the names in ``returns``, or ``None`` when ``returns`` is empty.
     """
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        # A subclass's private attributes (``_x = PrivateAttr()``), read without pydantic's
+        # __getattr__ (see _hotpath).
+        fast_private_attributes(cls)
 
     # allow_inf_nan=False: `timeout: .inf` or a number too big for a float is a mistake, not "no
     # limit" (that is null); every task type's float options inherit this.
