@@ -107,3 +107,30 @@ def test_private_attributes_of_components_read_as_pydantic_reads_them(
     assert c._unset == "now"
     # On the class: what pydantic gives there.
     assert isinstance(Component._plain, ModelPrivateAttr) and Sub._plain.default == 7
+
+
+def answer(model: BaseModel) -> str:
+    return f"from a function default, bound to a {type(model).__name__}"
+
+
+@pytest.mark.parametrize("base", [Sink, RunLogStore])
+def test_a_private_attribute_whose_default_is_a_descriptor_reads_as_pydantic_reads_it(
+        base: type[BaseModel]) -> None:
+    """pydantic calls the ``__get__`` of such a default (a function reads as a bound method):
+    the shortcut leaves those to it, in the class that declares them and in subclasses."""
+
+    class Plain(BaseModel):
+        _f: Any = PrivateAttr(default=answer)
+
+    class Component(base):  # type: ignore[valid-type,misc]
+        _f: Any = PrivateAttr(default=None)
+
+    class Sub(Component):
+        _f: Any = PrivateAttr(default=answer)
+
+    expected = Plain()._f
+    got = Sub()._f
+    assert type(got) is type(expected)  # a bound method, as pydantic gives it
+    assert (got(), expected()) == ("from a function default, bound to a Sub",
+                                   "from a function default, bound to a Plain")
+    assert Component()._f is None

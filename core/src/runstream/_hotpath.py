@@ -57,29 +57,33 @@ def set_fields(model: BaseModel, **values: Any) -> None:
 class _PrivateRead:
     """A class attribute that reads one private attribute from ``__pydantic_private__``."""
 
-    __slots__ = ("name",)
+    __slots__ = ("by_pydantic", "name")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, by_pydantic: bool) -> None:
         self.name = name
+        #: Left to pydantic: a default that is itself a descriptor (pydantic calls its
+        #: ``__get__``: a function default reads as a bound method).
+        self.by_pydantic = by_pydantic
 
     def __get__(self, model: BaseModel | None, cls: type[BaseModel] | None = None) -> Any:
         if model is None:  # on the class: what pydantic gives there, the ModelPrivateAttr
             assert cls is not None
             return cls.__private_attributes__[self.name]
-        private = model.__pydantic_private__
-        if private is not None and self.name in private:
-            return private[self.name]
-        # Not set (no default, or a model made without them): pydantic's __getattr__ decides,
-        # with its own error.
+        if not self.by_pydantic:
+            private = model.__pydantic_private__
+            if private is not None and self.name in private:
+                return private[self.name]
+        # Not set (no default, or a model made without them), or left to pydantic: its
+        # __getattr__ answers, with its own error.
         raise AttributeError(self.name)
 
 
 def fast_private_attributes(cls: type[BaseModel]) -> None:
     """Make reads of ``cls``'s private attributes plain descriptor calls (call it from
     ``__pydantic_init_subclass__``: every class that adds private attributes)."""
-    for name in cls.__private_attributes__:
-        if not isinstance(getattr(cls, name, None), _PrivateRead):
-            type.__setattr__(cls, name, _PrivateRead(name))
+    for name, attribute in cls.__private_attributes__.items():
+        by_pydantic = hasattr(attribute.default, "__get__")
+        type.__setattr__(cls, name, _PrivateRead(name, by_pydantic))
 
 
 def prefixed_environ(prefix: str) -> list[tuple[str, str]]:
