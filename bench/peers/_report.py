@@ -118,7 +118,8 @@ def chart(report: dict[str, Any], target: Path) -> None:
                     alpha=1.0 if j == len(levels) - 1 else 0.55,
                     label=f"{int(level):,} streams")
             for y, v in zip(ys, values, strict=True):
-                ax.text(v, y, f" {v:.3g}", va="center", fontsize=7)
+                ax.text(v, y, f" {v:,.0f}" if v >= 100 else f" {v:.3g}", va="center",
+                        fontsize=7)
         ax.set_title(title, fontsize=10)
     axes[0].set_yticks([i + 0.4 - height / 2 for i in range(len(names))])
     axes[0].set_yticklabels([report["peers"][n]["label"] for n in names], fontsize=8)
