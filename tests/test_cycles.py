@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 from runstream import AsyncPipeline, Branch, Map, Parallel, Retry, RunFailedError, Runtime
+from runstream.testing import reference_cycles
 from runstream_async_python import AsyncPythonTask
-
-from tests._cycles import cyclic_garbage
 
 NO_WAIT = Retry(max_attempts=2, delay=0.0, max_delay=0.0)
 
@@ -66,7 +65,7 @@ PIPELINES = {
 async def test_a_run_that_is_over_leaves_no_reference_cycle(runtime: Runtime,
                                                              case: str) -> None:
     pipeline = AsyncPipeline("cycles", PIPELINES[case])
-    with cyclic_garbage() as cycles:
+    with reference_cycles() as cycles:
         try:
             await pipeline.execute(config=runtime)
         except RunFailedError:
@@ -83,7 +82,7 @@ async def test_a_cancelled_run_leaves_no_reference_cycle(runtime: Runtime) -> No
         yield {}
 
     pipeline = AsyncPipeline("cycles", [task("s", waits)])
-    with cyclic_garbage() as cycles:
+    with reference_cycles() as cycles:
         handle = pipeline.stream(config=runtime)
         await started.wait()
         await handle.cancel("stop")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from collections.abc import AsyncGenerator
@@ -18,6 +19,7 @@ from runstream.testing import (
     RuntimeFactory,
     memory_config,
     read_jsonl,
+    reference_cycles,
     serve,
 )
 from runstream_async_python import AsyncPythonTask, PythonTask
@@ -134,3 +136,27 @@ def test_memory_config_takes_sinks_as_in_the_config_file() -> None:
     assert config.sinks[0].model_extra == {"path": "ev/{run_id}.jsonl"}
     assert config.limits.cancel_grace_period == 0.5
     assert memory_config().sinks == []
+
+
+class Holder:
+    """A plugin's object that keeps its own bound method: a reference cycle."""
+
+    def __init__(self) -> None:
+        self.callback = self.method
+
+    def method(self) -> None:
+        pass
+
+
+def test_reference_cycles_reports_what_the_block_left_in_cycles_of_the_named_modules() -> None:
+    older = Holder()  # made before the block: never reported, even once it is garbage there
+    with reference_cycles(Holder.__module__) as cycles:
+        Holder()
+        del older
+        plain = Holder.__new__(Holder)  # no cycle: freed by reference counting
+        del plain
+    assert cycles == [f"{Holder.__module__}.Holder"]
+    with reference_cycles() as ours_only:  # runstream's modules only
+        Holder()
+    assert ours_only == []
+    assert gc.get_debug() == 0 and gc.garbage == []

@@ -28,17 +28,22 @@ Plain helpers, for tests with or without pytest:
 :class:`RunLogStoreContract`
     The run log store contract as a test suite: subclass it with a ``store`` fixture to check
     that a store plugin behaves as runstream's own stores do.
+:func:`reference_cycles`
+    What the code in a ``with`` block left in reference cycles (objects of runstream's
+    modules and of the ones you name): a run that is over should leave none.
 
 The same helpers can be imported from ``runstream.testing`` outside pytest.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
 import threading
 import time
+import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -66,6 +71,7 @@ __all__ = [
     "make_runtime",
     "memory_config",
     "read_jsonl",
+    "reference_cycles",
     "run_pipeline",
     "runstream_cwd",
     "runstream_runtime",
@@ -246,3 +252,48 @@ def serve(app: Any, *, start_timeout: float = 10.0, **config: Any) -> Iterator[s
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def _described(obj: Any, modules: tuple[str, ...]) -> str | None:
+    if isinstance(obj, types.FrameType | types.TracebackType):
+        frame = obj if isinstance(obj, types.FrameType) else obj.tb_frame
+        module = frame.f_globals.get("__name__", "")
+        what = f"frame {frame.f_code.co_name}" if obj is frame else (
+            f"traceback of {frame.f_code.co_name}")
+        return f"{what} ({module})" if str(module).startswith(modules) else None
+    module = type(obj).__module__
+    return f"{module}.{type(obj).__qualname__}" if module.startswith(modules) else None
+
+
+@contextmanager
+def reference_cycles(*modules: str) -> Iterator[list[str]]:
+    """The objects that the code in the ``with`` block left in reference cycles: those of
+    runstream's modules and of ``modules`` (names or prefixes, ``"acme_sink"``), described,
+    in a list filled when the block ends.
+
+    A run's objects should be freed by reference counting the moment it is over; one cycle
+    among them keeps them all (and what they hold) until the cyclic garbage collector's next
+    full collection, seconds apart at a server's pace. Objects that existed before the block
+    are never reported. Wait inside the block for what the run leaves running (an SSE run's
+    pump ends after its response)::
+
+        with reference_cycles("acme_sink") as cycles:
+            await pipeline.execute(config=runtime)
+        assert cycles == []
+    """
+    prefixes = ("runstream", *modules)
+    found: list[str] = []
+    gc.collect()
+    # Held meanwhile: what existed before the block is never garbage here.
+    before = gc.get_objects()
+    saved = gc.get_debug()
+    gc.set_debug(saved | gc.DEBUG_SAVEALL)
+    try:
+        yield found
+        gc.collect()
+        found.extend(sorted(d for d in (_described(obj, prefixes) for obj in gc.garbage)
+                            if d is not None))
+    finally:
+        gc.set_debug(saved)
+        gc.garbage.clear()
+        del before

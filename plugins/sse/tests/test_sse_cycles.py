@@ -14,10 +14,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import Response
 from runstream import AsyncPipeline, Config, MemoryEventLog, Runtime
+from runstream.testing import reference_cycles
 from runstream_async_python import AsyncPythonTask
 from runstream_sse import SSE, RunsInFlight
-
-from tests._cycles import cyclic_garbage
 
 
 class SharedLog(MemoryEventLog):
@@ -103,7 +102,7 @@ async def test_a_streamed_run_that_is_over_leaves_no_reference_cycle(
     try:
         await call(app, "/chat")  # the first run sets up what every later one shares
         runs = RunsInFlight.for_runtime(runtime)
-        with cyclic_garbage() as cycles:
+        with reference_cycles() as cycles:
             body = await call(app, path.split("?")[0], leave_after_first="leave" in path)
             assert ends_with in body
             # The response may return before its run's pump has ended the run in the log, and
