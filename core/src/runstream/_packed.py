@@ -27,7 +27,7 @@ __all__: list[str] = []
 
 _ATOMS: Final = frozenset({str, int, float, bool, type(None)})
 _PLAIN: Final = _ATOMS | {dict, list, tuple}
-_DICT: Final = {dict}
+_DICT: Final = frozenset({dict})
 
 
 def _plain(values: Collection[Any]) -> bool:
