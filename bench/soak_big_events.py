@@ -64,7 +64,7 @@ def app() -> Any:
     from runstream import AsyncPipeline, ComponentConfig, Config, MemoryEventLog, Runtime
     from runstream_async_python import AsyncPythonTask
     from runstream_sse import runs_router, sse_response
-    from runstream_sse._serve import WRITE_BYTES
+    from runstream_sse._writer import WRITE_BYTES
     from starlette.responses import JSONResponse, Response
 
     from examples.fastapi_llm.main import create_app

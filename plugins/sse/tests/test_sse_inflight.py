@@ -15,6 +15,7 @@ from runstream import (
     Config,
     EventRecord,
     MemoryEventLog,
+    Parallel,
     Runtime,
 )
 from runstream_async_python import AsyncPythonTask
@@ -266,3 +267,59 @@ async def test_a_burst_goes_to_its_waiting_client_in_few_writes() -> None:
            if line.startswith("id: ")]
     assert outcome is Outcome.ENDED and ids == list(range(1, 5005))
     assert len(bodies) < 500  # batched: 5,004 records in at most a tenth as many writes
+
+
+async def awkward(n: int) -> AsyncGenerator[dict[str, Any], None]:
+    # Text that the JSON must escape for line readers, a lone surrogate, a dict with its own
+    # ``step``, non-ASCII text.
+    for i in range(n):
+        await asyncio.sleep(0)
+        yield {"text": f"a\u2028b\x85c\ud800 {i}", "n": i}
+        yield {"step": "mine", "text": "é"}
+
+
+async def test_what_the_run_writes_itself_is_framed_as_the_writer_would(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's task sends each record it takes (no burst: BURST 0) with the writer's shortcut
+    for a token after the last one sent; the client gets byte for byte the frames of the run's
+    records in the log, a branch's records with their ``step`` (unless the dict has one)."""
+    from runstream_sse import _live
+    from runstream_sse._encoder import to_bytes
+    from runstream_sse._serve import Outcome, stream_feed
+    from runstream_sse._wire import frame_record
+
+    monkeypatch.setattr(_live, "BURST", 0.0)
+    pipeline = AsyncPipeline("awk", [
+        AsyncPythonTask(name="llm", function=awkward),
+        Parallel("fan", branches={"a": [AsyncPythonTask(name="x", function=awkward)]}),
+    ])
+    bodies: list[bytes] = []
+    senders: list[asyncio.Task[Any] | None] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        bodies.append(message.get("body", b""))
+        senders.append(asyncio.current_task())
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
+
+    async with Runtime(Config(run_log_store=ComponentConfig(type="memory"))) as runtime:
+        runs = RunsInFlight.for_runtime(runtime)
+        writer = await runs.open_run("awk-1", "awk", None)
+        live = runs.start(pipeline.stream({"n": 20}, run_id="awk-1", config=runtime), writer)
+        live.hold(0)
+        me = asyncio.current_task()
+        outcome = await stream_feed(receive, send, runs.feed("awk-1", 0), 0, lifecycle=False,
+                                    ping_interval=None, primary=live)
+        records = [r async for b in runtime.event_log.read("awk-1") for r in b]
+    assert outcome is Outcome.ENDED
+    events = [r for r in records if r[2] == "step.event"]
+    assert len(events) == 80
+    expected = "".join(frame_record("awk-1", r[0], r[2], r[3], r[4]) for r in records
+                       if r[2] == "step.event" or r[2] == "run.completed")
+    assert b"".join(bodies) == to_bytes(expected)
+    assert b'"step": "fan.a.x"' in b"".join(bodies) and b"\\u2028" in b"".join(bodies)
+    # Most records went out from the run's own task, one write each.
+    from_run = sum(1 for task in senders if task is not me)
+    assert from_run >= 60

@@ -27,6 +27,7 @@ LAYERS: list[list[str]] = [
     ["_inflight"],
     ["_sink"],
     # HTTP: writing a buffer to a client, the responses, the router, the facade.
+    ["_writer"],
     ["_serve"],
     ["_response", "_proto_http"],
     ["_stream", "_router"],

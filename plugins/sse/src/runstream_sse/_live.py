@@ -21,10 +21,10 @@ if TYPE_CHECKING:
 
 
 class ParkedWriter(Protocol):
-    """The primary's stream writer while it waits (``_serve._Writer``)."""
+    """The primary's stream writer while it waits (``_writer.Writer``)."""
 
-    def write_now(self) -> bool:
-        """Send the record just appended, from the run's task; False: wake the writer."""
+    def write_now(self, record: EventRecord) -> bool:
+        """Send ``record``, just appended, from the run's task; False: wake the writer."""
         ...
 
 #: A record that comes less than this many seconds after the last one the run's task took
@@ -154,7 +154,7 @@ class LiveRun:
         if not writer.append_now((record,), waiter):
             return False
         try:
-            written = stream.write_now()
+            written = stream.write_now(record)
         except Exception:  # (it hands its errors to the writer) the writer has a look
             written = False
         if not written and not waiter.done():

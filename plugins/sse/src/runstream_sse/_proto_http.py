@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._adapters import ADAPTERS, make_adapter
 from ._encoder import json_frame, to_bytes
-from ._serve import WRITE_BYTES
 from ._wire import end_data, failure_data
+from ._writer import WRITE_BYTES
 
 if TYPE_CHECKING:
     from runstream import EventRecord, LoggedRun

@@ -9,8 +9,9 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from ._serve import Framer, Outcome, stream_feed
+from ._serve import Outcome, stream_feed
 from ._wire import STREAM_HEADERS, parse_event_id
+from ._writer import Framer
 
 if TYPE_CHECKING:
     from ._feed import Feed

@@ -4,33 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from runstream import TERMINAL_EVENT_TYPES
 from starlette.types import Message, Receive, Send
 
-from ._encoder import PING, encode_event, json_dumps, to_bytes
+from ._encoder import PING, to_bytes
 from ._fastpath import SendTimeout, no_context, send_within, start_send
-from ._wire import frame_record
+from ._writer import Framer, Pinger, Writer, warning_frame
 
 if TYPE_CHECKING:
-    from runstream import EventRecord
-
     from ._feed import Feed
     from ._inflight import RunsInFlight
     from ._live import LiveRun
-
-
-#: Frames sent in one write, in characters (at least one frame): a client that does not read
-#: holds at most about this much in the server's socket buffer, not its run's whole log; a
-#: client that reads gets one write per batch of events all the same.
-WRITE_BYTES: Final = 256 * 1024
-
-
-#: Frames a write's records in another protocol (``_proto_http.Framer``): its text and how
-#: many of the records it covers.
-Framer = Callable[[Sequence["EventRecord"]], tuple[str, int]]
 
 
 class Outcome(enum.Enum):
@@ -44,148 +30,6 @@ class Outcome(enum.Enum):
     STALLED = "stalled"
 
 
-def _gap_frame(cursor: int, first: int, missed: int) -> str:
-    # No id: the client's Last-Event-ID stays where it was.
-    return encode_event(json_dumps({"after": cursor, "next": first, "missed": missed}),
-                        event="replay.gap")
-
-
-def _warning_frame(message: str) -> str:
-    # No id: it is not one of the run's records (the shared log could not take them).
-    return encode_event(json_dumps({"message": message}), event="run.warning")
-
-
-class _Pinger:
-    """Completes a waiting writer's future with ``True`` once the stream has been idle for
-    ``interval`` seconds. One timer per interval, re-armed from the time of the last write: a
-    busy stream never creates one per event."""
-
-    __slots__ = ("interval", "last", "loop", "timer", "waiter")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
-        self.loop = loop
-        self.interval = interval
-        #: When the stream last wrote (loop time).
-        self.last = loop.time()
-        self.timer: asyncio.TimerHandle | None = None
-        self.waiter: asyncio.Future[None] | None = None
-
-    def wait(self, waiter: asyncio.Future[None]) -> None:
-        self.waiter = waiter
-        if self.timer is None:
-            self.timer = self.loop.call_at(self.last + self.interval, self._fire,
-                                           context=no_context())
-
-    def _fire(self) -> None:
-        self.timer = None
-        due = self.last + self.interval
-        if self.loop.time() + 0.001 < due:  # written since the timer was set: wait the rest
-            self.timer = self.loop.call_at(due, self._fire, context=no_context())
-            return
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(True)  # type: ignore[arg-type]  # a ping, not an append
-        # Else the writer is busy writing; it sets a new timer when it waits again.
-
-    def close(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-
-def _frames(run_id: str, records: Sequence[EventRecord], lifecycle: bool) -> tuple[str, int]:
-    """The SSE text of the next write: ``records`` from the first, framed, up to
-    :data:`WRITE_BYTES`; and how many records it covers."""
-    parts: list[str] = []
-    size = 0
-    n = 0
-    terminal = TERMINAL_EVENT_TYPES
-    for seq, _ts, type_, step, data in records:
-        n += 1
-        if type_ == "step.event" or lifecycle or type_ in terminal:
-            text = frame_record(run_id, seq, type_, step, data)
-            parts.append(text)
-            size += len(text)
-            if size >= WRITE_BYTES:
-                break
-    return "".join(parts), n
-
-
-class _Writer:
-    """What a stream has sent (``cursor``), for :func:`_follow`'s loop and, while that waits,
-    for the run's own task (:meth:`write_now`)."""
-
-    __slots__ = ("cursor", "feed", "framer", "handed", "lifecycle", "loop", "pinger", "primary",
-                 "send", "send_timeout", "warned")
-
-    def __init__(self, send: Send, feed: Feed, cursor: int, lifecycle: bool,
-                 primary: LiveRun | None, send_timeout: float | None, framer: Framer | None,
-                 pinger: _Pinger | None) -> None:
-        self.send = send
-        self.feed = feed
-        self.cursor = cursor
-        self.lifecycle = lifecycle
-        self.primary = primary
-        self.send_timeout = send_timeout
-        self.framer = framer
-        self.pinger = pinger
-        self.loop = asyncio.get_running_loop()
-        self.warned = False
-        #: What :meth:`write_now` leaves to the writer: a send to finish, or its error.
-        self.handed: Awaitable[None] | Exception | None = None
-
-    def frame(self, records: Sequence[EventRecord]) -> tuple[str, int]:
-        """The text of the next write of ``records`` (after the cursor), and how many it
-        covers."""
-        cursor = self.cursor
-        first = records[0][0]
-        if self.framer is None:
-            text, n = _frames(self.feed.run_id, records, self.lifecycle)
-            if first > cursor + 1:
-                text = _gap_frame(cursor, first, first - cursor - 1) + text
-        else:  # another protocol: no runstream frame (gap, warning) in it
-            text, n = self.framer(records)
-            self.warned = True
-        primary = self.primary
-        if primary is not None and primary.notice is not None and not self.warned:
-            self.warned = True
-            text = _warning_frame(primary.notice) + text
-        return text, n
-
-    def write_now(self) -> bool:
-        """Called by the run's task (``LiveRun._take``) while the writer waits, once the run
-        appended a record without waking it: send that record from there, at once. Whether
-        the writer may go on waiting; else wake it, to write the records itself or to finish
-        what it was handed (a send that suspended, or its error). Framed only once it is
-        sure to go out here: another protocol's framer keeps state."""
-        records = self.feed.since(self.cursor)
-        primary = self.primary
-        if not records or primary is None:
-            return not records
-        last = records[-1]
-        if (len(records) > 1 or last[0] != self.cursor + 1 or last[2] in TERMINAL_EVENT_TYPES
-                or (primary.notice is not None and not self.warned)):
-            return False
-        try:
-            text, _ = self.frame(records)
-            pending = None
-            if text:
-                pending = start_send(self.send, {"type": "http.response.body",
-                                                 "body": to_bytes(text), "more_body": True},
-                                     self.send_timeout)
-        except Exception as exc:  # raised by the writer, as if it had written this itself
-            self.handed = exc
-            return False
-        self.cursor = last[0]
-        if pending is not None:
-            self.handed = pending
-            return False
-        if text and self.pinger is not None:
-            self.pinger.last = self.loop.time()
-        primary.hold(self.cursor)
-        return True
-
-
 async def _follow(send: Send, feed: Feed, cursor: int, lifecycle: bool,
                   ping_interval: float | None, primary: LiveRun | None,
                   send_timeout: float | None, framer: Framer | None = None) -> None:
@@ -195,11 +39,11 @@ async def _follow(send: Send, feed: Feed, cursor: int, lifecycle: bool,
     ``send`` per batch, not per event. A writer that waits has one future, which the log
     completes when it appends; no task, timer or ``asyncio.wait`` per event. The writer of
     the client that started the run (``primary``) lets the run's own task write while it
-    waits (:meth:`_Writer.write_now`): a record then costs no wake-up of this task.
+    waits (:meth:`Writer.write_now`): a record then costs no wake-up of this task.
     """
     loop = asyncio.get_running_loop()
-    pinger = _Pinger(loop, ping_interval) if ping_interval is not None else None
-    writer = _Writer(send, feed, cursor, lifecycle, primary, send_timeout, framer, pinger)
+    pinger = Pinger(loop, ping_interval) if ping_interval is not None else None
+    writer = Writer(send, feed, cursor, lifecycle, primary, send_timeout, framer, pinger)
     ping = False
     if primary is not None:
         primary.hold(cursor)
@@ -247,7 +91,7 @@ async def _follow(send: Send, feed: Feed, cursor: int, lifecycle: bool,
                   and framer is None):
                 writer.warned = True
                 await send_within(send, {"type": "http.response.body", "more_body": True,
-                                         "body": to_bytes(_warning_frame(primary.notice))},
+                                         "body": to_bytes(warning_frame(primary.notice))},
                                   send_timeout)
                 continue
             elif ping:
