@@ -134,11 +134,19 @@ class BrokenStore(MemoryStore):
         raise StoreError("disk is read-only")
 
 
+class RaisingSoonStore(MemoryStore):
+    """``create_soon`` raises before it has a future (a bug, or no thread to start)."""
+
+    def create_soon(self, run_log: RunLog) -> asyncio.Future[None]:
+        raise StoreError("cannot start the writer thread")
+
+
 @hookimpl
 def register_run_log_stores(register: Any) -> None:
     register("slow", SlowStore)
     register("gated", GatedStore)
     register("broken", BrokenStore)
+    register("raising-soon", RaisingSoonStore)
 
 
 class _Plugin:
@@ -192,3 +200,19 @@ async def test_broken_store_execute_still_returns_the_log() -> None:
     assert log.status == "completed"
     assert len(log.warnings) == 2 and all("StoreError" in w for w in log.warnings)
     await runtime.aclose()
+
+
+async def test_a_create_soon_that_raises_is_a_start_not_recorded() -> None:
+    # The run goes on (its start is written with its end), as when the create fails later.
+    runtime = Runtime(Config(run_log_store=ComponentConfig(type="raising-soon")),
+                      plugins=[_Plugin()], entry_points=False)
+    try:
+        handle = PIPELINE.stream(config=runtime)
+        events = [e async for e in handle]
+        assert [e.data["text"] for e in events if e.type == "step.event"] == ["a", "b", "c"]
+        warning = next(e for e in events if e.type == "run.warning")
+        assert "failed to record the run's start (StoreError" in warning.data["message"]
+        assert events[-1].type == "run.completed"
+        assert (await runtime.store.get(handle.run_id)).status == "completed"
+    finally:
+        await runtime.aclose()

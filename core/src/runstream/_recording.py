@@ -35,8 +35,12 @@ async def record_start(run: Run) -> bool:
     runtime = run.runtime
     await runtime.ensure_recovered()
     await runtime.leases.keep()
-    create = asyncio.ensure_future(_claim(run) if run.claim_queued
-                                   else runtime.store.create(run.log))
+    try:
+        create = (asyncio.ensure_future(_claim(run)) if run.claim_queued
+                  else runtime.store.create_soon(run.log))
+    except Exception as error:  # raised before its future: the same as a create that failed
+        create = asyncio.get_running_loop().create_future()
+        create.set_exception(error)
     try:
         done = await _settled_within(create, runtime.config.limits.store_timeout)
     except asyncio.CancelledError:

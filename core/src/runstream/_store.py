@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
@@ -43,6 +44,14 @@ class RunLogStore(BaseModel):
     async def create(self, run_log: RunLog) -> None:
         """Record a new run; raise :class:`runstream.RunIdError` if the id is already used."""
         raise NotImplementedError
+
+    def create_soon(self, run_log: RunLog) -> asyncio.Future[None]:
+        """:meth:`create`, started now: a future of its outcome, which runstream awaits, or not
+        (it never cancels it). A run records its start so, and goes on if the store is slower
+        than ``limits.store_timeout``. The default runs :meth:`create` in a task; a store whose
+        writes already complete a future (the ``sqlite`` store's thread) returns that one, a
+        task less per run."""
+        return asyncio.ensure_future(self.create(run_log))
 
     async def save(self, run_log: RunLog) -> None:
         """Replace the stored record of an existing run."""

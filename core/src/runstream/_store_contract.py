@@ -87,6 +87,17 @@ class RunLogStoreContract:
         winner = results.index(None)
         assert (await store.get("same")).parameters == {"n": winner}
 
+    async def test_create_soon_records_the_run_and_refuses_a_used_id(
+            self, store: RunLogStore) -> None:
+        first = store.create_soon(_log("soon"))
+        assert isinstance(first, asyncio.Future)  # started: runstream may never await it
+        await first
+        assert first.done() and first.exception() is None
+        assert (await store.get("soon")).parameters["prompt"] == "hi soon"
+        with pytest.raises(RunIdError, match="already used"):
+            await store.create_soon(_log("soon", parameters={"n": 2}))
+        assert (await store.get("soon")).parameters["prompt"] == "hi soon"
+
     async def test_an_unknown_run_is_not_found(self, store: RunLogStore) -> None:
         for run_id in ("nope", "../etc/passwd", "a\0b", "\ud800"):
             with pytest.raises(RunNotFoundError):

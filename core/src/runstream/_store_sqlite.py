@@ -108,6 +108,10 @@ class SqliteStore(RunLogStore):
         return self._batcher.call(fn, write=write)
 
     async def create(self, run_log: RunLog) -> None:
+        await self.create_soon(run_log)
+
+    def create_soon(self, run_log: RunLog) -> asyncio.Future[None]:
+        # The writer thread's own future: no task per run.
         row = (run_log.run_id, run_log.pipeline, run_log.status, run_log.started.isoformat(),
                None, dump_run_log(run_log))
 
@@ -118,7 +122,7 @@ class SqliteStore(RunLogStore):
                 raise RunIdError(f"run id '{run_log.run_id}' is already used; "
                                  "pick another or omit it") from None
 
-        await self._call(insert)
+        return self._call(insert)
 
     async def save(self, run_log: RunLog) -> None:
         row = (run_log.status, run_log.ended.isoformat() if run_log.ended else None,
