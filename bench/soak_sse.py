@@ -25,7 +25,9 @@ Recorded per phase: streams completed and failed (must be 0), time to the first 
 second) with a flatness verdict (median of the second half of the phase against the first
 window after warm-up), and the server's CPU time. Baseline in the same run: the same load
 against a minimal Starlette ``StreamingResponse`` app streaming the same pre-formatted events
-at the same pace (no runstream).
+at the same pace (no runstream); with ``--fastapi-baseline`` also the same chat as a FastAPI
+endpoint with a pydantic body (``fastapi_baseline_app``: no runstream either), since the example
+is a FastAPI app and the ratio against it leaves out what FastAPI's own request handling costs.
 
     uv run python bench/soak_sse.py --quick          # 200 streams, 15 s per phase
     uv run python bench/soak_sse.py                  # 1,000 streams, 60 s per phase (~5 min)
@@ -189,7 +191,11 @@ def fastapi_baseline_app() -> Any:
     # This module's annotations are strings (``from __future__ import annotations``) that
     # FastAPI would look up in the module's globals: give it the classes.
     fastapi_chat.__annotations__ = {"body": ChatBody, "return": StreamingResponse}
+    async def root() -> dict[str, str]:
+        return {"status": "ok"}
+
     app = FastAPI()
+    app.add_api_route("/", root, methods=["GET"])
     app.add_api_route("/chat", fastapi_chat, methods=["POST"])
     app.add_api_route("/_soak/objects", _objects, methods=["GET"])
     return app
@@ -797,7 +803,9 @@ def run_server(kind: str, args: argparse.Namespace, workdir: Path, server_core: 
     env["SOAK_STORE"] = args.store
     env["SOAK_DB"] = str(workdir / f"{kind}.db")
     env.update(shared.env(kind))
-    app = "soak_sse:runstream_app" if kind.startswith("runstream") else "soak_sse:baseline_app"
+    app = ("soak_sse:runstream_app" if kind.startswith("runstream")
+           else "soak_sse:fastapi_baseline_app" if kind == "baseline-fastapi"
+           else "soak_sse:baseline_app")
     server = Server(kind, app, env, workdir, server_core, workers)
     servers.append(server)
     server.wait_ready()
@@ -881,14 +889,14 @@ class SharedServers:
 def summary(report: dict[str, Any]) -> None:
     ours = [k for k in report["servers"] if k.startswith("runstream")]
     rs = report["servers"][ours[0]]
-    base = report["servers"].get("baseline")
 
     def f(v: Any) -> str:
         return f"{v:,.1f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
 
-    cols = [(k, p) for k in (*ours, "baseline") if k in report["servers"]
+    cols = [(k, p) for k in (*ours, "baseline", "baseline-fastapi") if k in report["servers"]
             for p in report["servers"][k]["phases"]]
-    labels = [k.replace("runstream", "rs")[:9] + ":" + p[:6] for k, p in cols]
+    labels = [k.replace("runstream", "rs").replace("baseline-fastapi", "fastapi")[:9] + ":"
+              + p[:6] for k, p in cols]
     print(f"  {'':<34}" + "".join(f"{label:>18}" for label in labels))
 
     def line(label: str, get: Any) -> None:
@@ -947,14 +955,17 @@ def summary(report: dict[str, Any]) -> None:
     if len(ours) > 1:
         compare_workers(report, ours)
     nan = float("nan")  # a phase too short for an RSS verdict
-    if base:
+    for name in ("baseline", "baseline-fastapi"):
+        base = report["servers"].get(name)
+        if not base:
+            continue
         for phase in rs["phases"]:
             if phase not in base["phases"]:
                 continue
             a, b = rs["phases"][phase], base["phases"][phase]
             rss = (a["rss_mb"].get("second_half_mb", nan)
                    / b["rss_mb"].get("second_half_mb", nan))
-            print(f"  ratio runstream/baseline ({phase}): first event p99 "
+            print(f"  ratio runstream/{name} ({phase}): first event p99 "
                   f"{a['ttfe_ms']['p99'] / b['ttfe_ms']['p99']:.2f}x, p50 "
                   f"{a['ttfe_ms']['p50'] / b['ttfe_ms']['p50']:.2f}x; duration p99 "
                   f"{a['duration_ms']['p99'] / b['duration_ms']['p99']:.2f}x; RSS (2nd half) "
@@ -1001,6 +1012,10 @@ def main() -> int:
     parser.add_argument("--compare-workers", default=None, metavar="N,M",
                         help="soak once per worker count (e.g. 1,2), no baseline; ratios")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--fastapi-baseline", action="store_true",
+                        help="also soak the bare app's chat as a FastAPI endpoint "
+                             "(fastapi_baseline_app): the ratios against it leave out what "
+                             "FastAPI itself costs the example")
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -1058,6 +1073,8 @@ def main() -> int:
                  else [("runstream", counts[0])])
         if not args.no_baseline and len(counts) == 1:
             kinds.append(("baseline", 1))
+            if args.fastapi_baseline:
+                kinds.append(("baseline-fastapi", 1))
         for kind, workers in kinds:
             report["servers"][kind] = run_server(kind, args, workdir, server_core, client_core,
                                                  processes, servers, shared, workers)
