@@ -303,3 +303,14 @@ async def test_an_append_may_leave_one_reader_waiting() -> None:
     assert other.done() and not told_otherwise.done()
     log.append_now("r1", [(2, 0.0, "step.event", "s", {"i": 2})])  # still waiting: woken
     assert told_otherwise.done()
+    # The one told otherwise, alone: it stays waiting, append after append; a reader that
+    # comes meanwhile is woken by the next one.
+    alone = kept.waiter()
+    log.append_now("r1", [(3, 0.0, "step.event", "s", {"i": 3})], but=alone)
+    log.append_now("r1", [(4, 0.0, "step.event", "s", {"i": 4})], but=alone)
+    assert not alone.done()
+    late = kept.waiter()
+    log.append_now("r1", [(5, 0.0, "step.event", "s", {"i": 5})], but=alone)
+    assert late.done() and not alone.done()
+    log.append_now("r1", [(6, 0.0, "step.event", "s", {"i": 6})])
+    assert alone.done()

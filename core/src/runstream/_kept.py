@@ -131,6 +131,8 @@ class _Run:
         """Complete the waiting readers' futures; ``but`` (if waiting) stays waiting."""
         waiters = self.waiters
         if waiters:
+            if len(waiters) == 1 and waiters[0] is but:
+                return  # only the reader told some other way waits (a token's common case)
             self.waiters = None if but is None or but not in waiters else [but]
             for waiter in waiters:
                 if waiter is not but and not waiter.done():
