@@ -323,3 +323,49 @@ async def test_what_the_run_writes_itself_is_framed_as_the_writer_would(
     # Most records went out from the run's own task, one write each.
     from_run = sum(1 for task in senders if task is not me)
     assert from_run >= 60
+
+
+async def one_then_wait(gate: asyncio.Event) -> AsyncGenerator[dict[str, Any], None]:
+    yield {"type": "status", "status": "thinking"}
+    await gate.wait()
+    yield {"type": "done"}
+
+
+@pytest.mark.parametrize("lifecycle", [False, True])
+async def test_a_runs_first_event_goes_out_from_its_own_task(lifecycle: bool) -> None:
+    """run.started and step.started come right before a run's first event. A client that is
+    not sent them (no ``lifecycle``) gets that first event from the run's own task, at once,
+    not batched with them through the pump's and the writer's tasks; a lifecycle client is
+    sent them, and gets the burst batched, as before."""
+    from runstream_sse._serve import Outcome, stream_feed
+
+    gate = asyncio.Event()
+    pipeline = AsyncPipeline("first", [AsyncPythonTask(
+        name="llm", function=lambda: one_then_wait(gate))])
+    writes: list[tuple[bytes, asyncio.Task[Any] | None]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        body = message.get("body", b"")
+        writes.append((body, asyncio.current_task()))
+        if b"thinking" in body:
+            gate.set()
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
+
+    async with Runtime(Config(run_log_store=ComponentConfig(type="memory"))) as runtime:
+        runs = RunsInFlight.for_runtime(runtime)
+        writer = await runs.open_run("first-1", "first", None)
+        live = runs.start(pipeline.stream(run_id="first-1", config=runtime), writer)
+        live.hold(0)
+        me = asyncio.current_task()
+        outcome = await stream_feed(receive, send, runs.feed("first-1", 0), 0,
+                                    lifecycle=lifecycle, ping_interval=None, primary=live)
+    assert outcome is Outcome.ENDED
+    first = next((body, task) for body, task in writes if b"thinking" in body)
+    if lifecycle:
+        assert first[1] is me  # the writer's batch: step.started and the event
+        assert first[0].startswith(b"event: step.started\nid: 2\n")
+    else:
+        assert first[1] is not me and first[0].startswith(b"id: 3\ndata: ")

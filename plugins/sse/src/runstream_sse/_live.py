@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 class ParkedWriter(Protocol):
     """The primary's stream writer while it waits (``_writer.Writer``)."""
 
+    #: Whether it sends only the run's ``step.event`` and terminal records (runstream's
+    #: protocol without ``lifecycle``): the others cost it no write.
+    events_only: bool
+
     def write_now(self, record: EventRecord) -> bool:
         """Send ``record``, just appended, from the run's task; False: wake the writer."""
         ...
@@ -134,19 +138,26 @@ class LiveRun:
     def _take(self, record: EventRecord) -> bool:
         """Append ``record`` from the run's emit if nothing need wait: whether it did (else
         the pump gets it, and what follows it, in a batch)."""
-        if record[2] in TERMINAL_EVENT_TYPES or self.ended:
+        type_ = record[2]
+        if type_ in TERMINAL_EVENT_TYPES or self.ended:
             return False  # the pump frees the run's slot before its end is out
-        now = time.monotonic()
-        if now - self._direct_at < BURST:
-            # A burst (a fast producer): this record and the ones right after it go to the
-            # pump in a batch, and to the client in one write, as one would one at a time.
-            return False
-        self._direct_at = now
+        parked = self._parked
+        if type_ == "step.event" or parked is None or not parked[0].events_only:
+            now = time.monotonic()
+            if now - self._direct_at < BURST:
+                # A burst (a fast producer): this record and the ones right after it go to
+                # the pump in a batch, and to the client in one write, as one would one at a
+                # time.
+                return False
+            self._direct_at = now
+        # Else a lifecycle record (run.started, step.started ...) that the waiting client is
+        # not sent: no write to batch, so it counts for no burst; the token right after it
+        # (a run's first, a step's first) goes out from here too, not through the pump's and
+        # the writer's tasks, two trips round a busy loop's queue.
         hold = self._hold
         writer = self.writer
         if hold is not None and writer.local.full(writer.run_id, hold):
             return False  # the pump waits for room
-        parked = self._parked
         if parked is None or parked[1].done():
             return writer.append_now((record,))
         # The primary's writer waits: append without waking it, and write from here.

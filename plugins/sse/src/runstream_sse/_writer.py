@@ -104,8 +104,8 @@ class Writer:
     """What a stream has sent (``cursor``), for :func:`_follow`'s loop and, while that waits,
     for the run's own task (:meth:`write_now`)."""
 
-    __slots__ = ("cursor", "feed", "framer", "handed", "lifecycle", "loop", "pinger", "primary",
-                 "send", "send_timeout", "warned")
+    __slots__ = ("cursor", "events_only", "feed", "framer", "handed", "lifecycle", "loop",
+                 "pinger", "primary", "send", "send_timeout", "warned")
 
     def __init__(self, send: Send, feed: Feed, cursor: int, lifecycle: bool,
                  primary: LiveRun | None, send_timeout: float | None, framer: Framer | None,
@@ -117,6 +117,8 @@ class Writer:
         self.primary = primary
         self.send_timeout = send_timeout
         self.framer = framer
+        #: Sends only step events and the end (see ``_live.ParkedWriter``).
+        self.events_only = framer is None and not lifecycle
         self.pinger = pinger
         self.loop = asyncio.get_running_loop()
         self.warned = False
