@@ -240,11 +240,35 @@ async def test_the_run_writes_to_its_waiting_client_and_hands_trouble_to_the_wri
         assert outcome is Outcome.GONE and 20 <= len(ids) < 201
 
 
+async def never_gone() -> dict[str, Any]:
+    """An ASGI receive whose client never goes."""
+    await asyncio.Event().wait()
+    return {"type": "http.disconnect"}
+
+
+async def stream_to(send: Any, pipeline: AsyncPipeline, run_id: str,
+                    parameters: dict[str, Any] | None, *, lifecycle: bool) -> tuple[Any, list[Any]]:
+    """Start ``pipeline`` as runstream-sse does for the client that asked for it, stream it to
+    ``send`` (from this task, as the request's) until its end: the stream's outcome, and the
+    run's records in the event log."""
+    from runstream_sse._serve import stream_feed
+
+    async with Runtime(Config(run_log_store=ComponentConfig(type="memory"))) as runtime:
+        runs = RunsInFlight.for_runtime(runtime)
+        writer = await runs.open_run(run_id, pipeline.name, None)
+        live = runs.start(pipeline.stream(parameters, run_id=run_id, config=runtime), writer)
+        live.hold(0)
+        outcome = await stream_feed(never_gone, send, runs.feed(run_id, 0), 0,
+                                    lifecycle=lifecycle, ping_interval=None, primary=live)
+        records = [r async for b in runtime.event_log.read(run_id) for r in b]
+    return outcome, records
+
+
 async def test_a_burst_goes_to_its_waiting_client_in_few_writes() -> None:
     """The run's task writes a record to the waiting client itself only when it comes some
     time after the last one it wrote: the records of a burst go out batched by the writer,
     not in one write each (which made a fast stream 3x slower)."""
-    from runstream_sse._serve import Outcome, stream_feed
+    from runstream_sse._serve import Outcome
 
     pipeline = AsyncPipeline("burst", [AsyncPythonTask(name="llm", function=burst)])
     bodies: list[bytes] = []
@@ -252,17 +276,7 @@ async def test_a_burst_goes_to_its_waiting_client_in_few_writes() -> None:
     async def send(message: dict[str, Any]) -> None:
         bodies.append(message.get("body", b""))
 
-    async def receive() -> dict[str, Any]:
-        await asyncio.Event().wait()
-        return {"type": "http.disconnect"}
-
-    async with Runtime(Config(run_log_store=ComponentConfig(type="memory"))) as runtime:
-        runs = RunsInFlight.for_runtime(runtime)
-        writer = await runs.open_run("burst-1", "burst", None)
-        live = runs.start(pipeline.stream({"n": 5000}, run_id="burst-1", config=runtime), writer)
-        live.hold(0)
-        outcome = await stream_feed(receive, send, runs.feed("burst-1", 0), 0, lifecycle=True,
-                                    ping_interval=None, primary=live)
+    outcome, _ = await stream_to(send, pipeline, "burst-1", {"n": 5000}, lifecycle=True)
     ids = [int(line[4:]) for body in bodies for line in body.decode().split("\n")
            if line.startswith("id: ")]
     assert outcome is Outcome.ENDED and ids == list(range(1, 5005))
@@ -285,7 +299,7 @@ async def test_what_the_run_writes_itself_is_framed_as_the_writer_would(
     records in the log, a branch's records with their ``step`` (unless the dict has one)."""
     from runstream_sse import _live
     from runstream_sse._encoder import to_bytes
-    from runstream_sse._serve import Outcome, stream_feed
+    from runstream_sse._serve import Outcome
     from runstream_sse._wire import frame_record
 
     monkeypatch.setattr(_live, "BURST", 0.0)
@@ -300,19 +314,8 @@ async def test_what_the_run_writes_itself_is_framed_as_the_writer_would(
         bodies.append(message.get("body", b""))
         senders.append(asyncio.current_task())
 
-    async def receive() -> dict[str, Any]:
-        await asyncio.Event().wait()
-        return {"type": "http.disconnect"}
-
-    async with Runtime(Config(run_log_store=ComponentConfig(type="memory"))) as runtime:
-        runs = RunsInFlight.for_runtime(runtime)
-        writer = await runs.open_run("awk-1", "awk", None)
-        live = runs.start(pipeline.stream({"n": 20}, run_id="awk-1", config=runtime), writer)
-        live.hold(0)
-        me = asyncio.current_task()
-        outcome = await stream_feed(receive, send, runs.feed("awk-1", 0), 0, lifecycle=False,
-                                    ping_interval=None, primary=live)
-        records = [r async for b in runtime.event_log.read("awk-1") for r in b]
+    me = asyncio.current_task()
+    outcome, records = await stream_to(send, pipeline, "awk-1", {"n": 20}, lifecycle=False)
     assert outcome is Outcome.ENDED
     events = [r for r in records if r[2] == "step.event"]
     assert len(events) == 80
@@ -337,7 +340,7 @@ async def test_a_runs_first_event_goes_out_from_its_own_task(lifecycle: bool) ->
     not sent them (no ``lifecycle``) gets that first event from the run's own task, at once,
     not batched with them through the pump's and the writer's tasks; a lifecycle client is
     sent them, and gets the burst batched, as before."""
-    from runstream_sse._serve import Outcome, stream_feed
+    from runstream_sse._serve import Outcome
 
     gate = asyncio.Event()
     pipeline = AsyncPipeline("first", [AsyncPythonTask(
@@ -350,18 +353,8 @@ async def test_a_runs_first_event_goes_out_from_its_own_task(lifecycle: bool) ->
         if b"thinking" in body:
             gate.set()
 
-    async def receive() -> dict[str, Any]:
-        await asyncio.Event().wait()
-        return {"type": "http.disconnect"}
-
-    async with Runtime(Config(run_log_store=ComponentConfig(type="memory"))) as runtime:
-        runs = RunsInFlight.for_runtime(runtime)
-        writer = await runs.open_run("first-1", "first", None)
-        live = runs.start(pipeline.stream(run_id="first-1", config=runtime), writer)
-        live.hold(0)
-        me = asyncio.current_task()
-        outcome = await stream_feed(receive, send, runs.feed("first-1", 0), 0,
-                                    lifecycle=lifecycle, ping_interval=None, primary=live)
+    me = asyncio.current_task()
+    outcome, _ = await stream_to(send, pipeline, "first-1", None, lifecycle=lifecycle)
     assert outcome is Outcome.ENDED
     first = next((body, task) for body, task in writes if b"thinking" in body)
     if lifecycle:
