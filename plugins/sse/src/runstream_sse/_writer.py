@@ -156,16 +156,11 @@ class Writer:
             # The common case, a token right after the last one sent: the log holds just this
             # record after the cursor (its primary reader's hold keeps it), framed as
             # ``frame`` would, without reading it back.
-            step = record[3]
-            data = record[4]
             try:
-                if step is not None and "." in step and "step" not in data:
-                    text = frame_record(self.feed.run_id, seq, "step.event", step, data)
-                else:
-                    text = f"id: {seq}\ndata: {json_dumps(data)}\n\n"
+                text = frame_record(self.feed.run_id, seq, "step.event", record[3], record[4])
                 pending = start_send(self.send, {"type": "http.response.body",
-                                                 "body": text.encode("utf-8", "backslashreplace"),
-                                                 "more_body": True}, self.send_timeout)
+                                                 "body": to_bytes(text), "more_body": True},
+                                     self.send_timeout)
             except Exception as exc:  # raised by the writer, as if it had written this itself
                 self.handed = exc
                 return False
